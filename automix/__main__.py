@@ -1,0 +1,3 @@
+from automix.cli import main
+
+main()
