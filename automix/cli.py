@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import json
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from automix import __version__
 from automix.analyzer import analyze
 from automix.audio import find_audio_files, read_audio
 from automix.errors import AutomixError
+from automix.mastering import OVER_LIMIT_CHOICES, PLATFORMS, resolve_targets
+from automix.pipeline import OutputOptions, master_file, output_path_for
+from automix.presets import Preset, load_preset
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TARGET_MISSED = 0, 1, 2, 3
 
@@ -37,7 +42,7 @@ stderr = Console(stderr=True)
 
 def fail(message: str) -> None:
     """One line on stderr, no traceback."""
-    stderr.print(f"[bold red]automix:[/] {message}", highlight=False, soft_wrap=True)
+    stderr.print(f"[bold red]automix:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def version_callback(value: bool) -> None:
@@ -80,6 +85,178 @@ def analyze_command(
     if rows:
         print_table(_analysis_table(rows))
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+# --- options shared by master and mix -------------------------------------------------
+
+PresetOption = typer.Option("pop", "--preset", "-p", help="Genre preset (see `automix presets`).")
+PresetFileOption = typer.Option(None, "--preset-file", help="Your own preset TOML (may `extends` a shipped one).")
+TargetOption = typer.Option(None, "--target-lufs", help="Integrated loudness of the master [default: from the preset].")
+CeilingOption = typer.Option(None, "--ceiling-dbtp", help="Highest true peak [default: from the preset].")
+MaxLimitingOption = typer.Option(None, "--max-limiting-db", help="Most limiter gain reduction allowed [default: from the preset].")
+PlatformOption = typer.Option(None, "--platform", help="Loudness target of a platform: " + ", ".join(PLATFORMS) + ".")
+OverLimitOption = typer.Option("fail", "--over-limit", help="If the target needs more limiting than allowed: fail (exit 3, nothing written), quieter, or force.")
+BitDepthOption = typer.Option("24", "--bit-depth", help="16 (dithered), 24 or 32f.")
+SampleRateOption = typer.Option(None, "--sample-rate", help="Output sample rate [default: the input's].")
+FormatOption = typer.Option(None, "--format", help="wav, flac or aiff [default: from the output name].")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
+JsonOption = typer.Option(False, "--json", help="One JSON object per result and line on stdout.")
+
+
+def resolve_preset(preset: str, preset_file: Optional[Path], platform: Optional[str], target_lufs: Optional[float],
+                   ceiling_dbtp: Optional[float], max_limiting_db: Optional[float]) -> Preset:
+    """Preset, then platform, then explicit flags: later ones win, and the report says which."""
+    resolved = load_preset(preset_file if preset_file else preset)
+    if platform:
+        platform_settings = resolve_targets(resolved.master, platform)
+        resolved = resolved.with_overrides(
+            {"target_lufs": platform_settings.target_lufs, "ceiling_dbtp": platform_settings.ceiling_dbtp}, f"--platform {platform}")
+    flags = {key: value for key, value in (("target_lufs", target_lufs), ("ceiling_dbtp", ceiling_dbtp), ("max_limiting_db", max_limiting_db)) if value is not None}
+    return resolved.with_overrides(flags, "command line")
+
+
+def check_output_options(bit_depth: str, over_limit: str, format_name: Optional[str], sample_rate: Optional[int]) -> None:
+    if bit_depth not in ("16", "24", "32f"):
+        raise AutomixError(f"--bit-depth must be 16, 24 or 32f, not {bit_depth!r}")
+    if over_limit not in OVER_LIMIT_CHOICES:
+        raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}, not {over_limit!r}")
+    if format_name and format_name.lower().lstrip(".") not in ("wav", "flac", "aif", "aiff"):
+        raise AutomixError(f"--format must be wav, flac or aiff, not {format_name!r}")
+    if format_name and format_name.lower() == "flac" and bit_depth == "32f":
+        raise AutomixError("FLAC cannot hold 32-bit float; use --bit-depth 16 or 24, or --format wav")
+    if sample_rate is not None and not 8000 <= sample_rate <= 384000:
+        raise AutomixError(f"--sample-rate must be between 8000 and 384000 Hz, not {sample_rate}")
+
+
+@app.command("master")
+def master_command(
+    inputs: list[Path] = typer.Argument(..., help="Mixes to master: files, folders or shell globs."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Folder for the masters (created if needed)."),
+    preset: str = PresetOption,
+    preset_file: Optional[Path] = PresetFileOption,
+    target_lufs: Optional[float] = TargetOption,
+    ceiling_dbtp: Optional[float] = CeilingOption,
+    max_limiting_db: Optional[float] = MaxLimitingOption,
+    platform: Optional[str] = PlatformOption,
+    over_limit: str = OverLimitOption,
+    bit_depth: str = BitDepthOption,
+    sample_rate: Optional[int] = SampleRateOption,
+    format_name: Optional[str] = FormatOption,
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files mastered in parallel."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Measure and report; write nothing."),
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Master finished mixes to a loudness target under a true-peak ceiling."""
+    try:
+        check_output_options(bit_depth, over_limit, format_name, sample_rate)
+        resolved = resolve_preset(preset, preset_file, platform, target_lufs, ceiling_dbtp, max_limiting_db)
+    except AutomixError as error:
+        fail(str(error))
+        raise typer.Exit(EXIT_USAGE)
+    files = find_audio_files(inputs)
+    if not files:
+        fail("no audio files found in " + ", ".join(map(str, inputs)))
+        raise typer.Exit(EXIT_USAGE)
+    options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run)
+    taken = {f.resolve() for f in files}
+    jobs_list = [(f, output_path_for(f, output_dir, format_name, taken)) for f in files]
+    protected = tuple(files)
+    counts = {"ok": 0, "error": 0, "target_missed": 0}
+    progress = _progress(len(jobs_list), quiet, "mastering")
+    with progress, ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else _InlineExecutor() as pool:
+        futures = [pool.submit(_master_job, src, dst, resolved.master, options, protected) for src, dst in jobs_list]
+        for (src, dst), future in zip(jobs_list, futures):
+            record = future.result()
+            record = {"input": str(src), "output": None if dry_run or record["status"] in ("error", "target_missed") else str(dst), **record}
+            kind = record["status"] if record["status"] in counts else "ok"
+            counts[kind] += 1
+            if as_json:
+                print(json.dumps(record), flush=True)
+            _report_line(record, quiet, progress)
+            progress.advance()
+    if not quiet:
+        stderr.print(f"{counts['ok']} mastered, {counts['target_missed']} missed the target, {counts['error']} failed", highlight=False)
+    raise typer.Exit(EXIT_FAILED if counts["error"] else EXIT_TARGET_MISSED if counts["target_missed"] else EXIT_OK)
+
+
+def _master_job(src: Path, dst: Path, settings, options: OutputOptions, protected) -> dict:
+    """One file, in a worker process: never raises for bad input, returns a record."""
+    try:
+        result = master_file(src, dst, settings, options, protected)
+    except AutomixError as error:
+        return {"status": "error", "error": str(error)}
+    data = result.to_dict()
+    data.pop("settings")
+    return data
+
+
+class _InlineExecutor:
+    """Runs jobs in this process (``--jobs 1``), with the executor interface."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+
+class _Progress:
+    """A rich progress bar on a terminal; nothing otherwise (plain lines are printed instead)."""
+
+    def __init__(self, total: int, enabled: bool, label: str) -> None:
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=stderr, transient=True)
+            self.task = self.bar.add_task(label, total=total)
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def advance(self) -> None:
+        if self.bar:
+            self.bar.advance(self.task)
+
+    def print(self, text: str) -> None:
+        (self.bar.console if self.bar else stderr).print(text, highlight=False, soft_wrap=True)
+
+
+def _progress(total: int, quiet: bool, label: str) -> _Progress:
+    return _Progress(total, enabled=not quiet and stderr.is_terminal, label=label)
+
+
+def _report_line(record: dict, quiet: bool, progress: _Progress) -> None:
+    """One human line per file on stderr: errors always, results unless --quiet."""
+    name = Path(record["input"]).name
+    if record["status"] == "error":
+        progress.print(f"[bold red]automix:[/] {escape(record['error'])}")
+        return
+    if record["status"] == "target_missed":
+        progress.print(f"[yellow]missed[/] {escape(name)}: {escape(record['message'])}")
+        return
+    if quiet:
+        return
+    where = f" -> {record['output']}" if record.get("output") else " (dry run)"
+    note = escape(f"  [{record['status']}: {record['message']}]") if record["status"] != "ok" else ""
+    progress.print(
+        f"ok {escape(name)}{escape(where)}  {record['input_lufs']:.1f} -> {record['output_lufs']:.2f} LUFS, "
+        f"{record['output_true_peak_dbtp']:.2f} dBTP, limiter {record['limiter_max_gain_reduction_db']:.1f} dB{note}"
+    )
 
 
 def _analysis_table(rows) -> Table:
