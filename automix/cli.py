@@ -26,8 +26,8 @@ from automix.analyzer import analyze
 from automix.audio import find_audio_files, read_audio
 from automix.errors import AutomixError
 from automix.mastering import OVER_LIMIT_CHOICES, PLATFORMS, resolve_targets
-from automix.pipeline import OutputOptions, master_file, output_path_for
-from automix.presets import Preset, load_preset
+from automix.pipeline import OutputOptions, master_file, mix_folder, output_path_for
+from automix.presets import ROLES, MasterSettings, MixSettings, Preset, RoleRules, available_presets, describe_settings, load_preset
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TARGET_MISSED = 0, 1, 2, 3
 
@@ -257,6 +257,142 @@ def _report_line(record: dict, quiet: bool, progress: _Progress) -> None:
         f"ok {escape(name)}{escape(where)}  {record['input_lufs']:.1f} -> {record['output_lufs']:.2f} LUFS, "
         f"{record['output_true_peak_dbtp']:.2f} dBTP, limiter {record['limiter_max_gain_reduction_db']:.1f} dB{note}"
     )
+
+
+@app.command("mix")
+def mix_command(
+    folder: Path = typer.Argument(..., help="Folder of stems (WAV, FLAC, AIFF, OGG, MP3)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The mixed and mastered file (.wav, .flac, .aiff)."),
+    preset: str = PresetOption,
+    preset_file: Optional[Path] = PresetFileOption,
+    roles: list[str] = typer.Option([], "--role", help="Set a stem's role: FILE=ROLE (repeatable), e.g. --role take3=bass."),
+    target_lufs: Optional[float] = TargetOption,
+    ceiling_dbtp: Optional[float] = CeilingOption,
+    max_limiting_db: Optional[float] = MaxLimitingOption,
+    platform: Optional[str] = PlatformOption,
+    over_limit: str = OverLimitOption,
+    bit_depth: str = BitDepthOption,
+    sample_rate: Optional[int] = SampleRateOption,
+    format_name: Optional[str] = FormatOption,
+    no_master: bool = typer.Option(False, "--no-master", help="Write the balanced mix without the mastering chain."),
+    export_stems: Optional[Path] = typer.Option(None, "--export-stems", help="Folder for the processed stems (32-bit float); their sum is the unmastered mix."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report of every decision here."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on an unreadable or silent stem instead of skipping it."),
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Balance, process and master a folder of stems into one track."""
+    try:
+        check_output_options(bit_depth, over_limit, format_name, sample_rate)
+        resolved = resolve_preset(preset, preset_file, platform, target_lufs, ceiling_dbtp, max_limiting_db)
+        overrides = parse_role_overrides(roles)
+    except AutomixError as error:
+        fail(str(error))
+        raise typer.Exit(EXIT_USAGE)
+    options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run=False)
+    with _progress(1, quiet, f"mixing {folder.name}") as progress:
+        try:
+            result = mix_folder(folder, output, resolved, options, role_overrides=overrides, no_master=no_master,
+                                export_stems=export_stems, report_path=report, strict=strict)
+        except AutomixError as error:
+            if as_json:
+                print(json.dumps({"input": str(folder), "status": "error", "error": str(error)}), flush=True)
+            fail(str(error))
+            raise typer.Exit(EXIT_FAILED)
+        progress.advance()
+    data = result.report
+    for skipped in data["skipped"]:
+        fail(f"skipped {skipped['file']}: {skipped['reason']}")
+    if as_json:
+        print(json.dumps({"input": str(folder), "output": data["output"], "status": result.status,
+                          "stems": len(data["stems"]), "skipped": len(data["skipped"]), **data["final"],
+                          "master": data["master"]}), flush=True)
+    if not quiet:
+        print_table(_mix_table(data))
+        final = data["final"]
+        message = f" ({result.master.message})" if result.master and result.master.message else ""
+        stderr.print(f"{result.status}: {data['output'] or 'nothing written'}  {final['integrated_lufs']:.2f} LUFS, "
+                     f"{final['true_peak_dbtp']:.2f} dBTP, LRA {final['loudness_range_lu']:.1f} LU{escape(message)}", highlight=False)
+    if result.status == "target_missed":
+        fail(result.master.message)
+        raise typer.Exit(EXIT_TARGET_MISSED)
+    raise typer.Exit(EXIT_FAILED if data["skipped"] else EXIT_OK)
+
+
+def parse_role_overrides(values: list[str]) -> dict[str, str]:
+    overrides = {}
+    for value in values:
+        name, sep, role = value.partition("=")
+        if not sep or not name or role not in ROLES:
+            raise AutomixError(f"--role {value!r}: expected FILE=ROLE with ROLE one of {', '.join(ROLES)}")
+        overrides[name] = role
+    return overrides
+
+
+def _mix_table(report: dict) -> Table:
+    table = Table(title=f"automix mix -- preset {report['preset']['name']}", title_justify="left")
+    for header in ("stem", "role", "in LUFS", "gain dB", "high-pass", "cuts", "comp", "pan", "in mix LUFS"):
+        table.add_column(header, justify="left" if header in ("stem", "role") else "right")
+    for stem in report["stems"]:
+        plan = stem["plan"]
+        cuts = ", ".join(f"{c['gain_db']:.1f}@{c['frequency_hz']:.0f}" for c in plan["eq_cuts"]) or "-"
+        comp = f"{plan['compressor']['ratio']:.1f}:1, {stem['rendered']['compressor_max_gain_reduction_db']:.1f} dB" if plan["compressor"] else "-"
+        pan_value = plan["pan"]
+        pan_text = "C" if abs(pan_value) < 0.005 else f"{'L' if pan_value < 0 else 'R'}{abs(pan_value) * 100:.0f}"
+        table.add_row(stem["file"], stem["role"], f"{stem['measured']['active_lufs']:.1f}", f"{plan['gain_db'] + stem['rendered']['makeup_db']:+.1f}",
+                      f"{plan['highpass_hz']:.0f} Hz" if plan["highpass_hz"] else "-", cuts, comp, pan_text,
+                      f"{stem['rendered']['loudness_in_mix_lufs']:.1f}")
+    return table
+
+
+presets_app = typer.Typer(help="List the genre presets, or show one's resolved values.", invoke_without_command=True, no_args_is_help=False)
+app.add_typer(presets_app, name="presets")
+
+
+@presets_app.callback()
+def presets_list(ctx: typer.Context) -> None:
+    """List the shipped presets with a one-line description."""
+    if ctx.invoked_subcommand:
+        return
+    table = Table(title="automix presets", title_justify="left")
+    for header in ("preset", "target", "ceiling", "description"):
+        table.add_column(header)
+    for name in available_presets():
+        p = load_preset(name)
+        table.add_row(name, f"{p.master.target_lufs:g} LUFS", f"{p.master.ceiling_dbtp:g} dBTP", p.description)
+    print_table(table)
+
+
+@presets_app.command("show")
+def presets_show(
+    name: str = typer.Argument(..., help="A preset name or a .toml file."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Print a preset's resolved values and the file each one comes from."""
+    preset = load_preset(name)
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps({"name": preset.name, "description": preset.description, "master": asdict(preset.master),
+                          "mix": asdict(preset.mix), "roles": {r: asdict(v) for r, v in preset.roles.items()},
+                          "origins": dict(preset.origins)}, indent=2))
+        return
+    stdout.print(f"[bold]{escape(preset.name)}[/]: {escape(preset.description)}", highlight=False)
+    for section, cls, values in (("master", MasterSettings, preset.master), ("mix", MixSettings, preset.mix)):
+        table = Table(title=f"[{section}]", title_justify="left")
+        for header in ("key", "value", "allowed", "meaning", "from"):
+            table.add_column(header)
+        for key, allowed, doc in describe_settings(cls):
+            table.add_row(key, f"{getattr(values, key):g}", allowed, doc, Path(preset.origins.get(f"{section}.{key}", "?")).name)
+        print_table(table)
+    table = Table(title="[roles]", title_justify="left")
+    table.add_column("role")
+    keys = [key for key, _, _ in describe_settings(RoleRules)]
+    for key in keys:
+        table.add_column(key.replace("_", " "), justify="right")
+    for role in ROLES:
+        table.add_row(role, *(f"{getattr(preset.roles[role], key):g}" for key in keys))
+    print_table(table)
 
 
 def _analysis_table(rows) -> Table:

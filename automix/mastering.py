@@ -10,7 +10,7 @@
    loudness, so it treats a quiet and a loud upload the same;
 4. loudness -- gain to the target with a true-peak lookahead limiter, in a closed loop
    that measures the result *as it will be written* (after dither) and corrects until
-   integrated loudness is within +-0.05 LU of the target and the true peak is at or
+   integrated loudness is within +-0.03 LU of the target and the true peak is at or
    below the ceiling.
 
 Every stage is a function of the signal's shape, not its level: the same mix uploaded
@@ -31,7 +31,7 @@ from automix.audio import Audio, quantize
 from automix.errors import AutomixError
 from automix.presets import MasterSettings
 
-LOUDNESS_TOLERANCE_LU = 0.05  # the loop aims inside +-0.05 LU; the promise is +-0.1
+LOUDNESS_TOLERANCE_LU = 0.03  # the loop aims inside +-0.03 LU; the promise is +-0.1
 MAX_ITERATIONS = 16
 #: Ways to handle a target that needs more limiting than ``max_limiting_db`` allows.
 OVER_LIMIT_CHOICES = ("fail", "quieter", "force")

@@ -5,13 +5,20 @@ The CLI is a thin layer over these functions; scripts can call them directly.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from automix.analyzer import analyze
-from automix.audio import WRITABLE_FORMATS, Audio, read_audio, resample, write_audio
+from automix.audio import READABLE_EXTENSIONS, WRITABLE_FORMATS, Audio, find_audio_files, quantize, read_audio, resample, write_audio
+from automix.balancer import MixPlan, StemInfo, balance
+from automix.errors import AutomixError
 from automix.mastering import MasterResult, master
-from automix.presets import MasterSettings
+from automix.presets import MasterSettings, Preset
+from automix.renderer import render
+from automix.roles import detect_role, pair_key, stereo_side
 
 
 @dataclass(frozen=True)
@@ -64,3 +71,205 @@ def output_path_for(input_path: Path, out_dir: Path, format_name: str | None, ta
         counter += 1
     taken.add(candidate.resolve())
     return candidate
+
+
+# --- mixing a folder of stems --------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedStems:
+    """Stems read from a folder, aligned at the start and padded to one length."""
+
+    names: tuple[str, ...]
+    paths: tuple[Path, ...]
+    samples: tuple  # numpy arrays, (channels, samples), one length, one rate
+    sample_rate: int
+    skipped: tuple[tuple[str, str], ...]  # (file name, reason)
+    notes: tuple[str, ...]  # resampled, padded, clipped input ...
+
+
+def load_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = None) -> LoadedStems:
+    """Read every audio file in ``folder``.
+
+    A stem that cannot be read is skipped and reported (or, with ``strict``, the run
+    fails). Stems at another rate are resampled (soxr, very high quality) to
+    ``sample_rate`` or else the rate most stems share (the higher on a tie); shorter
+    stems are padded with silence at the end.
+    """
+    if not folder.is_dir():
+        raise AutomixError(f"{folder}: not a folder of stems")
+    files = find_audio_files([folder])
+    if not files:
+        raise AutomixError(f"{folder}: no audio files (looked for {', '.join(READABLE_EXTENSIONS)})")
+    loaded, skipped, notes = [], [], []
+    for path in files:
+        try:
+            audio = read_audio(path)
+        except AutomixError as error:
+            if strict:
+                raise
+            skipped.append((path.name, str(error)))
+            continue
+        if audio.channels > 2:
+            message = f"{path}: {audio.channels} channels; stems must be mono or stereo"
+            if strict:
+                raise AutomixError(message)
+            skipped.append((path.name, message))
+            continue
+        loaded.append(audio)
+    if not loaded:
+        raise AutomixError(f"{folder}: none of the {len(files)} files could be read")
+    rates = Counter(a.sample_rate for a in loaded)
+    rate = sample_rate or max(rates, key=lambda r: (rates[r], r))
+    samples = []
+    for audio in loaded:
+        x = audio.samples
+        if audio.sample_rate != rate:
+            x = resample(x, audio.sample_rate, rate)
+            notes.append(f"{audio.name}: resampled {audio.sample_rate} -> {rate} Hz")
+        samples.append(x)
+    frames = max(x.shape[1] for x in samples)
+    for i, x in enumerate(samples):
+        if x.shape[1] < frames:
+            notes.append(f"{loaded[i].name}: {x.shape[1] / rate:.2f} s, padded with silence to {frames / rate:.2f} s")
+            samples[i] = np.pad(x, ((0, 0), (0, frames - x.shape[1])))
+    return LoadedStems(
+        names=tuple(a.name for a in loaded), paths=tuple(a.path for a in loaded), samples=tuple(samples),
+        sample_rate=rate, skipped=tuple(skipped), notes=tuple(notes),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class MixResult:
+    status: str  # as MasterResult.status, or "ok" for --no-master
+    output: Path | None
+    plan: MixPlan
+    master: MasterResult | None
+    report: dict
+
+
+def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOptions, *,
+               role_overrides: dict[str, str] | None = None, no_master: bool = False,
+               export_stems: Path | None = None, report_path: Path | None = None,
+               strict: bool = False) -> MixResult:
+    """Mix a folder of stems into one master. The pipeline, top to bottom.
+
+    Raises
+    ------
+    AutomixError
+        For an unusable folder, a bad role override, or an unwritable output.
+    """
+    stems = load_stems(folder, strict=strict, sample_rate=options.sample_rate)
+    analyses = [analyze(Audio(x, stems.sample_rate, path)) for x, path in zip(stems.samples, stems.paths)]
+    infos, kept, skipped = identify_stems(stems, analyses, role_overrides or {}, strict)
+    plan = balance(infos, preset)
+    rendered = render([stems.samples[i] for i in kept], stems.sample_rate, plan, keep_stems=export_stems is not None)
+
+    master_result = None
+    if no_master:
+        out, status = quantize(rendered.mix, options.bit_depth), "ok"
+    else:
+        bus = Audio(rendered.mix, stems.sample_rate, output)
+        out, master_result = master(bus, preset.master, bit_depth=options.bit_depth, over_limit=options.over_limit)
+        status = master_result.status
+    protected = stems.paths
+    written = None
+    if not options.dry_run and status != "target_missed":
+        written = write_audio(out, stems.sample_rate, output, options.bit_depth, protected=protected, format_name=options.format_name)
+        if export_stems is not None:
+            for index, (stem_plan, stem) in enumerate(zip(plan.stems, rendered.stems), start=1):
+                name = f"{index:02d}_{Path(stem_plan.name).stem}.wav"
+                write_audio(stem.samples, stems.sample_rate, export_stems / name, "32f", protected=protected)
+    report = build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result,
+                          out, stems.sample_rate, written, options)
+    if report_path is not None and not options.dry_run:
+        write_report(report, report_path)
+    return MixResult(status, written, plan, master_result, report)
+
+
+def identify_stems(stems: LoadedStems, analyses: list, role_overrides: dict[str, str], strict: bool):
+    """Roles for the stems that hold sound; silent stems are set aside and reported."""
+    unknown = set(role_overrides) - {n for n in stems.names} - {Path(n).stem for n in stems.names}
+    if unknown:
+        raise AutomixError(f"--role names no stem in the folder: {', '.join(sorted(unknown))}")
+    infos, kept, skipped = [], [], list(stems.skipped)
+    for index, (name, analysis) in enumerate(zip(stems.names, analyses)):
+        if analysis.is_silent:
+            if strict:
+                raise AutomixError(f"{name}: the stem is silent")
+            skipped.append((name, "silent: nothing to mix"))
+            continue
+        stem = Path(name).stem
+        override = role_overrides.get(name) or role_overrides.get(stem)
+        guess = detect_role(stem, stems.samples[index], stems.sample_rate, analysis, override)
+        infos.append(StemInfo(name, guess.role, guess.reason, analysis, stereo_side(stem), pair_key(stem)))
+        kept.append(index)
+    if not infos:
+        raise AutomixError("every stem is silent or unreadable: nothing to mix")
+    return infos, kept, tuple(skipped)
+
+
+def build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result, out,
+                 sample_rate, written, options) -> dict:
+    """The JSON report: per stem what was measured, decided and why; then the master."""
+    from automix import __version__
+
+    final = analyze(Audio(out, sample_rate))
+    stem_reports = []
+    for info, index, stem_plan, stem in zip(infos, kept, plan.stems, rendered.stems):
+        a = analyses[index]
+        warnings = []
+        if a.clipped_samples:
+            warnings.append(f"input is clipped ({a.clipped_samples} samples at full scale); automix cannot undo that")
+        if a.dc_offset > 0.01:
+            warnings.append(f"DC offset {a.dc_offset:.3f}; the high-pass or mastering removes most of it")
+        stem_reports.append({
+            "file": info.name,
+            "role": info.role,
+            "role_reason": info.role_reason,
+            "measured": {
+                "active_lufs": round(a.active_lufs, 2), "integrated_lufs": round(a.integrated_lufs, 2),
+                "true_peak_dbtp": round(a.true_peak_dbtp, 2), "crest_factor_db": round(a.crest_factor_db, 2),
+                "loudness_range_lu": round(a.loudness_range_lu, 2), "spectral_centroid_hz": round(a.spectral_centroid_hz, 1),
+                "low_share_below_160hz_db": round(a.band_level_db(20, 160), 1),
+                "presence_share_1_5khz_db": round(a.band_level_db(1000, 5000), 1),
+                "air_share_above_8khz_db": round(a.band_level_db(8000, 20000), 1),
+                "channels": a.channels, "duration_s": round(a.duration_s, 3),
+            },
+            "plan": stem_plan.to_dict(),
+            "rendered": {"makeup_db": round(stem.makeup_db, 2), "compressor_max_gain_reduction_db": round(stem.compressor_max_gain_reduction_db, 2),
+                         "loudness_in_mix_lufs": round(stem_plan.target_lufs + rendered.bus_gain_db, 2)},
+            "warnings": warnings,
+        })  # fmt: skip
+    return {
+        "automix_version": __version__,
+        "folder": str(folder),
+        "output": str(written) if written else None,
+        "sample_rate": sample_rate,
+        "preset": {"name": preset.name, "description": preset.description,
+                   "value_origins": {key: origin for key, origin in sorted(preset.origins.items())
+                                     if key.startswith(("master.", "mix."))}},
+        "stems": stem_reports,
+        "skipped": [{"file": name, "reason": reason} for name, reason in skipped],
+        "notes": list(stems.notes),
+        "mix": {**{k: v for k, v in plan.to_dict().items() if k != "stems"},
+                "bus_gain_db": round(rendered.bus_gain_db, 2), "bus_rule": rendered.bus_rule},
+        "master": master_result.to_dict() if master_result else None,
+        "final": {"integrated_lufs": round(final.integrated_lufs, 2), "true_peak_dbtp": round(final.true_peak_dbtp, 2),
+                  "loudness_range_lu": round(final.loudness_range_lu, 2), "sample_peak_dbfs": round(final.sample_peak_dbfs, 2),
+                  "bit_depth": options.bit_depth, "third_octave_bands_db": final.to_dict()["third_octave_bands_db"]},
+    }
+
+
+def write_report(report: dict, path: Path) -> None:
+    """Write the report atomically, like the audio."""
+    import json
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    os.replace(temp, path)

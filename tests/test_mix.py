@@ -1,0 +1,145 @@
+"""Mixing a folder of stems: invariance, exact stem export, roles, report, bad input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from signals import sine
+from test_loudness import ebur128
+
+from automix import loudness
+from automix.audio import read_audio, write_audio
+from automix.errors import AutomixError
+from automix.pipeline import OutputOptions, load_stems, mix_folder
+from automix.presets import load_preset
+
+SAMPLE_STEMS = Path(__file__).resolve().parent.parent / "sample_stems"
+POP = load_preset("pop")
+
+
+def short_copy(song: str, folder: Path, seconds: float = 8.0) -> Path:
+    """The first seconds of a sample song, so the tests stay fast."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted((SAMPLE_STEMS / song).glob("*.flac")):
+        audio = read_audio(path)
+        write_audio(audio.samples[:, : int(seconds * audio.sample_rate)], audio.sample_rate, folder / f"{path.stem}.wav", "32f")
+    return folder
+
+
+def test_gain_invariance(tmp_path):
+    """Stems at other levels (random, up to +-12 dB each) give the same mix within -60 dB."""
+    original = short_copy("pop_song", tmp_path / "a")
+    scrambled = tmp_path / "b"
+    scrambled.mkdir()
+    rng = np.random.default_rng(7)
+    for path in sorted(original.iterdir()):
+        audio = read_audio(path)
+        gain_db = rng.uniform(-12, 12)
+        write_audio(audio.samples * np.float32(10 ** (gain_db / 20)), audio.sample_rate, scrambled / path.name, "32f")
+    options = OutputOptions(bit_depth="32f")
+    mix_folder(original, tmp_path / "a.wav", POP, options)
+    mix_folder(scrambled, tmp_path / "b.wav", POP, options)
+    a, b = read_audio(tmp_path / "a.wav").samples, read_audio(tmp_path / "b.wav").samples
+    difference_lufs = loudness.integrated_loudness(a - b, 44100, absolute_gate_lufs=-200)
+    assert difference_lufs < loudness.integrated_loudness(a, 44100) - 60
+
+
+def test_exported_stems_sum_to_the_unmastered_mix(tmp_path):
+    stems = short_copy("jazz_trio", tmp_path / "stems", 6.0)
+    result = mix_folder(stems, tmp_path / "mix.wav", POP, OutputOptions(bit_depth="32f"), no_master=True,
+                        export_stems=tmp_path / "export")
+    exported = sorted((tmp_path / "export").glob("*.wav"))
+    assert len(exported) == 5
+    total = np.zeros_like(read_audio(tmp_path / "mix.wav").samples)
+    for path in exported:
+        total += read_audio(path).samples
+    mix = read_audio(tmp_path / "mix.wav").samples
+    assert np.abs(total - mix).max() < 1e-6
+    assert result.master is None
+    assert loudness.integrated_loudness(mix, 44100) == pytest.approx(POP.mix.bus_lufs, abs=0.2)
+
+
+def test_sample_song_meets_the_mastering_promise_and_balances_by_role(tmp_path):
+    stems = short_copy("pop_song", tmp_path / "stems")
+    report_path = tmp_path / "report.json"
+    result = mix_folder(stems, tmp_path / "mix.flac", POP, OutputOptions(bit_depth="24"),
+                        export_stems=tmp_path / "export", report_path=report_path)
+    out = read_audio(tmp_path / "mix.flac")
+    integrated, true_peak, _ = ebur128(out.samples, out.sample_rate)
+    assert integrated == pytest.approx(-14.0, abs=0.1)
+    assert true_peak <= -1.0
+    assert sf.info(tmp_path / "mix.flac").subtype == "PCM_24"
+    report = json.loads(report_path.read_text())
+    roles = {stem["file"]: stem["role"] for stem in report["stems"]}
+    assert roles["lead_vox.wav"] == "vocal" and roles["kick.wav"] == "kick" and roles["gtr_L.wav"] == "guitar"
+    # Measured in the exported stems: the vocal sits where the preset puts it relative
+    # to the kick (vocal 0 LU, kick -3 LU), whatever the input levels were.
+    exported = {p.name.split("_", 1)[1]: read_audio(p).samples for p in (tmp_path / "export").glob("*.wav")}
+    vocal = loudness.integrated_loudness(exported["lead_vox.wav"], 44100, absolute_gate_lufs=-120)
+    kick = loudness.integrated_loudness(exported["kick.wav"], 44100, absolute_gate_lufs=-120)
+    assert vocal - kick == pytest.approx(POP.roles["vocal"].loudness_lu - POP.roles["kick"].loudness_lu, abs=0.1)
+    # the pair is placed left and right
+    plans = {stem["file"]: stem["plan"] for stem in report["stems"]}
+    assert plans["gtr_L.wav"]["pan"] < -0.5 < 0.5 < plans["gtr_R.wav"]["pan"]
+    assert plans["lead_vox.wav"]["pan"] == 0.0 and plans["kick.wav"]["highpass_hz"] is None
+    for stem in report["stems"]:
+        assert stem["role_reason"] and stem["plan"]["gain_rule"] and stem["plan"]["pan_rule"]
+    assert report["master"]["status"] == "ok"
+    assert report["preset"]["value_origins"]["master.target_lufs"].endswith("pop.toml")
+
+
+def test_role_from_audio_and_override(tmp_path):
+    stems = short_copy("jazz_trio", tmp_path / "stems", 6.0)
+    result = mix_folder(stems, tmp_path / "mix.wav", POP, OutputOptions(), no_master=True)
+    take3 = next(s for s in result.report["stems"] if s["file"] == "take3.wav")
+    assert take3["role"] == "bass" and take3["role_reason"].startswith("audio:")
+    result = mix_folder(stems, tmp_path / "mix2.wav", POP, OutputOptions(), no_master=True, role_overrides={"take3": "keys"})
+    take3 = next(s for s in result.report["stems"] if s["file"] == "take3.wav")
+    assert take3["role"] == "keys" and take3["role_reason"] == "set with --role"
+    with pytest.raises(AutomixError, match="no stem"):
+        mix_folder(stems, tmp_path / "mix3.wav", POP, OutputOptions(), role_overrides={"nothing": "bass"})
+
+
+def test_mixed_rates_lengths_channels_and_bad_files(tmp_path):
+    folder = tmp_path / "stems"
+    folder.mkdir()
+    write_audio(sine(-20, 3.0, 44100, 220.0, channels=1), 44100, folder / "vocal.wav", "24")
+    write_audio(sine(-30, 2.0, 48000, 55.0, channels=2), 48000, folder / "bass.wav", "24")
+    write_audio(sine(-10, 3.0, 44100, 440.0, channels=1), 44100, folder / "keys.flac", "16")
+    write_audio(np.zeros((1, 44100), np.float32), 44100, folder / "silent_fx.wav", "24")
+    (folder / "broken.wav").write_bytes(b"nope")
+    loaded = load_stems(folder)
+    assert loaded.sample_rate == 44100 and len({x.shape[1] for x in loaded.samples}) == 1
+    assert any("resampled 48000 -> 44100" in note for note in loaded.notes)
+    result = mix_folder(folder, tmp_path / "mix.wav", POP, OutputOptions(bit_depth="16"))
+    skipped = {s["file"]: s["reason"] for s in result.report["skipped"]}
+    assert set(skipped) == {"broken.wav", "silent_fx.wav"}
+    assert read_audio(tmp_path / "mix.wav").samples.shape == (2, 3 * 44100)
+    with pytest.raises(AutomixError, match="broken.wav"):
+        mix_folder(folder, tmp_path / "strict.wav", POP, OutputOptions(), strict=True)
+
+
+def test_empty_and_silent_folders(tmp_path):
+    with pytest.raises(AutomixError, match="no audio files"):
+        mix_folder(tmp_path, tmp_path / "x.wav", POP, OutputOptions())
+    write_audio(np.zeros((1, 44100), np.float32), 44100, tmp_path / "a.wav", "24")
+    with pytest.raises(AutomixError, match="silent"):
+        mix_folder(tmp_path, tmp_path / "x.wav", POP, OutputOptions())
+
+
+def test_deterministic_output(tmp_path):
+    stems = short_copy("jazz_trio", tmp_path / "stems", 4.0)
+    mix_folder(stems, tmp_path / "a.wav", POP, OutputOptions(bit_depth="16"))
+    mix_folder(stems, tmp_path / "b.wav", POP, OutputOptions(bit_depth="16"))
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+
+
+def test_never_writes_over_a_stem(tmp_path):
+    stems = short_copy("jazz_trio", tmp_path / "stems", 3.0)
+    before = (stems / "piano.wav").read_bytes()
+    with pytest.raises(AutomixError, match="input"):
+        mix_folder(stems, stems / "piano.wav", POP, OutputOptions())
+    assert (stems / "piano.wav").read_bytes() == before
