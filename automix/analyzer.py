@@ -29,6 +29,7 @@ NOMINAL_CENTRES = (
 
 CLIP_LEVEL = 0.999  # |x| at or above this, for 3+ samples in a row, is counted as clipped
 SPECTRUM_SEGMENT = 8192  # FFT length of the Welch spectrum (5.4 Hz bins at 44.1 kHz)
+SPECTRUM_FRAMES = 512  # most frames averaged, spread evenly over the signal
 
 
 @dataclass(frozen=True)
@@ -169,18 +170,20 @@ def _active_rms_dbfs(samples: np.ndarray, sample_rate: int) -> float:
 def _spectrum(samples: np.ndarray, sample_rate: int) -> tuple[tuple[float, ...], float]:
     """Third-octave band levels relative to total power, and the spectral centroid.
 
-    Welch's method over consecutive chunks, so a long file never needs all its FFT
-    frames in memory at once.
+    A Welch average over at most ``SPECTRUM_FRAMES`` Hann-windowed frames spread evenly
+    over the whole signal: a long-term spectrum converges long before every frame of a
+    long file is used, so the cost stays fixed however long the file is.
     """
-    segment = min(SPECTRUM_SEGMENT, samples.shape[1])
-    chunk = segment * 256
+    channels, frames = samples.shape
+    segment = min(SPECTRUM_SEGMENT, frames)
+    available = max(1, (frames - segment) // (segment // 2) + 1)
+    starts = np.linspace(0, frames - segment, min(available, SPECTRUM_FRAMES)).astype(np.int64)
+    window = signal.get_window("hann", segment).astype(np.float32)
     psd_sum = np.zeros(segment // 2 + 1)
-    for start in range(0, samples.shape[1] - segment + 1, chunk):
-        part = samples[:, start : start + chunk + segment // 2]
-        if part.shape[1] < segment:
-            break
-        frequencies, psd = signal.welch(part, sample_rate, nperseg=segment, axis=-1, scaling="spectrum")
-        psd_sum += psd.sum(axis=0) * part.shape[1]
+    for batch in np.array_split(starts, -(-starts.size // 64)):
+        frames_batch = samples[:, batch[:, None] + np.arange(segment)[None, :]]  # (ch, n, segment)
+        frames_batch = (frames_batch - frames_batch.mean(axis=-1, keepdims=True)) * window  # detrend, as welch does
+        psd_sum += (np.abs(np.fft.rfft(frames_batch, axis=-1)) ** 2).sum(axis=(0, 1))
     frequencies = np.fft.rfftfreq(segment, 1.0 / sample_rate)
     total = psd_sum[1:].sum()
     if total <= 0:

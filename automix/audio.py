@@ -156,10 +156,13 @@ def quantize(samples: np.ndarray, bit_depth: str, seed: int = DITHER_SEED) -> np
     bits = 16 if bit_depth == "16" else 24
     scale = float(2 ** (bits - 1))
     rng = np.random.default_rng(seed)
-    dither = rng.random(samples.shape, dtype=np.float64) - rng.random(samples.shape, dtype=np.float64)
-    codes = np.rint(samples.astype(np.float64) * scale + dither)
+    codes = rng.random(samples.shape, dtype=np.float32).astype(np.float64)
+    codes -= rng.random(samples.shape, dtype=np.float32)  # TPDF: difference of two uniforms
+    codes += samples * scale
+    np.rint(codes, out=codes)
     np.clip(codes, -scale, scale - 1, out=codes)
-    return (codes / scale).astype(np.float32)
+    codes /= scale
+    return codes.astype(np.float32)
 
 
 def write_audio(

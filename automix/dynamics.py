@@ -14,6 +14,8 @@ compressor must be linked.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +29,9 @@ CHUNK_FRAMES = 1 << 18
 def _one_pole(x: np.ndarray, time_ms: float, sample_rate: int) -> np.ndarray:
     """First-order low-pass with time constant ``time_ms``, started at the first value."""
     coefficient = math.exp(-1000.0 / (time_ms * sample_rate))
-    zi = signal.lfilter_zi([1.0 - coefficient], [1.0, -coefficient]) * x[0]
-    return signal.lfilter([1.0 - coefficient], [1.0, -coefficient], x, zi=zi)[0]
+    b = np.array([1.0 - coefficient], dtype=x.dtype)
+    a = np.array([1.0, -coefficient], dtype=x.dtype)
+    return signal.lfilter(b, a, x, zi=np.array([coefficient * x[0]], dtype=x.dtype))[0]
 
 
 def _odd(n: float) -> int:
@@ -51,7 +54,7 @@ def smooth_gain_reduction(required_db: np.ndarray, attack_samples: int, release_
     length = _odd(attack_samples)
     minimum = ndimage.minimum_filter1d(required_db, length, mode="nearest")
     attack = ndimage.uniform_filter1d(minimum, length, mode="nearest")
-    attack = np.minimum(attack, 0.0)
+    np.minimum(attack, 0, out=attack)
     held = attack
     hold = int(hold_ms * sample_rate / 1000.0)
     if hold > 1:
@@ -72,11 +75,16 @@ class LimiterResult:
 
 def peak_envelope(samples: np.ndarray, factor: int) -> np.ndarray:
     """Per input sample, the largest ``|x|`` over all channels and the ``factor``
-    oversampled points from that sample to the next (the true-peak detector)."""
+    oversampled points from that sample to the next (the true-peak detector).
+
+    Chunks run on a thread pool (scipy's FIR code releases the GIL); each writes only
+    its own slice of the result.
+    """
     channels, frames = samples.shape
     context = loudness.TAPS_PER_PHASE
     envelope = np.empty(frames, dtype=np.float32)
-    for start in range(0, frames, CHUNK_FRAMES):
+
+    def run(start: int) -> None:
         stop = min(frames, start + CHUNK_FRAMES)
         lo, hi = max(0, start - context), min(frames, stop + context + 1)
         up = np.abs(loudness.oversample(samples[:, lo:hi], factor)).reshape(channels, hi - lo, factor)
@@ -84,6 +92,9 @@ def peak_envelope(samples: np.ndarray, factor: int) -> np.ndarray:
         # include the next sample's grid point so each interval [n, n+1] is covered
         per_sample[:-1] = np.maximum(per_sample[:-1], per_sample[1:])
         envelope[start:stop] = per_sample[start - lo : stop - lo]
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(run, range(0, frames, CHUNK_FRAMES)))
     return envelope
 
 
@@ -99,14 +110,16 @@ def limit(samples: np.ndarray, sample_rate: int, ceiling: float, *, lookahead_ms
         Linear amplitude the oversampled signal is held under.
     """
     factor = factor or loudness.oversampling_factor(sample_rate)
-    envelope = peak_envelope(samples, factor).astype(np.float64)
-    with np.errstate(divide="ignore"):
-        required_db = np.minimum(0.0, 20.0 * np.log10(ceiling / np.maximum(envelope, 1e-12)))
-    if required_db.min() >= 0.0:
+    envelope = peak_envelope(samples, factor)
+    if envelope.max() <= ceiling:
         return LimiterResult(samples, 0.0, 0.0)
+    # float32 throughout: a gain curve needs ~1e-4 dB, not double precision
+    required_db = np.log10(np.float32(ceiling) / np.maximum(envelope, np.float32(1e-12)))
+    required_db *= np.float32(20.0)
+    np.minimum(required_db, np.float32(0.0), out=required_db)
     gain_db = smooth_gain_reduction(required_db, int(lookahead_ms * sample_rate / 1000), release_ms, sample_rate, hold_ms)
     acting = gain_db < -0.01
-    limited = (samples * (10.0 ** (gain_db / 20.0))).astype(np.float32)
+    limited = samples * np.power(np.float32(10.0), gain_db / np.float32(20.0), dtype=np.float32)
     return LimiterResult(
         limited,
         max_gain_reduction_db=float(-gain_db.min()),
@@ -131,18 +144,18 @@ def compress(samples: np.ndarray, sample_rate: int, *, threshold_db: float, rati
     """
     if ratio <= 1.0:
         return CompressorResult(samples, 0.0, 0.0)
-    power = np.mean(np.square(samples, dtype=np.float64), axis=0)
-    smoothed = np.maximum(_one_pole(power, attack_ms, sample_rate), 1e-20)
-    level_db = 10.0 * np.log10(smoothed)
-    over = level_db - threshold_db
-    slope = 1.0 - 1.0 / ratio
-    reduction = np.where(
-        over <= -knee_db / 2, 0.0,
-        np.where(over >= knee_db / 2, slope * over, slope * (over + knee_db / 2) ** 2 / (2 * knee_db)),
-    )  # fmt: skip
+    power = np.mean(np.square(samples), axis=0, dtype=np.float32)
+    smoothed = np.maximum(_one_pole(power, attack_ms, sample_rate), np.float32(1e-20))
+    over = np.log10(smoothed)
+    over *= np.float32(10.0)
+    over -= np.float32(threshold_db)
+    slope = np.float32(1.0 - 1.0 / ratio)
+    half_knee = np.float32(knee_db / 2)
+    # soft knee: quadratic over [-knee/2, knee/2], straight line above, zero below
+    reduction = np.where(over >= half_knee, slope * over, slope * (np.maximum(over + half_knee, 0)) ** 2 / np.float32(2 * knee_db))
     # Reduction rises at the detector's (attack) speed and falls at the release speed.
-    released = -_one_pole(-reduction, release_ms, sample_rate)
-    gain_db = -np.maximum(reduction, np.minimum(released, reduction.max()))
-    out = (samples * (10.0 ** (gain_db / 20.0))).astype(np.float32)
+    released = _one_pole(reduction, release_ms, sample_rate)
+    gain_db = -np.maximum(reduction, released)
+    out = samples * np.power(np.float32(10.0), gain_db / np.float32(20.0), dtype=np.float32)
     acting = gain_db < -0.01
     return CompressorResult(out, float(-gain_db.min()), float(-gain_db[acting].mean()) if acting.any() else 0.0)

@@ -126,18 +126,25 @@ class LoudnessMeasurement:
 
 
 def measure(samples: np.ndarray, sample_rate: int, *, true_peak: bool = True) -> LoudnessMeasurement:
-    """Measure loudness, loudness range and peaks of ``(channels, samples)`` audio."""
-    power_sums, counts = granule_power(samples, sample_rate)
-    momentary = _window_lufs(power_sums, counts, MOMENTARY_GRANULES)
-    short_term = _window_lufs(power_sums, counts, SHORT_TERM_GRANULES)
-    sample_peak = float(np.abs(samples).max()) if samples.size else 0.0
+    """Measure loudness, loudness range and peaks of ``(channels, samples)`` audio.
+
+    The K-weighted loudness and the true peak are independent, so the true-peak scan
+    runs on its own threads while this one filters.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        peak_job = pool.submit(true_peak_dbtp, samples, sample_rate) if true_peak else None
+        power_sums, counts = granule_power(samples, sample_rate)
+        momentary = _window_lufs(power_sums, counts, MOMENTARY_GRANULES)
+        short_term = _window_lufs(power_sums, counts, SHORT_TERM_GRANULES)
+        sample_peak = float(np.abs(samples).max()) if samples.size else 0.0
+        peak_dbtp = peak_job.result() if peak_job else amplitude_to_db(sample_peak)
     return LoudnessMeasurement(
         integrated_lufs=gated_loudness(momentary),
         loudness_range_lu=loudness_range(short_term),
         momentary_lufs=momentary,
         short_term_lufs=short_term,
         sample_peak_dbfs=amplitude_to_db(sample_peak),
-        true_peak_dbtp=true_peak_dbtp(samples, sample_rate) if true_peak else amplitude_to_db(sample_peak),
+        true_peak_dbtp=peak_dbtp,
     )
 
 
