@@ -145,12 +145,19 @@ def test_low_end_is_mono_below_the_crossover():
 
 
 def test_tonal_balance_moves_toward_the_target_and_is_capped():
+    """Pop's target falls 3 dB per octave (third-octave power). White noise rises 3 dB per
+    octave (too bright): its highs come down relative to its lows. Pink noise through a
+    100 Hz first-order low-pass falls 6 dB per octave (too dark): the reverse."""
     from automix.analyzer import analyze
 
-    sos = signal.butter(1, 2000, "lowpass", fs=44100, output="sos")
-    dull = (0.05 * signal.sosfilt(sos, pink_noise(6, 44100), axis=-1)).astype(np.float32)  # a dark mix
-    move = tonal_balance(analyze(Audio(dull, 44100)), POP)
-    gains = np.asarray(move.gains_db)
-    centres = np.asarray(move.centres_hz)
-    assert gains[(centres > 4000) & (centres < 12000)].mean() > gains[(centres > 60) & (centres < 200)].mean()
-    assert np.abs(gains).max() <= POP.tonal_max_db + 1e-9
+    def tilt(x):
+        move = tonal_balance(analyze(Audio(x, 44100)), POP)
+        gains, centres = np.asarray(move.gains_db), np.asarray(move.centres_hz)
+        assert np.abs(gains).max() <= POP.tonal_max_db + 1e-9
+        return gains[(centres > 4000) & (centres < 12000)].mean() - gains[(centres > 150) & (centres < 600)].mean()
+
+    white = (0.05 * np.random.default_rng(0).standard_normal((2, 6 * 44100))).astype(np.float32)
+    sos = signal.butter(1, 100, "lowpass", fs=44100, output="sos")
+    dark = (0.3 * signal.sosfilt(sos, pink_noise(6, 44100), axis=-1)).astype(np.float32)
+    assert tilt(white) < -1.0
+    assert tilt(dark) > 1.0
