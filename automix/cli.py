@@ -301,14 +301,19 @@ def mix_command(
             raise typer.Exit(EXIT_FAILED)
         progress.advance()
     data = result.report
+    unreadable = [s for s in data["skipped"] if s["kind"] == "unreadable"]
     for skipped in data["skipped"]:
-        fail(f"skipped {skipped['file']}: {skipped['reason']}")
+        if skipped["kind"] == "unreadable":
+            fail(f"skipped {skipped['file']}: {skipped['reason']}")
+        elif not quiet:
+            stderr.print(f"note: left out {escape(skipped['file'])}: {escape(skipped['reason'])}", highlight=False)
     if as_json:
         print(json.dumps({"input": str(folder), "output": data["output"], "status": result.status,
                           "stems": len(data["stems"]), "skipped": len(data["skipped"]), **data["final"],
                           "master": data["master"]}), flush=True)
     if not quiet:
-        print_table(_mix_table(data))
+        if not as_json:  # stdout stays pure JSON for scripts
+            print_table(_mix_table(data))
         final = data["final"]
         message = f" ({result.master.message})" if result.master and result.master.message else ""
         stderr.print(f"{result.status}: {data['output'] or 'nothing written'}  {final['integrated_lufs']:.2f} LUFS, "
@@ -316,7 +321,7 @@ def mix_command(
     if result.status == "target_missed":
         fail(result.master.message)
         raise typer.Exit(EXIT_TARGET_MISSED)
-    raise typer.Exit(EXIT_FAILED if data["skipped"] else EXIT_OK)
+    raise typer.Exit(EXIT_FAILED if unreadable else EXIT_OK)
 
 
 def parse_role_overrides(values: list[str]) -> dict[str, str]:

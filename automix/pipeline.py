@@ -84,7 +84,7 @@ class LoadedStems:
     paths: tuple[Path, ...]
     samples: tuple  # numpy arrays, (channels, samples), one length, one rate
     sample_rate: int
-    skipped: tuple[tuple[str, str], ...]  # (file name, reason)
+    skipped: tuple[tuple[str, str, str], ...]  # (file name, reason, "unreadable")
     notes: tuple[str, ...]  # resampled, padded, clipped input ...
 
 
@@ -108,13 +108,13 @@ def load_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = 
         except AutomixError as error:
             if strict:
                 raise
-            skipped.append((path.name, str(error)))
+            skipped.append((path.name, str(error), "unreadable"))
             continue
         if audio.channels > 2:
             message = f"{path}: {audio.channels} channels; stems must be mono or stereo"
             if strict:
                 raise AutomixError(message)
-            skipped.append((path.name, message))
+            skipped.append((path.name, message, "unreadable"))
             continue
         loaded.append(audio)
     if not loaded:
@@ -187,17 +187,30 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     return MixResult(status, written, plan, master_result, report)
 
 
+#: A stem this far below the loudest stem holds only bleed or noise: raising it to its
+#: role's level would raise that noise by as much. Relative, so gain-invariant.
+NEAR_SILENT_LU = 50.0
+
+
 def identify_stems(stems: LoadedStems, analyses: list, role_overrides: dict[str, str], strict: bool):
-    """Roles for the stems that hold sound; silent stems are set aside and reported."""
+    """Roles for the stems that hold sound; silent and near-silent stems are set aside
+    and reported."""
     unknown = set(role_overrides) - {n for n in stems.names} - {Path(n).stem for n in stems.names}
     if unknown:
         raise AutomixError(f"--role names no stem in the folder: {', '.join(sorted(unknown))}")
     infos, kept, skipped = [], [], list(stems.skipped)
+    loudest = max(a.active_lufs for a in analyses)
     for index, (name, analysis) in enumerate(zip(stems.names, analyses)):
+        reason = None
         if analysis.is_silent:
+            reason = "silent: nothing to mix"
+        elif analysis.active_lufs < loudest - NEAR_SILENT_LU:
+            reason = (f"near-silent: {loudest - analysis.active_lufs:.0f} dB below the loudest stem "
+                      f"(bleed or noise only; raising it to its role's level would raise the noise)")
+        if reason:
             if strict:
-                raise AutomixError(f"{name}: the stem is silent")
-            skipped.append((name, "silent: nothing to mix"))
+                raise AutomixError(f"{name}: {reason}")
+            skipped.append((name, reason, "silent"))
             continue
         stem = Path(name).stem
         override = role_overrides.get(name) or role_overrides.get(stem)
@@ -250,7 +263,7 @@ def build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, re
                    "value_origins": {key: origin for key, origin in sorted(preset.origins.items())
                                      if key.startswith(("master.", "mix."))}},
         "stems": stem_reports,
-        "skipped": [{"file": name, "reason": reason} for name, reason in skipped],
+        "skipped": [{"file": name, "reason": reason, "kind": kind} for name, reason, kind in skipped],
         "notes": list(stems.notes),
         "mix": {**{k: v for k, v in plan.to_dict().items() if k != "stems"},
                 "bus_gain_db": round(rendered.bus_gain_db, 2), "bus_rule": rendered.bus_rule},

@@ -47,3 +47,46 @@ def test_empty_folder_is_a_usage_error(tmp_path):
 def test_version():
     result = automix("--version")
     assert result.returncode == 0 and result.stdout.startswith("automix ")
+
+
+def test_mix_command_end_to_end(tmp_path):
+    from test_mix import short_copy
+
+    stems = short_copy("jazz_trio", tmp_path / "stems", 4.0)
+    (stems / "unreadable.wav").write_bytes(b"??")
+    result = automix("mix", stems, "-o", tmp_path / "song.wav", "--json", "--report", tmp_path / "r.json", "--bit-depth", "16")
+    assert result.returncode == 1  # one stem could not be read; the mix was still made
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["status"] == "ok" and line["stems"] == 5 and line["skipped"] == 1
+    assert abs(line["integrated_lufs"] + 14.0) <= 0.1 and line["true_peak_dbtp"] <= -1.0
+    assert "unreadable.wav" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["stems"][0]["plan"]["gain_rule"]
+
+
+def test_master_command_batch(tmp_path):
+    from automix.audio import read_audio
+    from signals import music_like
+
+    write_audio(music_like(4, 44100), 44100, tmp_path / "a.wav", "24")
+    write_audio(music_like(4, 48000, seed=1) * np.float32(0.1), 48000, tmp_path / "b.flac", "24")
+    (tmp_path / "c.wav").write_bytes(b"")
+    out = tmp_path / "out"
+    result = automix("master", tmp_path / "a.wav", tmp_path / "b.flac", tmp_path / "c.wav", "-o", out, "--json", "-j", "2", "--bit-depth", "16")
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in records] == ["ok", "ok", "error"]
+    assert read_audio(out / "a.wav").sample_rate == 44100 and read_audio(out / "b.flac").sample_rate == 48000
+    for record in records[:2]:
+        assert abs(record["output_lufs"] + 14) <= 0.1 and record["output_true_peak_dbtp"] <= -1.0
+    # the same again is byte-identical
+    again = automix("master", tmp_path / "a.wav", "-o", tmp_path / "again", "--bit-depth", "16")
+    assert again.returncode == 0
+    assert (out / "a.wav").read_bytes() == (tmp_path / "again" / "a.wav").read_bytes()
+    # a target that needs too much limiting: exit 3, nothing written
+    missed = automix("master", tmp_path / "a.wav", "-o", tmp_path / "loud", "--target-lufs", "-5", "--max-limiting-db", "1")
+    assert missed.returncode == 3 and not (tmp_path / "loud" / "a.wav").exists()
+    dry = automix("master", tmp_path / "a.wav", "-o", tmp_path / "dry", "--dry-run", "--platform", "apple", "--json")
+    assert dry.returncode == 0 and not (tmp_path / "dry").exists()
+    assert abs(json.loads(dry.stdout)["output_lufs"] + 16) <= 0.1
+    usage = automix("master", tmp_path / "a.wav", "-o", tmp_path / "x", "--bit-depth", "12")
+    assert usage.returncode == 2 and "bit-depth" in usage.stderr

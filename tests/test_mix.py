@@ -115,11 +115,23 @@ def test_mixed_rates_lengths_channels_and_bad_files(tmp_path):
     assert loaded.sample_rate == 44100 and len({x.shape[1] for x in loaded.samples}) == 1
     assert any("resampled 48000 -> 44100" in note for note in loaded.notes)
     result = mix_folder(folder, tmp_path / "mix.wav", POP, OutputOptions(bit_depth="16"))
-    skipped = {s["file"]: s["reason"] for s in result.report["skipped"]}
-    assert set(skipped) == {"broken.wav", "silent_fx.wav"}
+    skipped = {s["file"]: s["kind"] for s in result.report["skipped"]}
+    assert skipped == {"broken.wav": "unreadable", "silent_fx.wav": "silent"}
     assert read_audio(tmp_path / "mix.wav").samples.shape == (2, 3 * 44100)
     with pytest.raises(AutomixError, match="broken.wav"):
         mix_folder(folder, tmp_path / "strict.wav", POP, OutputOptions(), strict=True)
+
+
+def test_near_silent_stem_is_left_out_not_raised_by_70_db(tmp_path):
+    folder = tmp_path / "stems"
+    folder.mkdir()
+    write_audio(sine(-20, 3.0, 44100, 220.0, channels=1), 44100, folder / "violin.wav", "24")
+    write_audio(sine(-20, 3.0, 44100, 110.0, channels=1), 44100, folder / "cello.wav", "24")
+    bleed = sine(-20, 3.0, 44100, 220.0, channels=1) * np.float32(10 ** (-60 / 20))  # 60 dB down
+    write_audio(bleed, 44100, folder / "trumpet.wav", "32f")
+    result = mix_folder(folder, tmp_path / "mix.wav", POP, OutputOptions())
+    assert [s["file"] for s in result.report["skipped"]] == ["trumpet.wav"]
+    assert "near-silent" in result.report["skipped"][0]["reason"]
 
 
 def test_empty_and_silent_folders(tmp_path):
