@@ -286,6 +286,10 @@ def mix_command(
         check_output_options(bit_depth, over_limit, format_name, sample_rate)
         resolved = resolve_preset(preset, preset_file, platform, target_lufs, ceiling_dbtp, max_limiting_db)
         overrides = parse_role_overrides(roles)
+        if not folder.is_dir():
+            raise AutomixError(f"{folder}: not a folder of stems")
+        if not find_audio_files([folder]):
+            raise AutomixError(f"{folder}: no audio files in the folder")
     except AutomixError as error:
         fail(str(error))
         raise typer.Exit(EXIT_USAGE)

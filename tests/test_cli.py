@@ -44,6 +44,15 @@ def test_empty_folder_is_a_usage_error(tmp_path):
     assert "no audio files" in result.stderr
 
 
+def test_mix_usage_errors(tmp_path):
+    empty = automix("mix", tmp_path, "-o", tmp_path / "x.wav")
+    assert empty.returncode == 2 and "no audio files" in empty.stderr
+    missing = automix("mix", tmp_path / "nope", "-o", tmp_path / "x.wav")
+    assert missing.returncode == 2 and "not a folder" in missing.stderr
+    bad_role = automix("mix", tmp_path, "-o", tmp_path / "x.wav", "--role", "a=kazoo")
+    assert bad_role.returncode == 2 and "kazoo" in bad_role.stderr
+
+
 def test_version():
     result = automix("--version")
     assert result.returncode == 0 and result.stdout.startswith("automix ")
