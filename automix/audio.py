@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -205,16 +207,26 @@ def write_audio(
     for input_path in protected:
         if _same_file(path, input_path):
             raise AutomixError(f"{path}: refusing to write over an input file")
+    with atomic_output(path) as temp_name:
+        sf.write(temp_name, samples.T, sample_rate, subtype=subtype, format=container)
+    return path
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[str]:
+    """Yield a temporary name beside ``path``; on success rename it to ``path``.
+
+    A reader never sees a half-written file, and a failed write leaves nothing behind.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        sf.write(temp_name, samples.T, sample_rate, subtype=subtype, format=container)
+        yield temp_name
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-    return path
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -223,7 +223,8 @@ def masking_cuts(stem: StemInfo, target_lufs: float, lead: StemInfo | None, lead
             continue
         cuts.append(EqCut(
             frequency_hz=float(centres[band]), gain_db=-depth, q=2.0,
-            rule=f"{stem.role} within {6 - excess:+.1f} dB of the lead at {centres[band]:.0f} Hz: cut half the excess (max {max_cut_db:g} dB)",
+            rule=(f"{stem.role} at {levels[band] - lead_levels[band]:+.1f} dB against the lead at {centres[band]:.0f} Hz "
+                  f"(more than -6 dB competes): cut half the excess, at most {max_cut_db:g} dB"),
         ))  # fmt: skip
     return tuple(cuts)
 

@@ -5,6 +5,7 @@ The CLI is a thin layer over these functions; scripts can call them directly.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from automix.analyzer import analyze
-from automix.audio import READABLE_EXTENSIONS, WRITABLE_FORMATS, Audio, find_audio_files, quantize, read_audio, resample, write_audio
+from automix.audio import (
+    READABLE_EXTENSIONS, WRITABLE_FORMATS, Audio, atomic_output, find_audio_files, quantize, read_audio, resample, write_audio,
+)  # fmt: skip
 from automix.balancer import MixPlan, StemInfo, balance
 from automix.errors import AutomixError
 from automix.mastering import MasterResult, master
@@ -276,13 +279,6 @@ def build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, re
 
 def write_report(report: dict, path: Path) -> None:
     """Write the report atomically, like the audio."""
-    import json
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
+    with atomic_output(path) as temp_name, open(temp_name, "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
-    os.replace(temp, path)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from automix.analyzer import AudioAnalysis
+from automix.errors import AutomixError
 from automix.presets import ROLES
 
 #: (role, words that name it). Tried top to bottom; the first role with a match wins.
@@ -157,8 +158,6 @@ def detect_role(file_stem: str, samples: np.ndarray, sample_rate: int, analysis:
     """The role of one stem: the user's override, else the name, else the audio."""
     if override:
         if override not in ROLES:
-            from automix.errors import AutomixError
-
             raise AutomixError(f"--role {file_stem}={override}: unknown role (known roles: {', '.join(ROLES)})")
         return RoleGuess(override, "set with --role")
     return role_from_name(file_stem) or role_from_audio(samples, sample_rate, analysis)
