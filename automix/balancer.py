@@ -117,7 +117,7 @@ def balance(stems: list[StemInfo], preset: Preset) -> MixPlan:
     role_counts = Counter(stem.role for stem in stems)
     lead, lead_rule = choose_lead(stems)
     targets = {stem.name: target_loudness(stem, preset.roles[stem.role], role_counts[stem.role]) for stem in stems}
-    pans = pan_positions(stems, preset)
+    pans = pan_positions(stems, preset, lead)
     lead_stem = next((s for s in stems if s.name == lead), None)
     plans = []
     for stem in stems:
@@ -259,11 +259,12 @@ def compressor_settings(stem: StemInfo, target_lufs: float, rules: RoleRules) ->
     return CompressorPlan(threshold, ratio, attack, rules.release_ms, rule), rule
 
 
-def pan_positions(stems: list[StemInfo], preset: Preset) -> dict[str, tuple[float, str]]:
+def pan_positions(stems: list[StemInfo], preset: Preset, lead: str | None = None) -> dict[str, tuple[float, str]]:
     """Pan per stem.
 
     Named stereo pairs (``OH_L``/``OH_R``) go left and right at the role's spread (at
-    least 0.8). Kick, snare, bass and the lead stay centred (``pan_spread = 0``). Other
+    least 0.8). Kick, snare, bass and the lead stay centred (``pan_spread = 0``); other
+    vocals than the lead spread like backing vocals instead of stacking on it. Other
     stems of one role spread evenly across +-spread; a role with a single stem is set
     off-centre by half its spread, alternating sides from role to role so the image
     stays balanced. Positions are scaled by the preset's ``pan_width``.
@@ -278,6 +279,14 @@ def pan_positions(stems: list[StemInfo], preset: Preset) -> dict[str, tuple[floa
             positions[stem.name] = (side * spread, f"{stem.stereo_side} side of a stereo pair")
         else:
             by_role[stem.role].append(stem)
+    if lead and len(by_role.get("vocal", [])) > 1:
+        by_role["vocal"] = [s for s in by_role["vocal"] if s.name != lead]
+        positions[lead] = (0.0, "centre: the lead")
+        spread = preset.roles["backing_vocal"].pan_spread * width
+        others = sorted(by_role.pop("vocal"), key=lambda s: s.name)
+        offsets = np.linspace(-spread, spread, len(others)) if len(others) > 1 else np.array([-spread / 2])
+        for stem, pan in zip(others, offsets):
+            positions[stem.name] = (float(pan), f"vocal besides the lead: spread like backing vocals (+-{spread:g})")
     next_side = -1.0
     for role in sorted(by_role):
         group = sorted(by_role[role], key=lambda s: s.name)
