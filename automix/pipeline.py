@@ -6,7 +6,9 @@ The CLI is a thin layer over these functions; scripts can call them directly.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +165,8 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
         For an unusable folder, a bad role override, or an unwritable output.
     """
     stems = load_stems(folder, strict=strict, sample_rate=options.sample_rate)
-    analyses = [analyze(Audio(x, stems.sample_rate, path)) for x, path in zip(stems.samples, stems.paths)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # stems are independent
+        analyses = list(pool.map(lambda pair: analyze(Audio(pair[0], stems.sample_rate, pair[1])), zip(stems.samples, stems.paths)))
     infos, kept, skipped = identify_stems(stems, analyses, role_overrides or {}, strict)
     plan = balance(infos, preset)
     rendered = render([stems.samples[i] for i in kept], stems.sample_rate, plan, keep_stems=export_stems is not None)

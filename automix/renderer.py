@@ -11,6 +11,8 @@ unmastered mix can be written without clipping.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,12 +57,15 @@ def render(stems: list[np.ndarray], sample_rate: int, plan: MixPlan, keep_stems:
     mix = np.zeros((2, frames), dtype=np.float32)
     processed: list[np.ndarray] = []
     infos = []
-    for samples, stem_plan in zip(stems, plan.stems):
-        stereo, makeup_db, reduction_db = process_stem(samples, sample_rate, stem_plan)
-        mix += stereo
-        if keep_stems:
-            processed.append(stereo)
-        infos.append((stem_plan.name, makeup_db, reduction_db))
+    # Stems are processed two at a time (scipy and numpy release the GIL on big arrays)
+    # and summed in plan order, so the result does not depend on which finishes first.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = pool.map(lambda pair: process_stem(pair[0], sample_rate, pair[1]), zip(stems, plan.stems))
+        for stem_plan, (stereo, makeup_db, reduction_db) in zip(plan.stems, results):
+            mix += stereo
+            if keep_stems:
+                processed.append(stereo)
+            infos.append((stem_plan.name, makeup_db, reduction_db))
 
     bus_lufs = loudness.integrated_loudness(mix, sample_rate, absolute_gate_lufs=ACTIVE_GATE_LUFS)
     bus_gain_db = plan.bus_lufs - bus_lufs
