@@ -249,6 +249,8 @@ def _report_line(record: dict, quiet: bool, progress: _Progress) -> None:
     if record["status"] == "target_missed":
         progress.print(f"[yellow]missed[/] {escape(name)}: {escape(record['message'])}")
         return
+    for warning in record.get("warnings", []):
+        progress.print(f"[yellow]warning[/] {escape(name)}: {escape(warning)}")
     if quiet:
         return
     where = f" -> {record['output']}" if record.get("output") else " (dry run)"

@@ -32,6 +32,9 @@ from automix.errors import AutomixError
 from automix.presets import MasterSettings
 
 LOUDNESS_TOLERANCE_LU = 0.03  # the loop aims inside +-0.03 LU; the promise is +-0.1
+#: The loop's own true-peak reading must sit this far under the ceiling: our meter can
+#: under-read a tone near Nyquist by up to ~0.05 dB, and other meters must agree too.
+PEAK_MARGIN_DB = 0.02
 MAX_ITERATIONS = 16
 #: Ways to handle a target that needs more limiting than ``max_limiting_db`` allows.
 OVER_LIMIT_CHOICES = ("fail", "quieter", "force")
@@ -81,12 +84,14 @@ class MasterResult:
     glue_max_gain_reduction_db: float
     tonal_eq: TonalMove
     iterations: int
+    warnings: tuple[str, ...]
     settings: MasterSettings
 
     def to_dict(self) -> dict:
         data = {key: value for key, value in asdict(self).items() if key not in ("tonal_eq", "settings")}
         data = {key: (round(value, 3) if isinstance(value, float) else value) for key, value in data.items()}
         data["tonal_eq_db"] = self.tonal_eq.to_dict()
+        data["warnings"] = list(self.warnings)
         data["settings"] = asdict(self.settings)
         return data
 
@@ -120,6 +125,9 @@ def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", ove
     analysis = analysis or analyze(audio)
     if analysis.is_silent:
         raise AutomixError(f"{audio.name}: the audio is silent; there is nothing to master")
+    if analysis.duration_s < 0.4:
+        raise AutomixError(f"{audio.name}: {analysis.duration_s:.2f} s is too short to master (loudness needs at least 0.4 s)")
+    warnings = input_warnings(analysis)
     sample_rate = audio.sample_rate
 
     tonal = tonal_balance(analysis, settings)
@@ -149,9 +157,20 @@ def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", ove
         glue_max_gain_reduction_db=glued.max_gain_reduction_db,
         tonal_eq=tonal,
         iterations=loop.iterations,
+        warnings=warnings,
         settings=settings,
     )
     return out, result
+
+
+def input_warnings(analysis: AudioAnalysis) -> tuple[str, ...]:
+    """Problems in the input that mastering cannot undo, worth telling the user."""
+    warnings = []
+    if analysis.clipped_samples:
+        warnings.append(f"the input is clipped ({analysis.clipped_samples} samples at full scale); mastering cannot undo that")
+    if analysis.dc_offset > 0.01:
+        warnings.append(f"the input has a DC offset of {analysis.dc_offset:.3f}")
+    return tuple(warnings)
 
 
 # --- 1. tonal balance ----------------------------------------------------------------
@@ -281,7 +300,7 @@ def normalize(samples: np.ndarray, sample_rate: int, settings: MasterSettings, b
         measured = loudness.measure(out, sample_rate)
         out_lufs, out_peak = measured.integrated_lufs, measured.true_peak_dbtp
         loud_ok = abs(out_lufs - target) <= LOUDNESS_TOLERANCE_LU
-        peak_ok = out_peak <= ceiling_db
+        peak_ok = out_peak <= ceiling_db - PEAK_MARGIN_DB
         too_much = limited.max_gain_reduction_db > settings.max_limiting_db + 0.05
         if too_much and over_limit != "force":
             # Back the gain off by the excess limiting: peaks fall dB for dB.
@@ -302,7 +321,7 @@ def normalize(samples: np.ndarray, sample_rate: int, settings: MasterSettings, b
                 message = f"target reached with {limited.max_gain_reduction_db:.1f} dB of limiting (allowed {settings.max_limiting_db:g})"
             return out, _Loop(status, message, gain_db, limited, iteration, measured)
         if not peak_ok:
-            threshold_db -= out_peak - ceiling_db + 0.01
+            threshold_db -= out_peak - (ceiling_db - PEAK_MARGIN_DB) + 0.01
         if not loud_ok:
             slope = 1.0
             if previous is not None and abs(gain_db - previous[0]) > 1e-6:

@@ -43,7 +43,7 @@ SIGNALS = {
 
 
 @pytest.mark.parametrize("name", sorted(SIGNALS))
-@pytest.mark.parametrize(("target_lufs", "ceiling_dbtp"), [(-23.0, -1.0), (-16.0, -2.0), (-14.0, -1.0), (-9.0, -1.0)])
+@pytest.mark.parametrize(("target_lufs", "ceiling_dbtp"), [(-23.0, -1.0), (-16.0, -2.0), (-14.0, -1.0), (-9.0, -1.0), (-9.0, -2.0)])
 def test_target_and_ceiling_hold(name, target_lufs, ceiling_dbtp):
     sample_rate = 44100
     x = SIGNALS[name](sample_rate)
@@ -110,9 +110,18 @@ def test_too_much_limiting_is_reported_not_hidden():
     assert ebur128(out, 44100)[0] == pytest.approx(-6.0, abs=0.1)
 
 
-def test_silence_is_a_clear_error():
+def test_silence_and_too_short_input_are_clear_errors():
     with pytest.raises(AutomixError, match="silent"):
         master(Audio(np.zeros((2, 44100), np.float32), 44100), POP)
+    with pytest.raises(AutomixError, match="too short"):
+        master(Audio(sine(-20, 0.3, 44100), 44100), POP)
+
+
+def test_clipped_input_is_mastered_with_a_warning():
+    clipped = np.clip(sine(6, 3, 44100, 200.0), -1, 1)
+    out, result = master(Audio(clipped, 44100), POP)
+    assert result.status == "ok" and any("clipped" in w for w in result.warnings)
+    assert ebur128(out, 44100)[0] == pytest.approx(-14.0, abs=0.1)
 
 
 def test_limiter_never_lets_the_detector_exceed_the_ceiling():
