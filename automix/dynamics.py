@@ -99,8 +99,13 @@ def peak_envelope(samples: np.ndarray, factor: int) -> np.ndarray:
 
 
 def limit(samples: np.ndarray, sample_rate: int, ceiling: float, *, lookahead_ms: float = 1.5,
-          release_ms: float = 60.0, hold_ms: float = 5.0, factor: int | None = None) -> LimiterResult:
+          release_ms: float = 60.0, hold_ms: float = 5.0, factor: int | None = None, passes: int = 3) -> LimiterResult:
     """Lookahead limiter whose detector is the oversampled (true-peak) signal.
+
+    Changing the gain from sample to sample shifts the interpolated waveform a little,
+    so heavy limiting leaves small new overs. The limiter therefore detects again on its
+    own output and catches what is left with a further, much gentler gain stage (up to
+    ``passes`` stages in all); the result holds the ceiling by itself.
 
     Parameters
     ----------
@@ -110,20 +115,27 @@ def limit(samples: np.ndarray, sample_rate: int, ceiling: float, *, lookahead_ms
         Linear amplitude the oversampled signal is held under.
     """
     factor = factor or loudness.oversampling_factor(sample_rate)
-    envelope = peak_envelope(samples, factor)
-    if envelope.max() <= ceiling:
+    attack = int(lookahead_ms * sample_rate / 1000)
+    total_db = None
+    out = samples
+    for _ in range(passes):
+        envelope = peak_envelope(out, factor)
+        if envelope.max() <= ceiling:
+            break
+        # float32 throughout: a gain curve needs ~1e-4 dB, not double precision
+        required_db = np.log10(np.float32(ceiling) / np.maximum(envelope, np.float32(1e-12)))
+        required_db *= np.float32(20.0)
+        np.minimum(required_db, np.float32(0.0), out=required_db)
+        gain_db = smooth_gain_reduction(required_db, attack, release_ms, sample_rate, hold_ms)
+        total_db = gain_db if total_db is None else total_db + gain_db
+        out = samples * np.power(np.float32(10.0), total_db / np.float32(20.0), dtype=np.float32)
+    if total_db is None:
         return LimiterResult(samples, 0.0, 0.0)
-    # float32 throughout: a gain curve needs ~1e-4 dB, not double precision
-    required_db = np.log10(np.float32(ceiling) / np.maximum(envelope, np.float32(1e-12)))
-    required_db *= np.float32(20.0)
-    np.minimum(required_db, np.float32(0.0), out=required_db)
-    gain_db = smooth_gain_reduction(required_db, int(lookahead_ms * sample_rate / 1000), release_ms, sample_rate, hold_ms)
-    acting = gain_db < -0.01
-    limited = samples * np.power(np.float32(10.0), gain_db / np.float32(20.0), dtype=np.float32)
+    acting = total_db < -0.01
     return LimiterResult(
-        limited,
-        max_gain_reduction_db=float(-gain_db.min()),
-        mean_gain_reduction_db=float(-gain_db[acting].mean()) if acting.any() else 0.0,
+        out,
+        max_gain_reduction_db=float(-total_db.min()),
+        mean_gain_reduction_db=float(-total_db[acting].mean()) if acting.any() else 0.0,
     )
 
 

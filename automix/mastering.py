@@ -35,7 +35,10 @@ LOUDNESS_TOLERANCE_LU = 0.03  # the loop aims inside +-0.03 LU; the promise is +
 #: The loop's own true-peak reading must sit this far under the ceiling: our meter can
 #: under-read a tone near Nyquist by up to ~0.05 dB, and other meters must agree too.
 PEAK_MARGIN_DB = 0.02
-MAX_ITERATIONS = 16
+MAX_ITERATIONS = 24
+#: The limiter starts with a smooth release; dense material that cannot get louder with
+#: it gets faster ones (halved each time), down to this.
+LIMITER_RELEASE_MS, LIMITER_HOLD_MS, FASTEST_RELEASE_MS = 60.0, 5.0, 5.0
 #: Ways to handle a target that needs more limiting than ``max_limiting_db`` allows.
 OVER_LIMIT_CHOICES = ("fail", "quieter", "force")
 
@@ -80,6 +83,7 @@ class MasterResult:
     gain_db: float
     limiter_max_gain_reduction_db: float
     limiter_mean_gain_reduction_db: float
+    limiter_release_ms: float
     glue_threshold_db: float
     glue_max_gain_reduction_db: float
     tonal_eq: TonalMove
@@ -153,6 +157,7 @@ def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", ove
         gain_db=loop.gain_db,
         limiter_max_gain_reduction_db=loop.limiter.max_gain_reduction_db,
         limiter_mean_gain_reduction_db=loop.limiter.mean_gain_reduction_db,
+        limiter_release_ms=loop.release_ms,
         glue_threshold_db=glue_threshold_db,
         glue_max_gain_reduction_db=glued.max_gain_reduction_db,
         tonal_eq=tonal,
@@ -277,6 +282,7 @@ class _Loop:
     limiter: dynamics.LimiterResult
     iterations: int
     measured: loudness.LoudnessMeasurement
+    release_ms: float
 
 
 def normalize(samples: np.ndarray, sample_rate: int, settings: MasterSettings, bit_depth: str,
@@ -285,7 +291,10 @@ def normalize(samples: np.ndarray, sample_rate: int, settings: MasterSettings, b
 
     Each pass measures the quantised output: its integrated loudness corrects the gain
     (a secant step, since limiting makes loudness grow slower than gain) and any true
-    peak over the ceiling lowers the limiter's own threshold by the excess.
+    peak over the ceiling lowers the limiter's own threshold by the excess. When more
+    gain no longer makes the output louder -- dense material pinned under the ceiling,
+    the limiter never recovering between peaks -- the release is made faster instead
+    (program-dependent release, as mastering limiters do).
     """
     target, ceiling_db = settings.target_lufs, settings.ceiling_dbtp
     gain_db = target - loudness.integrated_loudness(samples, sample_rate, absolute_gate_lufs=ACTIVE_GATE_LUFS)
@@ -293,9 +302,11 @@ def normalize(samples: np.ndarray, sample_rate: int, settings: MasterSettings, b
     previous: tuple[float, float] | None = None
     status, message = "ok", ""
     max_gain_db = math.inf
+    release_ms, hold_ms = LIMITER_RELEASE_MS, LIMITER_HOLD_MS
     for iteration in range(1, MAX_ITERATIONS + 1):
         gain_db = min(gain_db, max_gain_db)
-        limited = dynamics.limit(samples * np.float32(10 ** (gain_db / 20)), sample_rate, 10 ** (threshold_db / 20))
+        limited = dynamics.limit(samples * np.float32(10 ** (gain_db / 20)), sample_rate, 10 ** (threshold_db / 20),
+                                 release_ms=release_ms, hold_ms=hold_ms)
         out = quantize(limited.samples, bit_depth)
         measured = loudness.measure(out, sample_rate)
         out_lufs, out_peak = measured.integrated_lufs, measured.true_peak_dbtp
@@ -309,7 +320,7 @@ def normalize(samples: np.ndarray, sample_rate: int, settings: MasterSettings, b
             if over_limit == "fail":
                 message = (f"reaching {target:g} LUFS needs {limited.max_gain_reduction_db:.1f} dB of limiting, more than "
                            f"the allowed {settings.max_limiting_db:g} dB (use --over-limit quieter or force, or raise --max-limiting-db)")
-                return out, _Loop("target_missed", message, gain_db, limited, iteration, measured)
+                return out, _Loop("target_missed", message, gain_db, limited, iteration, measured, release_ms)
             gain_db = max_gain_db
             continue
         if peak_ok and (loud_ok or (over_limit == "quieter" and gain_db >= max_gain_db - 0.01 and out_lufs < target)):
@@ -319,15 +330,20 @@ def normalize(samples: np.ndarray, sample_rate: int, settings: MasterSettings, b
             elif limited.max_gain_reduction_db > settings.max_limiting_db + 0.05:
                 status = "forced"
                 message = f"target reached with {limited.max_gain_reduction_db:.1f} dB of limiting (allowed {settings.max_limiting_db:g})"
-            return out, _Loop(status, message, gain_db, limited, iteration, measured)
+            return out, _Loop(status, message, gain_db, limited, iteration, measured, release_ms)
         if not peak_ok:
             threshold_db -= out_peak - (ceiling_db - PEAK_MARGIN_DB) + 0.01
         if not loud_ok:
             slope = 1.0
             if previous is not None and abs(gain_db - previous[0]) > 1e-6:
-                slope = float(np.clip((out_lufs - previous[1]) / (gain_db - previous[0]), 0.2, 1.0))
+                slope = (out_lufs - previous[1]) / (gain_db - previous[0])
+            if slope < 0.3 and out_lufs < target and release_ms > FASTEST_RELEASE_MS:
+                release_ms = max(FASTEST_RELEASE_MS, release_ms / 2)
+                hold_ms /= 2
+                previous = None  # a new limiter curve: measure its slope afresh
+                continue
             previous = (gain_db, out_lufs)
-            gain_db += (target - out_lufs) / slope
+            gain_db += (target - out_lufs) / float(np.clip(slope, 0.3, 1.0))
     raise AutomixError(f"the loudness loop did not converge in {MAX_ITERATIONS} passes "
                        f"(last: {out_lufs:.2f} LUFS, {out_peak:.2f} dBTP); please report this input")
 
