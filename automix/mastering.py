@@ -342,8 +342,20 @@ def normalize(samples: np.ndarray, sample_rate: int, settings: MasterSettings, b
                 hold_ms /= 2
                 previous = None  # a new limiter curve: measure its slope afresh
                 continue
+            if slope < 0.02 and out_lufs < target and previous is not None:
+                # Saturated even at the fastest release: only clipping the waveform could
+                # make it louder. Say so, and keep the gain that first got this loud.
+                gain_db = previous[0]
+                limited = dynamics.limit(samples * np.float32(10 ** (gain_db / 20)), sample_rate, 10 ** (threshold_db / 20),
+                                         release_ms=release_ms, hold_ms=hold_ms)
+                out = quantize(limited.samples, bit_depth)
+                measured = loudness.measure(out, sample_rate)
+                message = (f"{target:g} LUFS is out of reach under {ceiling_db:g} dBTP: this audio saturates at "
+                           f"{measured.integrated_lufs:.2f} LUFS (more gain would only clip it)")
+                status = "target_missed" if over_limit == "fail" else "quieter"
+                return out, _Loop(status, message, gain_db, limited, iteration, measured, release_ms)
             previous = (gain_db, out_lufs)
-            gain_db += (target - out_lufs) / float(np.clip(slope, 0.3, 1.0))
+            gain_db += (target - out_lufs) / float(np.clip(slope, 0.1, 1.0))
     raise AutomixError(f"the loudness loop did not converge in {MAX_ITERATIONS} passes "
                        f"(last: {out_lufs:.2f} LUFS, {out_peak:.2f} dBTP); please report this input")
 

@@ -170,3 +170,16 @@ def test_tonal_balance_moves_toward_the_target_and_is_capped():
     dark = (0.3 * signal.sosfilt(sos, pink_noise(6, 44100), axis=-1)).astype(np.float32)
     assert tilt(white) < -1.0
     assert tilt(dark) > 1.0
+
+
+def test_a_target_out_of_physical_reach_is_said_plainly():
+    """A stereo sine's loudness is about its peak level, so under a -9 dBTP ceiling it
+    cannot reach -5.5 LUFS without clipping its waveform: automix says so, and gives the
+    loudest clean version if asked for one."""
+    tone = sine(-20, 3.0, 44100, 440.0)
+    strict = replace(POP, target_lufs=-5.5, ceiling_dbtp=-9.0, max_limiting_db=60.0)
+    _, result = master(Audio(tone, 44100), strict, over_limit="fail")
+    assert result.status == "target_missed" and "out of reach" in result.message
+    out, result = master(Audio(tone, 44100), strict, over_limit="force")
+    assert result.status == "quieter" and "saturates" in result.message
+    assert loudness.true_peak_dbtp(out, 44100) <= -9.0
