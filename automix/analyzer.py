@@ -49,6 +49,9 @@ class AudioAnalysis:
         Peak-to-loudness ratio, true peak minus integrated loudness.
     crest_factor_db : float
         Sample peak minus RMS, over the active part.
+    loud_rms_dbfs : float
+        The level of the loud moments as a compressor's detector sees them: the 95th
+        percentile of 10 ms RMS (mean over channels) across the active part.
     spectral_centroid_hz : float
     band_levels_db : tuple of float
         Power per third-octave band (centres in ``THIRD_OCTAVE_CENTRES_HZ``) relative
@@ -76,6 +79,7 @@ class AudioAnalysis:
     rms_dbfs: float
     plr_db: float
     crest_factor_db: float
+    loud_rms_dbfs: float
     spectral_centroid_hz: float
     band_levels_db: tuple[float, ...]
     stereo_correlation: float
@@ -140,6 +144,7 @@ def analyze(audio: Audio) -> AudioAnalysis:
         rms_dbfs=rms_dbfs,
         plr_db=meter.true_peak_dbtp - meter.integrated_lufs if meter.integrated_lufs > loudness.SILENCE_DB else 0.0,
         crest_factor_db=crest if math.isfinite(crest) else 0.0,
+        loud_rms_dbfs=_loud_rms_dbfs(samples, sample_rate),
         spectral_centroid_hz=centroid,
         band_levels_db=band_levels,
         stereo_correlation=correlation,
@@ -165,6 +170,17 @@ def _active_rms_dbfs(samples: np.ndarray, sample_rate: int) -> float:
     power = np.square(samples[:, :usable], dtype=np.float64).reshape(samples.shape[0], -1, hop).mean(axis=(0, 2))
     active = power[power >= power.max() * 1e-3]
     return _power_db(float(active.mean())) if active.size else loudness.SILENCE_DB
+
+
+def _loud_rms_dbfs(samples: np.ndarray, sample_rate: int) -> float:
+    """95th percentile of 10 ms RMS over the frames within 40 dB of the loudest."""
+    hop = max(1, sample_rate // 100)
+    frames = samples.shape[1] // hop
+    if frames == 0:
+        return _power_db(float(np.mean(np.square(samples, dtype=np.float64))))
+    power = np.square(samples[:, : frames * hop]).reshape(samples.shape[0], frames, hop).mean(axis=(0, 2), dtype=np.float64)
+    active = power[power >= power.max() * 1e-4]
+    return _power_db(float(np.percentile(active, 95))) if active.size else loudness.SILENCE_DB
 
 
 def _spectrum(samples: np.ndarray, sample_rate: int) -> tuple[tuple[float, ...], float]:

@@ -232,29 +232,26 @@ def masking_cuts(stem: StemInfo, target_lufs: float, lead: StemInfo | None, lead
 def compressor_settings(stem: StemInfo, target_lufs: float, rules: RoleRules) -> tuple[CompressorPlan | None, str]:
     """Compressor adapted to how dynamic the stem is.
 
-    The threshold sits ``compression_depth_db`` below the stem's loud passages (its
-    maximum short-term loudness, at the planned level), so a steady part is barely
-    touched and an uneven one is held together. On transient material the detector
-    sees hits well above the short-term loudness, so the threshold rises by half of the
-    crest factor beyond 12 dB: the hits are shaped, not flattened. The ratio grows
-    with the loudness range (x0.75 at 2 LU up to x1.5 at 14 LU and beyond); below
-    1.05:1 there is no compressor. A very transient stem (crest factor over 18 dB)
-    gets a slower attack so its hits keep their snap.
+    The threshold sits ``compression_depth_db`` below the level the compressor's own
+    detector reaches in the stem's loud moments (the 95th percentile of its 10 ms RMS,
+    at the planned gain), so only the loudest few percent of the time goes far over it,
+    whether the stem is a sustained pad or a kick drum. The ratio grows with the
+    loudness range (x0.75 at 2 LU up to x1.5 at 14 LU and beyond); below 1.05:1 there
+    is no compressor. A very transient stem (crest factor over 18 dB) gets a slower
+    attack so its hits keep their snap.
     """
     if rules.compression_ratio <= 1.0:
         return None, f"none for {stem.role}"
     a = stem.analysis
-    loud_passages = target_lufs + (a.max_short_term_lufs - a.active_lufs) if a.max_short_term_lufs > -199 else target_lufs
-    transient_allowance = max(0.0, a.crest_factor_db - 12.0) / 2.0
-    threshold = loud_passages - rules.compression_depth_db + transient_allowance
+    gain_db = target_lufs - a.active_lufs
+    threshold = a.loud_rms_dbfs + gain_db - rules.compression_depth_db
     range_scale = float(np.clip(0.75 + (a.loudness_range_lu - 2.0) * (0.75 / 12.0), 0.75, 1.5))
     ratio = rules.compression_ratio * range_scale
     if ratio < 1.05:
         return None, f"none: {stem.role} ratio {rules.compression_ratio:g} x{range_scale:.2f} for a steady part is below 1.05:1"
     attack = rules.attack_ms * (2.0 if a.crest_factor_db > 18 else 1.0)
-    rule = (f"threshold {rules.compression_depth_db:g} dB under the loud passages"
-            + (f" +{transient_allowance:.1f} dB for a {a.crest_factor_db:.0f} dB crest factor" if transient_allowance else "")
-            + f"; ratio {rules.compression_ratio:g} x{range_scale:.2f} for {a.loudness_range_lu:.1f} LU of range"
+    rule = (f"threshold {rules.compression_depth_db:g} dB under the loud moments (95th percentile of 10 ms RMS)"
+            f"; ratio {rules.compression_ratio:g} x{range_scale:.2f} for {a.loudness_range_lu:.1f} LU of range"
             + ("; slower attack for a crest factor over 18 dB" if a.crest_factor_db > 18 else ""))
     return CompressorPlan(threshold, ratio, attack, rules.release_ms, rule), rule
 
