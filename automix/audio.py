@@ -34,6 +34,7 @@ BIT_DEPTHS = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
 
 #: Fixed seed for the dither generator, so the same input gives the same bytes.
 DITHER_SEED = 0x5EED
+QUANTIZE_CHUNK = 1 << 18  # frames dithered at a time
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,20 +152,25 @@ def quantize(samples: np.ndarray, bit_depth: str, seed: int = DITHER_SEED) -> np
     floor. The generator is seeded, so the result is deterministic.
 
     Returns float32 samples on the integer grid (scaled back to full scale 1.0), so
-    the true peak of what will be written can be measured before writing.
+    the true peak of what will be written can be measured before writing. Works in
+    chunks, so a long file never needs a float64 copy of itself.
     """
     if bit_depth == "32f":
         return samples.astype(np.float32, copy=False)
     bits = 16 if bit_depth == "16" else 24
     scale = float(2 ** (bits - 1))
     rng = np.random.default_rng(seed)
-    codes = rng.random(samples.shape, dtype=np.float32).astype(np.float64)
-    codes -= rng.random(samples.shape, dtype=np.float32)  # TPDF: difference of two uniforms
-    codes += samples * scale
-    np.rint(codes, out=codes)
-    np.clip(codes, -scale, scale - 1, out=codes)
-    codes /= scale
-    return codes.astype(np.float32)
+    out = np.empty(samples.shape, dtype=np.float32)
+    for start in range(0, samples.shape[1], QUANTIZE_CHUNK):
+        part = samples[:, start : start + QUANTIZE_CHUNK]
+        codes = rng.random(part.shape, dtype=np.float32).astype(np.float64)
+        codes -= rng.random(part.shape, dtype=np.float32)  # TPDF: difference of two uniforms
+        codes += part * scale
+        np.rint(codes, out=codes)
+        np.clip(codes, -scale, scale - 1, out=codes)
+        codes /= scale
+        out[:, start : start + QUANTIZE_CHUNK] = codes
+    return out
 
 
 def write_audio(
