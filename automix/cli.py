@@ -192,7 +192,8 @@ def _master_job(src: Path, dst: Path, settings, options: OutputOptions, protecte
 
 
 class _InlineExecutor:
-    """Runs jobs in this process (``--jobs 1``), with the executor interface."""
+    """Runs jobs in this process (``--jobs 1``), each when its result is asked for, so
+    progress and results appear file by file."""
 
     def __enter__(self):
         return self
@@ -201,11 +202,15 @@ class _InlineExecutor:
         return None
 
     def submit(self, fn, *args):
-        from concurrent.futures import Future
+        return _DeferredResult(fn, args)
 
-        future: Future = Future()
-        future.set_result(fn(*args))
-        return future
+
+class _DeferredResult:
+    def __init__(self, fn, args) -> None:
+        self.fn, self.args = fn, args
+
+    def result(self):
+        return self.fn(*self.args)
 
 
 class _Progress:
