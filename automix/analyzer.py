@@ -161,24 +161,35 @@ def _power_db(power: float) -> float:
     return 10.0 * math.log10(power) if power > 0 else loudness.SILENCE_DB
 
 
+def frame_power(samples: np.ndarray, hop: int) -> np.ndarray:
+    """Mean square in consecutive frames of ``hop`` samples, averaged over channels.
+
+    float64, one channel at a time (never a float64 copy of the whole signal); a
+    trailing partial frame is dropped, so a signal shorter than one frame gives an
+    empty array.
+    """
+    frames = samples.shape[1] // hop
+    power = np.zeros(frames)
+    for channel in samples:
+        part = channel[: frames * hop].astype(np.float64).reshape(frames, hop)
+        power += np.einsum("ij,ij->i", part, part) / hop
+    return power / samples.shape[0]
+
+
 def _active_rms_dbfs(samples: np.ndarray, sample_rate: int) -> float:
     """RMS over the 100 ms granules within 30 dB of the loudest (skips rests and tails)."""
-    hop = max(1, int(sample_rate * loudness.GRANULE_S))
-    usable = samples.shape[1] // hop * hop
-    if usable == 0:
+    power = frame_power(samples, max(1, int(sample_rate * loudness.GRANULE_S)))
+    if power.size == 0:
         return _power_db(float(np.mean(np.square(samples, dtype=np.float64))))
-    power = np.square(samples[:, :usable], dtype=np.float64).reshape(samples.shape[0], -1, hop).mean(axis=(0, 2))
     active = power[power >= power.max() * 1e-3]
     return _power_db(float(active.mean())) if active.size else loudness.SILENCE_DB
 
 
 def _loud_rms_dbfs(samples: np.ndarray, sample_rate: int) -> float:
     """95th percentile of 10 ms RMS over the frames within 40 dB of the loudest."""
-    hop = max(1, sample_rate // 100)
-    frames = samples.shape[1] // hop
-    if frames == 0:
+    power = frame_power(samples, max(1, sample_rate // 100))
+    if power.size == 0:
         return _power_db(float(np.mean(np.square(samples, dtype=np.float64))))
-    power = np.square(samples[:, : frames * hop]).reshape(samples.shape[0], frames, hop).mean(axis=(0, 2), dtype=np.float64)
     active = power[power >= power.max() * 1e-4]
     return _power_db(float(np.percentile(active, 95))) if active.size else loudness.SILENCE_DB
 

@@ -47,13 +47,9 @@ def master_file(input_path: Path, output_path: Path, settings: MasterSettings, o
         If the input cannot be read or the output cannot be written.
     """
     audio = read_audio(input_path)
-    input_analysis = analyze(audio)
     if options.sample_rate and options.sample_rate != audio.sample_rate:
         audio = Audio(resample(audio.samples, audio.sample_rate, options.sample_rate), options.sample_rate, audio.path)
-        analysis = analyze(audio)
-    else:
-        analysis = input_analysis
-    samples, result = master(audio, settings, bit_depth=options.bit_depth, over_limit=options.over_limit, analysis=analysis)
+    samples, result = master(audio, settings, bit_depth=options.bit_depth, over_limit=options.over_limit)
     if not options.dry_run and result.status != "target_missed":
         write_audio(samples, audio.sample_rate, output_path, options.bit_depth,
                     protected=protected + (input_path,), format_name=options.format_name)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from automix.analyzer import AudioAnalysis
+from automix.analyzer import AudioAnalysis, frame_power
 from automix.errors import AutomixError
 from automix.presets import ROLES
 
@@ -136,12 +136,9 @@ def syllable_modulation(samples: np.ndarray, sample_rate: int) -> float:
     The envelope is the RMS in 10 ms frames of the active part; its spectrum between
     0.5 and 25 Hz is what the ear hears as rhythm and articulation.
     """
-    hop = max(1, sample_rate // 100)
-    frames = samples.shape[1] // hop
-    if frames < 200:
+    envelope = np.sqrt(frame_power(samples, max(1, sample_rate // 100)))
+    if envelope.size < 200:
         return 0.0
-    mono = samples[:, : frames * hop].astype(np.float64)
-    envelope = np.sqrt(np.mean(np.square(mono).reshape(samples.shape[0], frames, hop), axis=(0, 2)))
     active = envelope > envelope.max() * 1e-2
     if active.sum() < 200:
         return 0.0
