@@ -22,12 +22,27 @@ from rich.markup import escape
 from rich.table import Table
 
 from automix import __version__
-from automix.analyzer import analyze
-from automix.audio import find_audio_files, read_audio
 from automix.errors import AutomixError
-from automix.mastering import OVER_LIMIT_CHOICES, PLATFORMS, resolve_targets
-from automix.pipeline import OutputOptions, master_file, mix_folder, output_path_for
-from automix.presets import ROLES, MasterSettings, MixSettings, Preset, RoleRules, available_presets, describe_settings, load_preset
+from automix.io.audio import find_audio_files, read_audio
+from automix.jobs.pipeline import (
+    OutputOptions,
+    master_file,
+    mix_folder,
+    output_path_for,
+)
+from automix.master.loop import OVER_LIMIT_CHOICES
+from automix.master.platforms import PLATFORMS, resolve_targets
+from automix.measure.analyzer import analyze
+from automix.presets import (
+    ROLES,
+    MasterSettings,
+    MixSettings,
+    Preset,
+    RoleRules,
+    available_presets,
+    describe_settings,
+    load_preset,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TARGET_MISSED = 0, 1, 2, 3
 
@@ -219,7 +234,12 @@ class _Progress:
     def __init__(self, total: int, enabled: bool, label: str) -> None:
         self.bar = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TimeElapsedColumn,
+            )
 
             self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=stderr, transient=True)
             self.task = self.bar.add_task(label, total=total)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 def real_or_synthetic_music(seconds: float, sample_rate: int = 44100) -> tuple[np.ndarray, str]:
     """Stereo music of the given length: the shared jazz multitrack looped (real
     recordings, when ../shared is there), else the synthetic sample song looped."""
-    from automix.audio import read_audio, resample
+    from automix.io.audio import read_audio, resample
 
     folder = SHARED / "filosax_01"
     if folder.is_dir():

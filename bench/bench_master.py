@@ -19,7 +19,7 @@ import pyebur128
 from _common import real_or_synthetic_music, run_command
 from scipy import signal
 
-from automix.audio import read_audio, write_audio
+from automix.io.audio import read_audio, write_audio
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--minutes", type=float, default=3.5)

@@ -11,7 +11,7 @@ import argparse
 import pyloudnorm
 from _common import real_or_synthetic_music, timed
 
-from automix import loudness
+from automix.measure import loudness
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--minutes", type=float, default=10.0)

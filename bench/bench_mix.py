@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from _common import ROOT, run_command
 
-from automix.audio import read_audio, write_audio
+from automix.io.audio import read_audio, write_audio
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--minutes", type=float, default=3.5)

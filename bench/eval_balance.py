@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from _common import SHARED
 
-from automix import loudness
-from automix.audio import find_audio_files, read_audio, resample, write_audio
-from automix.renderer import pan
+from automix.io.audio import find_audio_files, read_audio, resample, write_audio
+from automix.measure import loudness
+from automix.mix.renderer import pan
 
 parser = argparse.ArgumentParser()
 parser.add_argument("folders", nargs="*", type=Path)

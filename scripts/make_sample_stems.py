@@ -19,8 +19,8 @@ from scipy import signal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from automix import loudness  # noqa: E402
-from automix.audio import quantize, write_audio  # noqa: E402
+from automix.io.audio import quantize, write_audio  # noqa: E402
+from automix.measure import loudness  # noqa: E402
 
 RATE = 44100
 OUT = Path(__file__).resolve().parent.parent / "sample_stems"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from signals import pink_noise, sine
 
-from automix.analyzer import THIRD_OCTAVE_CENTRES_HZ, analyze
-from automix.audio import Audio
+from automix.io.audio import Audio
+from automix.measure.analyzer import THIRD_OCTAVE_CENTRES_HZ, analyze
 
 
 def test_sine_measurements():

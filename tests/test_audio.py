@@ -5,8 +5,8 @@ import pytest
 import soundfile as sf
 from signals import sine
 
-from automix.audio import quantize, read_audio, resample, write_audio
 from automix.errors import AutomixError
+from automix.io.audio import quantize, read_audio, resample, write_audio
 
 
 def test_round_trip_keeps_layout_rate_and_values(tmp_path):

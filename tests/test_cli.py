@@ -7,7 +7,7 @@ import sys
 import numpy as np
 from signals import sine
 
-from automix.audio import write_audio
+from automix.io.audio import write_audio
 
 
 def automix(*args, cwd=None):
@@ -73,8 +73,9 @@ def test_mix_command_end_to_end(tmp_path):
 
 
 def test_master_command_batch(tmp_path):
-    from automix.audio import read_audio
     from signals import music_like
+
+    from automix.io.audio import read_audio
 
     write_audio(music_like(4, 44100), 44100, tmp_path / "a.wav", "24")
     write_audio(music_like(4, 48000, seed=1) * np.float32(0.1), 48000, tmp_path / "b.flac", "24")

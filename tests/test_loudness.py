@@ -7,7 +7,7 @@ import pytest
 from scipy import signal
 from signals import fade, music_like, pink_noise, sequence, sine
 
-from automix import loudness
+from automix.measure import loudness
 
 RATES = [44100, 48000]
 

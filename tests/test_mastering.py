@@ -12,10 +12,13 @@ from scipy import signal
 from signals import fade, music_like, pink_noise, sine
 from test_loudness import ebur128
 
-from automix import dynamics, loudness
-from automix.audio import Audio
 from automix.errors import AutomixError
-from automix.mastering import master, shape_stereo, tonal_balance
+from automix.io.audio import Audio
+from automix.master import limiter
+from automix.master.chain import master
+from automix.master.stereo import shape_stereo
+from automix.master.tonal import tonal_balance
+from automix.measure import loudness
 from automix.presets import load_preset
 
 POP = load_preset("pop").master
@@ -127,17 +130,17 @@ def test_clipped_input_is_mastered_with_a_warning():
 def test_limiter_never_lets_the_detector_exceed_the_ceiling():
     x = 0.3 * pink_noise(3, 48000)
     x[:, 48000] = 1.0  # a lone spike, 10 dB over
-    result = dynamics.limit(x * np.float32(2.0), 48000, ceiling=0.5)
+    result = limiter.limit(x * np.float32(2.0), 48000, ceiling=0.5)
     # Gain changing from sample to sample moves interpolated values a hair: 0.012 dB
     # here, under ~11 dB of continuous limiting. The mastering loop removes that residue.
-    assert dynamics.peak_envelope(result.samples, 4).max() <= 0.5 * 10 ** (0.02 / 20)
+    assert limiter.peak_envelope(result.samples, 4).max() <= 0.5 * 10 ** (0.02 / 20)
     assert result.max_gain_reduction_db > 6.0
 
 
 def test_gain_curve_is_below_the_requirement_everywhere():
     rng = np.random.default_rng(0)
     required = np.minimum(0.0, rng.normal(0, 3, 20000))
-    curve = dynamics.smooth_gain_reduction(required, 64, 50.0, 48000, hold_ms=5.0)
+    curve = limiter.smooth_gain_reduction(required, 64, 50.0, 48000, hold_ms=5.0)
     assert np.all(curve <= required + 1e-9)
 
 
@@ -157,7 +160,7 @@ def test_tonal_balance_moves_toward_the_target_and_is_capped():
     """Pop's target falls 3 dB per octave (third-octave power). White noise rises 3 dB per
     octave (too bright): its highs come down relative to its lows. Pink noise through a
     100 Hz first-order low-pass falls 6 dB per octave (too dark): the reverse."""
-    from automix.analyzer import analyze
+    from automix.measure.analyzer import analyze
 
     def tilt(x):
         move = tonal_balance(analyze(Audio(x, 44100)), POP)

@@ -1,7 +1,6 @@
 """Mixing a folder of stems: invariance, exact stem export, roles, report, bad input."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +9,10 @@ import soundfile as sf
 from signals import sine
 from test_loudness import ebur128
 
-from automix import loudness
-from automix.audio import read_audio, write_audio
 from automix.errors import AutomixError
-from automix.pipeline import OutputOptions, load_stems, mix_folder
+from automix.io.audio import read_audio, write_audio
+from automix.jobs.pipeline import OutputOptions, load_stems, mix_folder
+from automix.measure import loudness
 from automix.presets import load_preset
 
 SAMPLE_STEMS = Path(__file__).resolve().parent.parent / "sample_stems"

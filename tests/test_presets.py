@@ -9,11 +9,11 @@ import pytest
 from test_loudness import ebur128
 from test_mix import short_copy
 
-from automix import loudness
-from automix.analyzer import analyze
-from automix.audio import Audio, read_audio, write_audio
 from automix.errors import AutomixError
-from automix.pipeline import OutputOptions, mix_folder
+from automix.io.audio import Audio, read_audio, write_audio
+from automix.jobs.pipeline import OutputOptions, mix_folder
+from automix.measure import loudness
+from automix.measure.analyzer import analyze
 from automix.presets import ROLES, available_presets, load_preset
 
 SHIPPED = sorted(available_presets())

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from automix.analyzer import AudioAnalysis, frame_power
 from automix.errors import AutomixError
+from automix.measure.analyzer import AudioAnalysis, frame_power
 from automix.presets import ROLES
 
 #: (role, words that name it). Tried top to bottom; the first role with a match wins.

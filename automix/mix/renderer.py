@@ -19,9 +19,10 @@ import numpy as np
 import pedalboard
 from scipy import signal
 
-from automix import dynamics, loudness
-from automix.analyzer import ACTIVE_GATE_LUFS
-from automix.balancer import MixPlan, StemPlan
+from automix.dsp import dynamics
+from automix.measure import loudness
+from automix.measure.analyzer import ACTIVE_GATE_LUFS
+from automix.mix.balancer import MixPlan, StemPlan
 
 BUS_CEILING_DBTP = -1.0
 

@@ -14,16 +14,24 @@ from pathlib import Path
 
 import numpy as np
 
-from automix.analyzer import analyze
-from automix.audio import (
-    READABLE_EXTENSIONS, WRITABLE_FORMATS, Audio, atomic_output, find_audio_files, quantize, read_audio, resample, write_audio,
-)  # fmt: skip
-from automix.balancer import MixPlan, StemInfo, balance
 from automix.errors import AutomixError
-from automix.mastering import MasterResult, master
+from automix.io.audio import (
+    READABLE_EXTENSIONS,
+    WRITABLE_FORMATS,
+    Audio,
+    atomic_output,
+    find_audio_files,
+    quantize,
+    read_audio,
+    resample,
+    write_audio,
+)  # fmt: skip
+from automix.master.chain import MasterResult, master
+from automix.measure.analyzer import analyze
+from automix.mix.balancer import MixPlan, StemInfo, balance
+from automix.mix.renderer import render
+from automix.mix.roles import detect_role, pair_key, stereo_side
 from automix.presets import MasterSettings, Preset
-from automix.renderer import render
-from automix.roles import detect_role, pair_key, stereo_side
 
 
 @dataclass(frozen=True)

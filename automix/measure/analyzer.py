@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import signal
 
-from automix import loudness
-from automix.audio import Audio
+from automix.io.audio import Audio
+from automix.measure import loudness
 
 #: Below this many dB under the stem's own loudest blocks, a stem counts as silent
 #: there. Relative (not absolute) so the analysis does not change with input gain.

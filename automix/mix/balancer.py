@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from automix.analyzer import THIRD_OCTAVE_CENTRES_HZ, AudioAnalysis
+from automix.measure.analyzer import THIRD_OCTAVE_CENTRES_HZ, AudioAnalysis
 from automix.presets import Preset, RoleRules
 
 #: Roles that are never the "lead", and never get masking cuts for it: the rhythm
