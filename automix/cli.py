@@ -5,16 +5,20 @@ Exit codes (the same for every command):
 * 0 -- everything asked for was done;
 * 1 -- at least one input failed (the others were still processed);
 * 2 -- usage error (bad option, bad preset, nothing to do);
-* 3 -- a loudness target could not be met within the allowed limiting (see ``--over-limit``).
+* 3 -- a loudness target could not be met within the allowed limiting (see ``--over-limit``);
+* 130, 143 -- stopped by SIGINT (Ctrl-C) or SIGTERM: workers stopped, no temporary file left.
+
+An unexpected internal error prints one line and exits 1; ``AUTOMIX_DEBUG=1`` in the
+environment adds the traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -24,11 +28,16 @@ from rich.table import Table
 from automix import __version__
 from automix.errors import AutomixError
 from automix.io.audio import find_audio_files, read_audio
-from automix.jobs.pipeline import (
-    OutputOptions,
-    master_file,
-    mix_folder,
-    output_path_for,
+from automix.jobs.checks import check_mix_arguments, clean_stale_parts, plan_master
+from automix.jobs.pipeline import OutputOptions, master_job, mix_folder
+from automix.jobs.safety import (
+    BUG_NOTE,
+    Stopped,
+    cap_jobs,
+    describe_error,
+    error_record,
+    install_stop_handlers,
+    run_batch,
 )
 from automix.master.loop import OVER_LIMIT_CHOICES
 from automix.master.platforms import PLATFORMS, resolve_targets
@@ -87,11 +96,12 @@ def analyze_command(
     for path in files:
         try:
             analysis = analyze(read_audio(path))
-        except AutomixError as error:
+        except Exception as error:  # noqa: BLE001 - one bad file never stops the others
             failed += 1
-            fail(str(error))
+            record = error_record(error, path)
+            fail(record["error"])
             if as_json:
-                print(json.dumps({"input": str(path), "status": "error", "error": str(error)}), flush=True)
+                print(json.dumps({"input": str(path), **record}), flush=True)
             continue
         if as_json:
             print(json.dumps({"input": str(path), "status": "ok", **analysis.to_dict()}), flush=True)
@@ -118,10 +128,17 @@ QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
 JsonOption = typer.Option(False, "--json", help="One JSON object per result and line on stdout.")
 
 
-def resolve_preset(preset: str, preset_file: Optional[Path], platform: Optional[str], target_lufs: Optional[float],
-                   ceiling_dbtp: Optional[float], max_limiting_db: Optional[float]) -> Preset:
+def resolve_preset(preset: str, preset_file: Path | None, platform: str | None, target_lufs: float | None,
+                   ceiling_dbtp: float | None, max_limiting_db: float | None) -> Preset:
     """Preset, then platform, then explicit flags: later ones win, and the report says which."""
-    resolved = load_preset(preset_file if preset_file else preset)
+    if preset_file is not None:
+        if not preset_file.exists():
+            raise AutomixError(f"--preset-file {preset_file}: no such file")
+        if not preset_file.is_file():
+            raise AutomixError(f"--preset-file {preset_file}: not a file")
+        if preset_file.suffix.lower() != ".toml":
+            raise AutomixError(f"--preset-file {preset_file}: expected a .toml file")
+    resolved = read_preset(preset_file if preset_file else preset)
     if platform:
         platform_settings = resolve_targets(resolved.master, platform)
         resolved = resolved.with_overrides(
@@ -130,7 +147,17 @@ def resolve_preset(preset: str, preset_file: Optional[Path], platform: Optional[
     return resolved.with_overrides(flags, "command line")
 
 
-def check_output_options(bit_depth: str, over_limit: str, format_name: Optional[str], sample_rate: Optional[int]) -> None:
+def read_preset(name_or_path) -> Preset:
+    """``load_preset``, with every way a preset file can be unreadable worded as an error."""
+    try:
+        return load_preset(name_or_path)
+    except UnicodeDecodeError as error:
+        raise AutomixError(f"{name_or_path}: not UTF-8 text (byte {error.start}); a TOML preset must be UTF-8") from None
+    except OSError as error:
+        raise AutomixError(describe_error(error, name_or_path)) from None
+
+
+def check_output_options(bit_depth: str, over_limit: str, format_name: str | None, sample_rate: int | None) -> None:
     if bit_depth not in ("16", "24", "32f"):
         raise AutomixError(f"--bit-depth must be 16, 24 or 32f, not {bit_depth!r}")
     if over_limit not in OVER_LIMIT_CHOICES:
@@ -148,15 +175,15 @@ def master_command(
     inputs: list[Path] = typer.Argument(..., help="Mixes to master: files, folders or shell globs."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Folder for the masters (created if needed)."),
     preset: str = PresetOption,
-    preset_file: Optional[Path] = PresetFileOption,
-    target_lufs: Optional[float] = TargetOption,
-    ceiling_dbtp: Optional[float] = CeilingOption,
-    max_limiting_db: Optional[float] = MaxLimitingOption,
-    platform: Optional[str] = PlatformOption,
+    preset_file: Path | None = PresetFileOption,
+    target_lufs: float | None = TargetOption,
+    ceiling_dbtp: float | None = CeilingOption,
+    max_limiting_db: float | None = MaxLimitingOption,
+    platform: str | None = PlatformOption,
     over_limit: str = OverLimitOption,
     bit_depth: str = BitDepthOption,
-    sample_rate: Optional[int] = SampleRateOption,
-    format_name: Optional[str] = FormatOption,
+    sample_rate: int | None = SampleRateOption,
+    format_name: str | None = FormatOption,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files mastered in parallel."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Measure and report; write nothing."),
     quiet: bool = QuietOption,
@@ -166,66 +193,53 @@ def master_command(
     try:
         check_output_options(bit_depth, over_limit, format_name, sample_rate)
         resolved = resolve_preset(preset, preset_file, platform, target_lufs, ceiling_dbtp, max_limiting_db)
+        plan = plan_master(inputs, output_dir, format_name, dry_run)
     except AutomixError as error:
         fail(str(error))
         raise typer.Exit(EXIT_USAGE)
-    files = find_audio_files(inputs)
-    if not files:
-        fail("no audio files found in " + ", ".join(map(str, inputs)))
+    for note in plan.notes:
+        _note(note, quiet)
+    if not plan.jobs:
+        fail("no audio files to master in " + ", ".join(map(str, inputs)))
         raise typer.Exit(EXIT_USAGE)
+    workers, capped = cap_jobs(jobs, len(plan.jobs) - len(plan.problems))
+    if capped:
+        _note(capped, quiet)
     options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run)
-    taken = {f.resolve() for f in files}
-    jobs_list = [(f, output_path_for(f, output_dir, format_name, taken)) for f in files]
-    protected = tuple(files)
+    if not dry_run and output_dir.is_dir():
+        clean_stale_parts(output_dir)  # temp files a killed run left behind
+    protected = tuple(src for src, _ in plan.jobs)
+    runnable = [i for i in range(len(plan.jobs)) if i not in plan.problems]
+    arguments = [(src, dst, resolved.master, options, protected) for src, dst in (plan.jobs[i] for i in runnable)]
+    labels = [str(plan.jobs[i][0]) for i in runnable]
     counts = {"ok": 0, "error": 0, "target_missed": 0}
-    progress = _progress(len(jobs_list), quiet, "mastering")
-    with progress, ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else _InlineExecutor() as pool:
-        futures = [pool.submit(_master_job, src, dst, resolved.master, options, protected) for src, dst in jobs_list]
-        for (src, dst), future in zip(jobs_list, futures):
-            record = future.result()
-            record = {"input": str(src), "output": None if dry_run or record["status"] in ("error", "target_missed") else str(dst), **record}
-            kind = record["status"] if record["status"] in counts else "ok"
-            counts[kind] += 1
-            if as_json:
-                print(json.dumps(record), flush=True)
-            _report_line(record, quiet, progress)
-            progress.advance()
+
+    def emit(src: Path, dst: Path, record: dict) -> None:
+        record = {"input": str(src), "output": None if dry_run or record["status"] in ("error", "target_missed") else str(dst), **record}
+        counts[record["status"] if record["status"] in counts else "ok"] += 1
+        if as_json:
+            print(json.dumps(record), flush=True)
+        _report_line(record, quiet, progress)
+        progress.advance()
+
+    with _progress(len(plan.jobs), quiet, "mastering") as progress, closing(run_batch(master_job, arguments, labels, workers)) as results:
+        done = 0  # jobs refused before running are reported in their place in the input order
+        for position, record in results:
+            while done < len(plan.jobs) and done in plan.problems:
+                emit(*plan.jobs[done], {"status": "error", "error": plan.problems[done]})
+                done += 1
+            emit(*plan.jobs[runnable[position]], record)
+            done = runnable[position] + 1
+        for index in range(done, len(plan.jobs)):
+            emit(*plan.jobs[index], {"status": "error", "error": plan.problems[index]})
     if not quiet:
         stderr.print(f"{counts['ok']} mastered, {counts['target_missed']} missed the target, {counts['error']} failed", highlight=False)
     raise typer.Exit(EXIT_FAILED if counts["error"] else EXIT_TARGET_MISSED if counts["target_missed"] else EXIT_OK)
 
 
-def _master_job(src: Path, dst: Path, settings, options: OutputOptions, protected) -> dict:
-    """One file, in a worker process: never raises for bad input, returns a record."""
-    try:
-        result = master_file(src, dst, settings, options, protected)
-    except AutomixError as error:
-        return {"status": "error", "error": str(error)}
-    data = result.to_dict()
-    data.pop("settings")
-    return data
-
-
-class _InlineExecutor:
-    """Runs jobs in this process (``--jobs 1``), each when its result is asked for, so
-    progress and results appear file by file."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def submit(self, fn, *args):
-        return _DeferredResult(fn, args)
-
-
-class _DeferredResult:
-    def __init__(self, fn, args) -> None:
-        self.fn, self.args = fn, args
-
-    def result(self):
-        return self.fn(*self.args)
+def _note(text: str, quiet: bool) -> None:
+    if not quiet:
+        stderr.print(f"note: {escape(text)}", highlight=False, soft_wrap=True)
 
 
 class _Progress:
@@ -291,19 +305,19 @@ def mix_command(
     folder: Path = typer.Argument(..., help="Folder of stems (WAV, FLAC, AIFF, OGG, MP3)."),
     output: Path = typer.Option(..., "--output", "-o", help="The mixed and mastered file (.wav, .flac, .aiff)."),
     preset: str = PresetOption,
-    preset_file: Optional[Path] = PresetFileOption,
+    preset_file: Path | None = PresetFileOption,
     roles: list[str] = typer.Option([], "--role", help="Set a stem's role: FILE=ROLE (repeatable), e.g. --role take3=bass."),
-    target_lufs: Optional[float] = TargetOption,
-    ceiling_dbtp: Optional[float] = CeilingOption,
-    max_limiting_db: Optional[float] = MaxLimitingOption,
-    platform: Optional[str] = PlatformOption,
+    target_lufs: float | None = TargetOption,
+    ceiling_dbtp: float | None = CeilingOption,
+    max_limiting_db: float | None = MaxLimitingOption,
+    platform: str | None = PlatformOption,
     over_limit: str = OverLimitOption,
     bit_depth: str = BitDepthOption,
-    sample_rate: Optional[int] = SampleRateOption,
-    format_name: Optional[str] = FormatOption,
+    sample_rate: int | None = SampleRateOption,
+    format_name: str | None = FormatOption,
     no_master: bool = typer.Option(False, "--no-master", help="Write the balanced mix without the mastering chain."),
-    export_stems: Optional[Path] = typer.Option(None, "--export-stems", help="Folder for the processed stems (32-bit float); their sum is the unmastered mix."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report of every decision here."),
+    export_stems: Path | None = typer.Option(None, "--export-stems", help="Folder for the processed stems (32-bit float); their sum is the unmastered mix."),
+    report: Path | None = typer.Option(None, "--report", help="Write the JSON report of every decision here."),
     strict: bool = typer.Option(False, "--strict", help="Fail on an unreadable or silent stem instead of skipping it."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
@@ -313,10 +327,7 @@ def mix_command(
         check_output_options(bit_depth, over_limit, format_name, sample_rate)
         resolved = resolve_preset(preset, preset_file, platform, target_lufs, ceiling_dbtp, max_limiting_db)
         overrides = parse_role_overrides(roles)
-        if not folder.is_dir():
-            raise AutomixError(f"{folder}: not a folder of stems")
-        if not find_audio_files([folder]):
-            raise AutomixError(f"{folder}: no audio files in the folder")
+        check_mix_arguments(folder, output, format_name, role_overrides=overrides, export_stems=export_stems, report_path=report)
     except AutomixError as error:
         fail(str(error))
         raise typer.Exit(EXIT_USAGE)
@@ -325,10 +336,11 @@ def mix_command(
         try:
             result = mix_folder(folder, output, resolved, options, role_overrides=overrides, no_master=no_master,
                                 export_stems=export_stems, report_path=report, strict=strict)
-        except AutomixError as error:
+        except Exception as error:  # noqa: BLE001 - AutomixError, disk full, out of memory...: one line
+            message = describe_error(error)
             if as_json:
-                print(json.dumps({"input": str(folder), "status": "error", "error": str(error)}), flush=True)
-            fail(str(error))
+                print(json.dumps({"input": str(folder), "status": "error", "error": message}), flush=True)
+            fail(message)
             raise typer.Exit(EXIT_FAILED)
         progress.advance()
     data = result.report
@@ -336,8 +348,8 @@ def mix_command(
     for skipped in data["skipped"]:
         if skipped["kind"] == "unreadable":
             fail(f"skipped {skipped['file']}: {skipped['reason']}")
-        elif not quiet:
-            stderr.print(f"note: left out {escape(skipped['file'])}: {escape(skipped['reason'])}", highlight=False)
+        else:
+            _note(f"left out {skipped['file']}: {skipped['reason']}", quiet)
     if as_json:
         print(json.dumps({"input": str(folder), "output": data["output"], "status": result.status,
                           "stems": len(data["stems"]), "skipped": len(data["skipped"]), **data["final"],
@@ -405,7 +417,7 @@ def presets_show(
     as_json: bool = JsonOption,
 ) -> None:
     """Print a preset's resolved values and the file each one comes from."""
-    preset = load_preset(name)
+    preset = read_preset(Path(name) if name.endswith(".toml") else name)
     if as_json:
         from dataclasses import asdict
 
@@ -465,11 +477,23 @@ def _db(value: float) -> str:
 
 def main() -> None:
     """Console-script entry point."""
+    install_stop_handlers()
     try:
         app()
+    except Stopped as stop:  # the job has stopped its workers and removed its temp files
+        fail(f"stopped by {stop.signal_name}")
+        sys.exit(stop.exit_code)
     except AutomixError as error:  # errors not tied to one input file
         fail(str(error))
         sys.exit(EXIT_USAGE)
+    except Exception as error:  # noqa: BLE001 - a defect: one line, not a traceback
+        if os.environ.get("AUTOMIX_DEBUG") == "1":
+            import traceback
+
+            traceback.print_exc()
+        message = describe_error(error)
+        fail(message if BUG_NOTE in message else f"{message}; {BUG_NOTE}")
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The whole jobs, as library calls: master one file, mix one folder of stems.
 
 The CLI is a thin layer over these functions; scripts can call them directly.
+Argument and path checks live in :mod:`automix.jobs.checks`, batch running, per-file
+isolation and signal handling in :mod:`automix.jobs.safety`.
 """
 
 from __future__ import annotations
@@ -16,16 +18,22 @@ import numpy as np
 
 from automix.errors import AutomixError
 from automix.io.audio import (
-    READABLE_EXTENSIONS,
     WRITABLE_FORMATS,
     Audio,
     atomic_output,
-    find_audio_files,
     quantize,
     read_audio,
     resample,
     write_audio,
 )  # fmt: skip
+from automix.jobs.checks import (
+    check_mix_arguments,
+    check_outputs_against_inputs,
+    check_writable_file,
+    clean_stale_parts,
+    scan_stems_folder,
+)
+from automix.jobs.safety import describe_error
 from automix.master.chain import MasterResult, master
 from automix.measure.analyzer import analyze
 from automix.mix.balancer import MixPlan, StemInfo, balance
@@ -55,6 +63,9 @@ def master_file(input_path: Path, output_path: Path, settings: MasterSettings, o
         If the input cannot be read or the output cannot be written.
     """
     audio = read_audio(input_path)
+    if audio.frames < MIN_MEASURABLE_S * audio.sample_rate:
+        raise AutomixError(f"{input_path}: {audio.frames} samples ({audio.duration_s:.3f} s) is too short to master "
+                           f"(loudness needs at least {MIN_MEASURABLE_S} s)")
     if options.sample_rate and options.sample_rate != audio.sample_rate:
         audio = Audio(resample(audio.samples, audio.sample_rate, options.sample_rate), options.sample_rate, audio.path)
     samples, result = master(audio, settings, bit_depth=options.bit_depth, over_limit=options.over_limit)
@@ -62,6 +73,23 @@ def master_file(input_path: Path, output_path: Path, settings: MasterSettings, o
         write_audio(samples, audio.sample_rate, output_path, options.bit_depth,
                     protected=protected + (input_path,), format_name=options.format_name)
     return result
+
+
+def master_job(input_path: Path, output_path: Path, settings: MasterSettings, options: OutputOptions,
+               protected: tuple[Path, ...] = ()) -> dict:
+    """:func:`master_file` as a batch job: returns a record, never raises for one file.
+
+    The record is :meth:`MasterResult.to_dict` without the settings, or
+    ``{"status": "error", "error": one line}`` for any exception (bad input, disk full,
+    permission denied, out of memory, a defect). ``Stopped`` (a signal) propagates.
+    """
+    try:
+        result = master_file(input_path, output_path, settings, options, protected)
+    except Exception as error:  # noqa: BLE001 - one file's failure is its record
+        return {"status": "error", "error": describe_error(error, input_path)}
+    data = result.to_dict()
+    data.pop("settings")
+    return data
 
 
 def output_path_for(input_path: Path, out_dir: Path, format_name: str | None, taken: set[Path]) -> Path:
@@ -93,31 +121,37 @@ class LoadedStems:
     paths: tuple[Path, ...]
     samples: tuple  # numpy arrays, (channels, samples), one length, one rate
     sample_rate: int
-    skipped: tuple[tuple[str, str, str], ...]  # (file name, reason, "unreadable")
+    skipped: tuple[tuple[str, str, str], ...]  # (file name, reason, kind: "unreadable", "too short", ...)
     notes: tuple[str, ...]  # resampled, padded, clipped input ...
 
 
-def load_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = None) -> LoadedStems:
-    """Read every audio file in ``folder``.
+#: BS.1770 gating blocks are 0.4 s: a shorter stem has no measurable loudness (and
+#: raising it to its role's level would give it tens of dB of gain).
+MIN_MEASURABLE_S = 0.4
+
+
+def load_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = None,
+               files: tuple[Path, ...] | None = None, skipped: tuple = ()) -> LoadedStems:
+    """Read every audio file in ``folder`` (or the given ``files`` of it).
 
     A stem that cannot be read is skipped and reported (or, with ``strict``, the run
-    fails). Stems at another rate are resampled (soxr, very high quality) to
-    ``sample_rate`` or else the rate most stems share (the higher on a tie); shorter
-    stems are padded with silence at the end.
+    fails); so is a stem shorter than 0.4 s, which has no measurable loudness.
+    Subfolders, non-audio files and automix's own outputs are left out with a reason
+    (see :func:`automix.jobs.checks.scan_stems_folder`). Stems at another rate are
+    resampled (soxr, very high quality) to ``sample_rate`` or else the rate most stems
+    share (the higher on a tie); shorter stems are padded with silence at the end.
     """
-    if not folder.is_dir():
-        raise AutomixError(f"{folder}: not a folder of stems")
-    files = find_audio_files([folder])
-    if not files:
-        raise AutomixError(f"{folder}: no audio files (looked for {', '.join(READABLE_EXTENSIONS)})")
-    loaded, skipped, notes = [], [], []
+    if files is None:
+        scan = scan_stems_folder(folder)
+        files, skipped = scan.files, scan.skipped
+    loaded, skipped, notes = [], list(skipped), []
     for path in files:
         try:
             audio = read_audio(path)
-        except AutomixError as error:
+        except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
             if strict:
-                raise
-            skipped.append((path.name, str(error), "unreadable"))
+                raise AutomixError(describe_error(error, path)) from None
+            skipped.append((path.name, describe_error(error, path), "unreadable"))
             continue
         if audio.channels > 2:
             message = f"{path}: {audio.channels} channels; stems must be mono or stereo"
@@ -125,9 +159,17 @@ def load_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = 
                 raise AutomixError(message)
             skipped.append((path.name, message, "unreadable"))
             continue
+        if audio.frames < MIN_MEASURABLE_S * audio.sample_rate:
+            message = (f"too short to measure: {audio.frames} samples ({audio.duration_s:.3f} s); "
+                       f"loudness needs at least {MIN_MEASURABLE_S} s")
+            if strict:
+                raise AutomixError(f"{path}: {message}")
+            skipped.append((path.name, message, "too short"))
+            continue
         loaded.append(audio)
     if not loaded:
-        raise AutomixError(f"{folder}: none of the {len(files)} files could be read")
+        raise AutomixError(f"{folder}: none of the {len(files)} audio files could be used"
+                           + "".join(f"; {name}: {reason}" for name, reason, _ in skipped[:3]))
     rates = Counter(a.sample_rate for a in loaded)
     rate = sample_rate or max(rates, key=lambda r: (rates[r], r))
     samples = []
@@ -163,14 +205,20 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
                strict: bool = False) -> MixResult:
     """Mix a folder of stems into one master. The pipeline, top to bottom.
 
+    Every argument is checked before any audio is read
+    (:func:`automix.jobs.checks.check_mix_arguments`); every output path again, with
+    the exported stems' names, before anything is written.
+
     Raises
     ------
     AutomixError
-        For an unusable folder, a bad role override, or an unwritable output.
+        For an unusable folder, a bad argument, or an unwritable output.
     """
-    stems = load_stems(folder, strict=strict, sample_rate=options.sample_rate)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # stems are independent
-        analyses = list(pool.map(lambda pair: analyze(Audio(pair[0], stems.sample_rate, pair[1])), zip(stems.samples, stems.paths)))
+    folder, output = Path(folder), Path(output)
+    scan = check_mix_arguments(folder, output, options.format_name, role_overrides=role_overrides,
+                               export_stems=export_stems, report_path=report_path, dry_run=options.dry_run)
+    stems = load_stems(folder, strict=strict, sample_rate=options.sample_rate, files=scan.files, skipped=scan.skipped)
+    stems, analyses = _analyse_stems(stems, strict)
     infos, kept, skipped = identify_stems(stems, analyses, role_overrides or {}, strict)
     plan = balance(infos, preset)
     rendered = render([stems.samples[i] for i in kept], stems.sample_rate, plan, keep_stems=export_stems is not None)
@@ -182,19 +230,58 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
         bus = Audio(rendered.mix, stems.sample_rate, output)
         out, master_result = master(bus, preset.master, bit_depth=options.bit_depth, over_limit=options.over_limit)
         status = master_result.status
-    protected = stems.paths
+    protected = tuple(scan.files)
+    exported = {}
+    if export_stems is not None:
+        exported = {Path(export_stems) / f"{index:02d}_{Path(stem_plan.name).stem}.wav": stem
+                    for index, (stem_plan, stem) in enumerate(zip(plan.stems, rendered.stems), start=1)}
     written = None
     if not options.dry_run and status != "target_missed":
+        # The exported stems' names are known only now: check every output once more.
+        check_outputs_against_inputs(scan.files, {"-o": output, "--report": report_path,
+                                                  **{f"exported stem {p.name}": p for p in exported}})
+        for path in exported:
+            check_writable_file(path, "exported stem")
+        for where in {output.parent, *(p.parent for p in exported), *((Path(report_path).parent,) if report_path else ())}:
+            clean_stale_parts(where)  # temp files a killed run left behind
         written = write_audio(out, stems.sample_rate, output, options.bit_depth, protected=protected, format_name=options.format_name)
-        if export_stems is not None:
-            for index, (stem_plan, stem) in enumerate(zip(plan.stems, rendered.stems), start=1):
-                name = f"{index:02d}_{Path(stem_plan.name).stem}.wav"
-                write_audio(stem.samples, stems.sample_rate, export_stems / name, "32f", protected=protected)
+        for path, stem in exported.items():
+            write_audio(stem.samples, stems.sample_rate, path, "32f", protected=protected)
     report = build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result,
                           out, stems.sample_rate, written, options)
     if report_path is not None and not options.dry_run:
-        write_report(report, report_path)
+        write_report(report, Path(report_path))
     return MixResult(status, written, plan, master_result, report)
+
+
+def _analyse_stems(stems: LoadedStems, strict: bool) -> tuple[LoadedStems, list]:
+    """Analyse the stems on a thread pool (they are independent); a stem whose analysis
+    fails is set aside with the reason, the others go on."""
+    def one(index):
+        try:
+            return analyze(Audio(stems.samples[index], stems.sample_rate, stems.paths[index]))
+        except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
+            return error
+
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    try:
+        results = list(pool.map(one, range(len(stems.names))))
+    finally:  # on a signal, do not analyse the stems still queued
+        pool.shutdown(wait=True, cancel_futures=True)
+    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    if not failed:
+        return stems, results
+    if strict:
+        raise AutomixError(describe_error(results[failed[0]], stems.paths[failed[0]]))
+    keep = [i for i in range(len(results)) if i not in failed]
+    if not keep:
+        raise AutomixError("no stem could be analysed: " + describe_error(results[failed[0]], stems.paths[failed[0]]))
+    skipped = stems.skipped + tuple((stems.names[i], describe_error(results[i], stems.paths[i]), "unreadable") for i in failed)
+    stems = LoadedStems(
+        names=tuple(stems.names[i] for i in keep), paths=tuple(stems.paths[i] for i in keep),
+        samples=tuple(stems.samples[i] for i in keep), sample_rate=stems.sample_rate, skipped=skipped, notes=stems.notes,
+    )  # fmt: skip
+    return stems, [results[i] for i in keep]
 
 
 #: A stem this far below the loudest stem holds only bleed or noise: raising it to its
@@ -205,7 +292,8 @@ NEAR_SILENT_LU = 50.0
 def identify_stems(stems: LoadedStems, analyses: list, role_overrides: dict[str, str], strict: bool):
     """Roles for the stems that hold sound; silent and near-silent stems are set aside
     and reported."""
-    unknown = set(role_overrides) - {n for n in stems.names} - {Path(n).stem for n in stems.names}
+    known = [*stems.names, *(name for name, _, _ in stems.skipped)]  # a skipped stem's override is moot
+    unknown = set(role_overrides) - set(known) - {Path(n).stem for n in known}
     if unknown:
         raise AutomixError(f"--role names no stem in the folder: {', '.join(sorted(unknown))}")
     infos, kept, skipped = [], [], list(stems.skipped)

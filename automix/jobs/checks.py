@@ -1,0 +1,286 @@
+"""Everything a job can check before reading any audio.
+
+A bad argument found after a five-minute mix is a five-minute loss, and a wrong output
+path can destroy an input. So every path and name is checked here, up front, without
+decoding anything: the CLI turns these :class:`AutomixError`\\ s into exit code 2.
+
+Policy for automix's own outputs (recognised by ``is_automix_output``):
+
+* ``master``: a file named explicitly is mastered whatever wrote it; files found by
+  expanding a folder are left out with a note when automix wrote them, so
+  ``master D -o D`` run twice does not master its own masters.
+* ``mix``: automix outputs in the stems folder are always left out with a note, so a
+  mix written into the stems folder is never mixed in by the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from automix.errors import AutomixError
+from automix.io.audio import READABLE_EXTENSIONS, WRITABLE_FORMATS
+
+try:  # automix/io/paths.py (the io/ side of issue 8)
+    from automix.io.paths import (
+        check_output_paths,
+        clean_stale_parts,
+        is_automix_output,
+    )
+except ImportError:  # pragma: no cover - until io/paths.py lands
+    check_output_paths = None
+
+    def clean_stale_parts(folder):
+        return []
+
+    def is_automix_output(path):
+        return False
+
+
+#: Exported stems are named ``NN_<stem>.wav`` (see ``mix_folder``).
+EXPORTED_STEM = re.compile(r"^\d{2,}_.*\.wav$", re.IGNORECASE)
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """True if ``a`` and ``b`` name one file: through symlinks and hard links."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they resolve
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """True if ``path`` is ``folder`` or anywhere below it (symlinks resolved)."""
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return path == folder or folder in path.parents
+
+
+def check_writable_file(path: Path, what: str) -> None:
+    """An output file: must not exist as anything but a regular file, and its folder
+    must be writable (or creatable)."""
+    if path.is_symlink() and not path.exists():
+        raise AutomixError(f"{what} {path}: a dangling symbolic link; refusing to write through it")
+    if path.exists():
+        if path.is_dir():
+            raise AutomixError(f"{what} {path}: is a folder; give a file name")
+        if not path.is_file():
+            raise AutomixError(f"{what} {path}: exists and is not a regular file (a device, pipe or socket); refusing to replace it")
+    check_writable_folder(path.parent, what)
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """A folder automix will write into: existing and writable, or creatable."""
+    probe = Path(folder)
+    while not probe.exists():
+        if probe.is_symlink():
+            raise AutomixError(f"{what}: {probe} is a dangling symbolic link")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise AutomixError(f"{what}: {probe} exists and is not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise AutomixError(f"{what}: cannot write into {probe} (permission denied)")
+
+
+def check_audio_output_name(path: Path, format_name: str | None, what: str = "-o") -> None:
+    """The container comes from ``--format`` or the extension: one of them must name a
+    format automix writes."""
+    if format_name:
+        return  # checked with the other options
+    allowed = ", ".join(sorted({k.lstrip(".") for k in WRITABLE_FORMATS}))
+    if not path.suffix:
+        raise AutomixError(f"{what} {path}: no extension; name the file .wav, .flac or .aiff, or pass --format ({allowed})")
+    if path.suffix.lower() not in WRITABLE_FORMATS:
+        raise AutomixError(f"{what} {path}: automix cannot write '{path.suffix.lstrip('.')}' files; use one of {allowed} (or --format)")
+
+
+def check_outputs_against_inputs(inputs, outputs: dict[str, Path]) -> None:
+    """No output may be an input or another output of the same run.
+
+    ``outputs`` maps a description (``"-o"``, ``"--report"``) to a path.
+    """
+    items = [(what, Path(path)) for what, path in outputs.items() if path is not None]
+    for what, path in items:
+        for source in inputs:
+            if same_path(path, Path(source)):
+                raise AutomixError(f"{what} {path} is the input {source}; refusing to overwrite an input")
+    for i, (what_a, a) in enumerate(items):
+        for what_b, b in items[i + 1:]:
+            if same_path(a, b):
+                raise AutomixError(f"{what_a} and {what_b} name the same file ({a}); give each its own name")
+    if check_output_paths is not None:
+        check_output_paths(list(map(Path, inputs)), [path for _, path in items])
+
+
+# --- master --------------------------------------------------------------------------
+
+
+@dataclass
+class MasterPlan:
+    """Which files ``master`` will process, where each goes, and what was left out."""
+
+    jobs: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output)
+    problems: dict[int, str] = field(default_factory=dict)  # job index -> why it cannot run
+    notes: list[str] = field(default_factory=list)
+
+
+def expand_master_inputs(paths: list[Path], notes: list[str]) -> list[Path]:
+    """Files named explicitly, as given; folders expanded to their audio files, minus the
+    ones automix wrote (with a note)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                if child.name.startswith(".") or not child.is_file() or child.suffix.lower() not in READABLE_EXTENSIONS:
+                    continue
+                if is_automix_output(child):
+                    notes.append(f"left out {child}: written by automix; name it explicitly to master it again")
+                    continue
+                files.append(child)
+        else:
+            files.append(path)
+    return files
+
+
+def plan_master(inputs: list[Path], output_dir: Path, format_name: str | None, dry_run: bool = False) -> MasterPlan:
+    """Check ``master``'s arguments and choose every output name, reading no audio.
+
+    Raises
+    ------
+    AutomixError
+        For a usage error: ``-o`` is an existing file, or a folder that cannot be
+        written. Per-file problems (an output name that is a folder, a device...) are
+        returned in ``problems`` so the other files still run.
+    """
+    from automix.jobs.pipeline import output_path_for
+
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise AutomixError(f"-o {output_dir}: exists and is not a folder (master writes one file per input into a folder)")
+    if not dry_run:
+        check_writable_folder(output_dir, f"-o {output_dir}")
+    plan = MasterPlan()
+    files = expand_master_inputs(list(inputs), plan.notes)
+    taken = {f.resolve() for f in files}
+    input_ids = set()
+    for f in files:
+        try:
+            st = f.stat()
+            input_ids.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+    for src in files:
+        dst = output_path_for(src, output_dir, format_name, taken)
+        while _file_id(dst) in input_ids:  # a hard link or symlink to an input
+            taken.add(dst.resolve())
+            dst = output_path_for(src, output_dir, format_name, taken)
+        index = len(plan.jobs)
+        plan.jobs.append((src, dst))
+        if not dry_run:
+            try:
+                check_writable_file(dst, "output")
+            except AutomixError as error:
+                plan.problems[index] = str(error)
+    return plan
+
+
+def _file_id(path: Path):
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+# --- mix -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StemScan:
+    """What a stems folder holds: the stems to mix and what was left out, and why."""
+
+    files: tuple[Path, ...]
+    skipped: tuple[tuple[str, str, str], ...]  # (name, reason, kind)
+
+
+def scan_stems_folder(folder: Path) -> StemScan:
+    """List the stems in ``folder`` without decoding them.
+
+    Left out, each with a reason: subfolders (automix does not mix recursively), files
+    that are not audio by their extension, and files automix wrote (a previous mix,
+    exported stems). Hidden files (``.DS_Store``, temporary ``.part`` files) are ignored
+    silently.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AutomixError(f"{folder}: not a folder of stems")
+    files, skipped = [], []
+    for child in sorted(folder.iterdir()):
+        if child.name.startswith("."):
+            continue
+        if child.is_dir():
+            skipped.append((child.name, "a subfolder; automix mixes the files directly in the stems folder", "subfolder"))
+        elif child.suffix.lower() not in READABLE_EXTENSIONS:
+            skipped.append((child.name, f"not an audio file (automix reads {', '.join(e.lstrip('.') for e in READABLE_EXTENSIONS)})", "not audio"))
+        elif not child.is_file():
+            skipped.append((child.name, "not a regular file", "not audio"))
+        elif is_automix_output(child):
+            skipped.append((child.name, "written by automix (an earlier mix or exported stem); copy it elsewhere to use it as a stem", "automix output"))
+        else:
+            files.append(child)
+    if not files:
+        if any(kind == "automix output" for _, _, kind in skipped):
+            raise AutomixError(f"{folder}: no audio files besides automix's own outputs")
+        raise AutomixError(f"{folder}: no audio files in the folder")
+    return StemScan(tuple(files), tuple(skipped))
+
+
+def check_role_overrides(role_overrides: dict[str, str], stems: tuple[Path, ...]) -> None:
+    names = {p.name for p in stems} | {p.stem for p in stems}
+    unknown = sorted(set(role_overrides) - names)
+    if unknown:
+        raise AutomixError(f"--role names no stem in the folder: {', '.join(unknown)} (stems: {', '.join(p.name for p in stems)})")
+
+
+def check_mix_arguments(folder: Path, output: Path, format_name: str | None, *, role_overrides: dict[str, str] | None = None,
+                        export_stems: Path | None = None, report_path: Path | None = None, dry_run: bool = False) -> StemScan:
+    """Check every argument of ``mix`` against the folder's file names; read no audio.
+
+    Returns
+    -------
+    StemScan
+        The stems to read and what was left out.
+
+    Raises
+    ------
+    AutomixError
+        For any usage error.
+    """
+    scan = scan_stems_folder(folder)
+    output = Path(output)
+    check_audio_output_name(output, format_name)
+    check_role_overrides(role_overrides or {}, scan.files)
+    if export_stems is not None:
+        export_stems = Path(export_stems)
+        if inside(export_stems, folder):
+            raise AutomixError(f"--export-stems {export_stems}: inside the stems folder {folder}; the next mix would mix them in. Choose another folder")
+        if same_path(export_stems, output) or (report_path is not None and same_path(export_stems, Path(report_path))):
+            raise AutomixError(f"--export-stems {export_stems}: is also the output file; give a folder of its own")
+        if export_stems.exists() and not export_stems.is_dir():
+            raise AutomixError(f"--export-stems {export_stems}: exists and is not a folder")
+        for what, path in (("-o", output), ("--report", report_path)):
+            if path is not None and Path(path).parent.resolve() == export_stems.resolve() and EXPORTED_STEM.match(Path(path).name):
+                raise AutomixError(f"{what} {path}: an exported stem may get that name; choose another name or folder")
+    check_outputs_against_inputs(scan.files, {"-o": output, "--report": report_path})
+    if report_path is not None and Path(report_path).suffix.lower() != ".json":
+        raise AutomixError(f"--report {report_path}: the report is JSON; name it .json")
+    if not dry_run:
+        check_writable_file(output, "-o")
+        if report_path is not None:
+            check_writable_file(Path(report_path), "--report")
+        if export_stems is not None:
+            check_writable_folder(export_stems, f"--export-stems {export_stems}")
+    return scan

@@ -1,0 +1,266 @@
+"""Running a batch so that one bad file never stops the others, and a signal stops all.
+
+Three guarantees, shared by ``master``, ``mix`` and ``analyze``:
+
+* **Per-file isolation.** Every exception raised while one file is processed becomes
+  that file's error record (one line, no traceback) and the batch goes on. In worker
+  processes too: a worker that dies (killed, out of memory) fails the file it was
+  working on, found by re-running the files it shared the pool with one at a time.
+* **Signals stop the whole job.** SIGINT and SIGTERM raise :class:`Stopped` in the main
+  thread (of the parent and of every worker), so each ``atomic_output`` block removes
+  its temporary file while the exception unwinds; the parent then terminates and joins
+  its workers. The CLI exits with 128 + the signal number (130, 143), as shells do.
+* **Bounded parallelism.** ``--jobs`` is capped at the CPUs this process may use.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from automix.errors import AutomixError
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: How long terminated workers get to remove their temporary files before SIGKILL.
+WORKER_STOP_TIMEOUT_S = 10.0
+
+BUG_NOTE = "this is a bug in automix, please report it"
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM arrived: stop everything, clean up while unwinding.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``) so that per-file ``except
+    Exception`` handlers do not swallow it, while ``except BaseException`` cleanups
+    (``atomic_output``) still run.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+# --- errors -> one line --------------------------------------------------------------
+
+_OS_REASONS = {
+    errno.ENOSPC: "no space left on the device (disk full)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system or the file-size limit (disk full?)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.EISDIR: "is a folder",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EEXIST: "already exists",
+    errno.ENOENT: "no such file or folder",
+    errno.EIO: "input/output error",
+}
+
+
+def describe_error(error: BaseException, subject: str | os.PathLike | None = None) -> str:
+    """One line for the user: what went wrong with ``subject`` (a file, usually).
+
+    ``AutomixError`` messages are already worded for people and kept as they are; system
+    errors get their reason in plain words; anything else is a defect in automix and
+    says so.
+    """
+    where = f"{subject}: " if subject is not None else ""
+    if isinstance(error, AutomixError):
+        text = str(error)
+        return text if subject is None or str(subject) in text or Path(str(subject)).name in text else where + text
+    if isinstance(error, MemoryError):
+        return f"{where}out of memory"
+    if isinstance(error, OSError):
+        reason = _OS_REASONS.get(error.errno or 0) or (error.strerror or str(error) or type(error).__name__)
+        name = error.filename if error.filename is not None else subject
+        return f"{name}: {reason}" if name is not None else reason
+    text = " ".join(str(error).split()) or "no message"
+    if type(error).__name__ == "LibsndfileError" or "sndfile" in type(error).__module__:
+        # libsndfile reports a failed write ("System error.") without its errno.
+        return f"{where}the audio library failed: {text} (disk full or unwritable folder?)"
+    return f"{where}internal error ({type(error).__name__}: {text}); {BUG_NOTE}"
+
+
+def error_record(error: BaseException, subject) -> dict:
+    return {"status": "error", "error": describe_error(error, subject)}
+
+
+# --- signals -------------------------------------------------------------------------
+
+
+def _raise_stopped(signum, frame) -> None:
+    # Further signals while unwinding would interrupt the cleanup itself: ignore them;
+    # the cleanup is bounded (WORKER_STOP_TIMEOUT_S).
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+def install_stop_handlers() -> None:
+    """In the main process: SIGINT and SIGTERM raise :class:`Stopped`."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise_stopped)
+
+
+_IN_JOB = False
+
+
+def _worker_signal(signum, frame) -> None:
+    if _IN_JOB:
+        raise Stopped(signum)  # unwinds the job: atomic_output removes its temp file
+    os._exit(128 + signum)  # idle: nothing to clean up
+
+
+def _worker_init() -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _worker_signal)
+
+
+def _call_in_worker(fn: Callable, args: tuple):
+    global _IN_JOB
+    _IN_JOB = True
+    try:
+        return fn(*args)
+    except Stopped as stop:
+        # The job's cleanups ran while Stopped propagated; leave now rather than
+        # take the next file from the queue.
+        os._exit(stop.exit_code)
+    finally:
+        _IN_JOB = False
+
+
+# --- workers -------------------------------------------------------------------------
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def cap_jobs(requested: int, files: int) -> tuple[int, str | None]:
+    """Workers to start, and a note if ``requested`` was more than the CPUs."""
+    cpus = available_cpus()
+    note = None
+    if requested > cpus:
+        note = f"--jobs {requested} capped at {cpus}, the number of CPUs available"
+    return max(1, min(requested, cpus, max(files, 1))), note
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+
+
+def terminate_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop every worker: SIGTERM (they clean up and exit), then SIGKILL stragglers."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        try:
+            process.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass
+    deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
+    for process in processes:
+        try:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(2.0)
+        except (OSError, ValueError, AssertionError, AttributeError):
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_batch(fn: Callable[..., dict], arguments: Sequence[tuple], labels: Sequence[str], workers: int = 1) -> Iterator[tuple[int, dict]]:
+    """Run ``fn(*arguments[i])`` for every i; yield ``(i, record)`` in input order.
+
+    ``fn`` returns a record (a dict with a ``status``); any exception it raises becomes
+    an error record for ``labels[i]``. With ``workers > 1`` the calls run in worker
+    processes (``fn`` and its arguments must pickle). A worker that dies fails only the
+    file it was processing: the files that were in flight with it are re-run one at a
+    time, and the one that kills its worker again is reported.
+
+    :class:`Stopped` (and ``KeyboardInterrupt``) propagate after every worker has been
+    terminated and joined.
+    """
+    count = len(arguments)
+    if workers <= 1 or count <= 1:
+        for index, args in enumerate(arguments):
+            try:
+                yield index, fn(*args)
+            except Exception as error:  # noqa: BLE001 - one file's failure is its record
+                yield index, error_record(error, labels[index])
+        return
+
+    pending = deque(range(count))
+    alone: deque[int] = deque()  # suspects of a crash, re-run one at a time
+    ran_alone: set[int] = set()
+    results: dict[int, dict] = {}
+    in_flight: dict = {}
+    next_out = 0
+    pool = _new_pool(workers)
+    try:
+        while next_out < count:
+            if alone:
+                if not in_flight:
+                    index = alone.popleft()
+                    ran_alone.add(index)
+                    in_flight[pool.submit(_call_in_worker, fn, arguments[index])] = index
+            else:
+                while pending and len(in_flight) < workers:
+                    index = pending.popleft()
+                    in_flight[pool.submit(_call_in_worker, fn, arguments[index])] = index
+            if in_flight:
+                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                broken = []
+                for future in done:
+                    index = in_flight.pop(future)
+                    try:
+                        results[index] = future.result()
+                    except BrokenProcessPool:
+                        broken.append(index)
+                    except Exception as error:  # noqa: BLE001 - e.g. a result that does not pickle
+                        results[index] = error_record(error, labels[index])
+                if broken:
+                    # Every other call in flight fails the same way: collect them too.
+                    for future in list(in_flight):
+                        index = in_flight.pop(future)
+                        try:
+                            results[index] = future.result()
+                        except BrokenProcessPool:
+                            broken.append(index)
+                        except Exception as error:  # noqa: BLE001
+                            results[index] = error_record(error, labels[index])
+                    terminate_pool(pool)
+                    pool = _new_pool(workers)
+                    for index in sorted(broken):
+                        if index in ran_alone or len(broken) == 1:
+                            results[index] = {"status": "error", "error": (
+                                f"{labels[index]}: the worker process stopped while working on it "
+                                "(killed, or out of memory); nothing was written")}
+                        else:
+                            alone.append(index)
+            while next_out in results:
+                yield next_out, results.pop(next_out)
+                next_out += 1
+    except BaseException:
+        terminate_pool(pool)
+        raise
+    pool.shutdown(wait=True)
