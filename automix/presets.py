@@ -6,7 +6,10 @@ three tables:
 * ``[master]`` -- loudness target, true-peak ceiling, tonal target, glue compression,
   low-end mono and stereo width (:class:`MasterSettings`);
 * ``[mix]`` -- mix-bus settings (:class:`MixSettings`);
-* ``[roles.<role>]`` -- the mixing rules for each stem role (:class:`RoleRules`).
+* ``[groups]`` -- the loudness of each group of stems (vocals, drums, bass, harmony)
+  relative to the vocals, measured on professional mixes (:class:`GroupSettings`);
+* ``[roles.<role>]`` -- the mixing rules for each stem role (:class:`RoleRules`),
+  including the role's share of its group's loudness.
 
 Every value is checked against its type and allowed range; an unknown key, a wrong type
 or a value out of range is an :class:`AutomixError` naming the file, the key and what is
@@ -35,6 +38,20 @@ ROLES = (
     "percussion", "bass", "guitar", "keys", "piano", "synth", "pad", "strings", "brass",
     "woodwinds", "fx", "other",
 )  # fmt: skip
+
+#: Groups of roles. A group's stems together sit at the group's loudness (``[groups]``),
+#: however many stems it has; the MUSDB18 stem classes map onto them (vocals, drums,
+#: bass, and "other" = harmony). Without a vocal, the lead instrument takes the vocals'
+#: place (see :func:`automix.mix.balancer.choose_lead`).
+GROUPS = ("vocals", "drums", "bass", "harmony")
+ROLE_GROUPS = {
+    "vocal": "vocals", "backing_vocal": "vocals",
+    "kick": "drums", "snare": "drums", "toms": "drums", "hats": "drums", "overheads": "drums", "room": "drums",
+    "percussion": "drums", "drums": "drums",
+    "bass": "bass",
+    "guitar": "harmony", "keys": "harmony", "piano": "harmony", "synth": "harmony", "pad": "harmony",
+    "strings": "harmony", "brass": "harmony", "woodwinds": "harmony", "fx": "harmony", "other": "harmony",
+}  # fmt: skip
 
 
 def _setting(low: float, high: float, doc: str, kind: type = float) -> Any:
@@ -71,10 +88,28 @@ class MixSettings:
 
 
 @dataclass(frozen=True)
+class GroupSettings:
+    """Loudness of each group of stems, LU relative to the vocals (the ``[groups]`` table).
+
+    Defaults (pop.toml) are the MUSDB18 averages (:mod:`automix.mix.reference_levels`);
+    genre presets move from them where the genre's practice says so.
+    """
+
+    vocals_lu: float = _setting(-30.0, 10.0, "vocals (or, without a vocal, the lead instrument): the reference, normally 0")
+    drums_lu: float = _setting(-30.0, 10.0, "the whole drum kit together, relative to the vocals")
+    bass_lu: float = _setting(-30.0, 10.0, "all bass stems together, relative to the vocals")
+    harmony_lu: float = _setting(-30.0, 10.0, "all other instruments together, relative to the vocals")
+
+    def as_dict(self) -> dict[str, float]:
+        """``{"vocals": 0.0, "drums": -3.45, ...}``"""
+        return {f.name.removesuffix("_lu"): getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
 class RoleRules:
     """Mixing rules for one stem role (a ``[roles.<role>]`` table)."""
 
-    loudness_lu: float = _setting(-40.0, 10.0, "active loudness relative to the lead (or the anchor role)")
+    loudness_lu: float = _setting(-40.0, 10.0, "level within its group (ROLE_GROUPS), relative to the group's main role at 0")
     hpf_max_hz: float = _setting(0.0, 1000.0, "highest high-pass cutoff (0 = no high-pass)")
     compression_ratio: float = _setting(1.0, 20.0, "compressor ratio (1 = none)")
     compression_depth_db: float = _setting(0.0, 24.0, "threshold below the stem's loud passages")
@@ -92,6 +127,7 @@ class Preset:
     master: MasterSettings
     mix: MixSettings
     roles: Mapping[str, RoleRules]
+    groups: GroupSettings = field(default_factory=lambda: _DEFAULT_GROUPS)
     #: where each value came from: ``"master.target_lufs" -> "presets/pop.toml"``
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -106,7 +142,11 @@ class Preset:
         return replace(self, master=replace(self.master, **master), origins=origins)
 
 
-SECTIONS = {"master": MasterSettings, "mix": MixSettings}
+SECTIONS = {"master": MasterSettings, "mix": MixSettings, "groups": GroupSettings}
+
+#: MUSDB18 averages relative to the vocals (automix.mix.reference_levels), for a Preset
+#: built in code without a [groups] table.
+_DEFAULT_GROUPS = GroupSettings(vocals_lu=0.0, drums_lu=-3.45, bass_lu=1.0, harmony_lu=-0.44)
 
 
 def preset_dir() -> Path:
@@ -140,10 +180,15 @@ def _find(name_or_path: str | Path) -> Path:
     if isinstance(name_or_path, str) and name_or_path in shipped:
         return shipped[name_or_path]
     path = Path(name_or_path)
-    if path.suffix == ".toml" and path.is_file():
-        return path
-    names = ", ".join(shipped) or "none installed"
-    raise AutomixError(f"unknown preset '{name_or_path}' (available: {names}; or give a .toml file)")
+    looks_like_path = isinstance(name_or_path, Path) or path.suffix != "" or len(path.parts) > 1
+    if not looks_like_path:
+        names = ", ".join(shipped) or "none installed"
+        raise AutomixError(f"unknown preset '{name_or_path}' (available: {names}; or give a .toml file)")
+    if not path.exists():
+        raise AutomixError(f"{path}: no such file (a preset file path, or one of: {', '.join(shipped)})")
+    if not path.is_file():
+        raise AutomixError(f"{path}: not a file (give a .toml preset file)")
+    return path
 
 
 def _read_toml(path: Path) -> dict:
@@ -152,6 +197,9 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as error:
         raise AutomixError(f"{path}: not valid TOML ({error})") from None
+    except UnicodeDecodeError as error:
+        raise AutomixError(f"{path}: not UTF-8 text (byte {error.start} is 0x{error.object[error.start]:02x}); "
+                           "save the preset file as UTF-8") from None
     except OSError as error:
         raise AutomixError(f"{path}: cannot read ({error.strerror})") from None
 
@@ -206,7 +254,7 @@ def _set_nested(data: dict, dotted: str, value: Any) -> None:
 
 
 def _build(path: Path, data: dict, origins: dict[str, str]) -> Preset:
-    allowed_top = {"name", "description", "master", "mix", "roles"}
+    allowed_top = {"name", "description", "master", "mix", "groups", "roles"}
     for key in data:
         if key not in allowed_top:
             raise AutomixError(f"{path}: unknown key '{key}' (allowed: {', '.join(sorted(allowed_top | {'extends'}))})")
@@ -228,7 +276,8 @@ def _build(path: Path, data: dict, origins: dict[str, str]) -> Preset:
     missing = [role for role in ROLES if role not in roles]
     if missing:
         raise AutomixError(f"{path}: no rules for role(s) {', '.join(missing)} (add [roles.<role>] tables or extend a preset that has them)")
-    return Preset(name=name, description=description, master=sections["master"], mix=sections["mix"], roles=roles, origins=origins)
+    return Preset(name=name, description=description, master=sections["master"], mix=sections["mix"], roles=roles,
+                  groups=sections["groups"], origins=origins)
 
 
 def _build_section(path: Path, section: str, cls: type, table: Any) -> Any:

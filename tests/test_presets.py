@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_loudness import ebur128
-from test_mix import short_copy
+from test_mix import short_copy, write_stem
 
 from automix.errors import AutomixError
-from automix.io.audio import Audio, read_audio, write_audio
+from automix.io.audio import Audio, read_audio
 from automix.jobs.pipeline import OutputOptions, mix_folder
 from automix.measure import loudness
 from automix.measure.analyzer import analyze
@@ -44,12 +44,43 @@ def write(tmp_path: Path, text: str, name: str = "mine.toml") -> Path:
     ('extends = "nothing"\n', "extends unknown preset 'nothing'"),
     ('[master]\ntarget_lufs = -14\n', "missing 'master."),
     ("this is not toml", "not valid TOML"),
+    ('extends = "pop"\n[groups]\ndrums_lu = 40.0\n', r"'groups.drums_lu' = 40 is out of range .*allowed -30 to 10"),
+    ('extends = "pop"\n[groups]\ndrums_lu = "loud"\n', "'groups.drums_lu' must be a number from -30 to 10"),
+    ('extends = "pop"\n[groups]\nguitars_lu = -3\n', "unknown key 'groups.guitars_lu'"),
 ])  # fmt: skip
 def test_malformed_presets_name_file_key_and_range(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(AutomixError, match=message) as error:
         load_preset(path)
     assert str(path) in str(error.value)
+
+
+def test_missing_file_and_non_utf8_file_say_so(tmp_path):
+    with pytest.raises(AutomixError, match="no such file") as error:
+        load_preset(tmp_path / "missing.toml")
+    assert "unknown preset" not in str(error.value)
+    with pytest.raises(AutomixError, match="no such file"):
+        load_preset("missing.toml")
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('extends = "pop"\ndescription = "Caf\u00e9 jazz"\n'.encode("latin-1"))
+    with pytest.raises(AutomixError, match="not UTF-8") as error:
+        load_preset(latin1)
+    assert str(latin1) in str(error.value)
+
+
+def test_group_levels_are_the_measured_averages_and_genres_move_with_reason():
+    # MUSDB18 train-set averages relative to vocals (../shared/data/reference_stats README):
+    # drums -3.4, bass +1.0, other -0.4 LU.
+    pop = load_preset("pop").groups
+    assert (pop.vocals_lu, pop.drums_lu, pop.bass_lu, pop.harmony_lu) == pytest.approx((0.0, -3.45, 1.0, -0.44), abs=0.06)
+    jazz, edm = load_preset("jazz").groups, load_preset("edm").groups
+    assert jazz.drums_lu <= pop.drums_lu - 3  # jazz: drums far under the lead
+    assert edm.drums_lu > pop.drums_lu and edm.bass_lu > pop.bass_lu  # edm: kick and bass forward
+    for name in SHIPPED:  # every moved group value says why, beside it
+        text = (available_presets()[name]).read_text()
+        for line in text.splitlines():
+            if line.split("=")[0].strip().endswith("_lu") and line.startswith(("drums_lu", "bass_lu", "harmony_lu", "vocals_lu")):
+                assert "#" in line or name == "speech", f"{name}: {line}"
 
 
 def test_extends_loop_is_caught(tmp_path):
@@ -81,7 +112,7 @@ def test_cli_lists_and_shows_presets_and_rejects_bad_ones(tmp_path):
     assert shown.returncode == 0 and "target_lufs" in shown.stdout and "edm.toml" in shown.stdout
     bad = write(tmp_path, 'extends = "pop"\n[mix]\npan_width = 7\n')
     song = tmp_path / "song.wav"
-    write_audio(np.zeros((2, 44100), np.float32), 44100, song, "24")
+    write_stem(np.zeros((2, 44100), np.float32), 44100, song, "24")
     result = run("master", song, "-o", tmp_path / "out", "--preset-file", bad)
     assert result.returncode == 2 and "pan_width" in result.stderr and "Traceback" not in result.stderr
     result = run("mix", tmp_path, "-o", tmp_path / "x.wav", "--preset", "polka")
@@ -95,7 +126,7 @@ def dynamic_song(tmp_path_factory):
     for path in folder.iterdir():
         audio = read_audio(path)
         ramp = np.where(np.arange(audio.frames) < audio.frames // 2, 10 ** (-12 / 20), 1.0).astype(np.float32)
-        write_audio(audio.samples * ramp, audio.sample_rate, path, "32f")
+        write_stem(audio.samples * ramp, audio.sample_rate, path, "32f")
     return folder
 
 
