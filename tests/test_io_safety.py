@@ -28,7 +28,12 @@ from signals import sine
 from automix.errors import AutomixError
 from automix.io import audio as audio_module
 from automix.io.audio import Audio, atomic_output, read_audio, write_audio
-from automix.io.paths import TEMP_PATTERN, check_output_paths, clean_stale_parts, is_automix_output
+from automix.io.paths import (
+    TEMP_PATTERN,
+    check_output_paths,
+    clean_stale_parts,
+    is_automix_output,
+)
 from automix.io.validate import validate_audio
 
 RATE = 44100
@@ -317,7 +322,7 @@ def test_a_killed_writer_leaves_a_part_the_next_run_cleans(tmp_path):
             os.kill(os.getpid(), signal.SIGKILL)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], timeout=60)
+    result = subprocess.run([sys.executable, "-c", script], check=False, timeout=60)
     assert result.returncode == -signal.SIGKILL
     assert len(parts_in(tmp_path)) == 1 and not (tmp_path / "m.wav").exists()
     clean_stale_parts(tmp_path)
@@ -442,7 +447,7 @@ def _private_mount_works() -> bool:
         return False
     probe = "d=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs \"$d\" && umount \"$d\"; r=$?; rmdir \"$d\"; exit $r"
     try:
-        return subprocess.run(["unshare", "-rm", "sh", "-c", probe], capture_output=True, timeout=20).returncode == 0
+        return subprocess.run(["unshare", "-rm", "sh", "-c", probe], check=False, capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -469,7 +474,7 @@ def _run_in_tmpfs(tmp_path: Path, options: str, body: str) -> str:
     command = f'mount -t tmpfs -o {options} tmpfs "$1" && exec "$2" -c "$3" "$1"'
     result = subprocess.run(
         ["unshare", "-rm", "sh", "-c", command, "sh", str(mount_point), sys.executable, script],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -546,7 +551,7 @@ def test_file_size_limit_is_a_plain_error(tmp_path):
             print(error)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"file too large for this file system or the file-size limit (ulimit -f) while writing {old}"
     assert digest(old) == before and parts_in(tmp_path) == []

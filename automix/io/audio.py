@@ -176,6 +176,8 @@ def read_audio(path: str | os.PathLike) -> Audio:
                 try:
                     samples, rate = _decode_pedalboard(path, warnings)
                 except AutomixError:
+                    if "does not exist" in str(first):  # libsndfile's word for an MPEG stream it cannot open
+                        raise AutomixError(f"{path}: cannot read as MP3 (no decodable MPEG audio)") from None
                     raise first from None
         else:
             samples, rate = _decode_sndfile(path, container, size, warnings)
@@ -197,7 +199,7 @@ def sniff_container(path: str | os.PathLike) -> str | None:
     "OGG", "MP3", or None if they announce none of them."""
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(4096)  # room for an MPEG frame and the next header
             if head[:3] == b"ID3" and len(head) >= 10:
                 # ID3v2 (an MP3 tag, sometimes put before FLAC too): skip it and look behind
                 size = (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
@@ -218,18 +220,50 @@ def _container_from_head(head: bytes) -> str | None:
         return "AIFF"
     if head[:4] == b"OggS":
         return "OGG"
-    if _is_mpeg_frame_header(head[:4]):
+    if _is_mpeg_stream(head):
         return "MP3"
     return None
 
 
-def _is_mpeg_frame_header(h: bytes) -> bool:
-    """An MPEG-1/2/2.5 audio frame header: 11-bit sync and no reserved field values."""
+#: MPEG audio bitrates in kbit/s by (MPEG-1?, layer) and the 4-bit index (0 = free
+#: format, refused: no frame length to check), ISO/IEC 11172-3 and 13818-3.
+_MPEG_KBPS = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+#: Sample rates by the 2-bit version field (0 = MPEG-2.5, 2 = MPEG-2, 3 = MPEG-1).
+_MPEG_RATES = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 32000)}
+
+
+def _mpeg_frame_length(h: bytes) -> int | None:
+    """Length in bytes of the MPEG audio frame whose 4-byte header is ``h``, or None if
+    ``h`` is not a valid header (11-bit sync, no reserved or free-format field)."""
     if len(h) < 4 or h[0] != 0xFF or (h[1] & 0xE0) != 0xE0:
+        return None
+    version, layer_bits = (h[1] >> 3) & 3, (h[1] >> 1) & 3
+    bitrate_index, rate_index, padding = h[2] >> 4, (h[2] >> 2) & 3, (h[2] >> 1) & 1
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    layer = 4 - layer_bits
+    mpeg1 = version == 3
+    bitrate = _MPEG_KBPS[(mpeg1, layer)][bitrate_index] * 1000
+    rate = _MPEG_RATES[version][rate_index]
+    if layer == 1:
+        return (12 * bitrate // rate + padding) * 4
+    return (144 if layer == 2 or mpeg1 else 72) * bitrate // rate + padding
+
+
+def _is_mpeg_stream(head: bytes) -> bool:
+    """Two consecutive valid MPEG audio frame headers at the start: one alone matches
+    random bytes far too often (1 in ~3000)."""
+    length = _mpeg_frame_length(head[:4])
+    if length is None:
         return False
-    version, layer = (h[1] >> 3) & 3, (h[1] >> 1) & 3
-    bitrate, rate = h[2] >> 4, (h[2] >> 2) & 3
-    return version != 1 and layer != 0 and bitrate != 15 and rate != 3
+    return _mpeg_frame_length(head[length : length + 4]) is not None
 
 
 def _check_input_file(path: Path) -> int:
