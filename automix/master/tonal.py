@@ -1,78 +1,306 @@
-"""Mastering stage 1: tonal balance toward the preset's target spectrum."""
+"""Mastering stage 1: tonal balance -- EQ only where the mix is clearly off the target.
+
+The target is the long-term spectrum of finished music (:mod:`automix.master.tonal_targets`:
+the MUSDB18 average, moved by the genre's documented deviations). The EQ corrects only
+what a mastering engineer would call a fault:
+
+1. The broad level and tilt of the mix's difference from the target are fitted (weighted
+   least squares over the bands, in octaves). The tilt is left alone up to
+   ``TILT_TOLERANCE_DB_PER_OCTAVE``: records differ most by their slope, legitimately.
+2. What remains is smoothed over about 2/3 octave and corrected only beyond a dead-band
+   (``DEAD_BAND_DB``, wider where the average record rolls off).
+3. A band far below what the target expects there is taken to be empty (the instrument
+   is absent) and never boosted.
+4. Every move is scaled by how sure the measurement is: a short file, a band whose level
+   swings a lot over time (sparse or very dynamic material) or a very dynamic programme
+   get smaller moves. Then ``tonal_amount`` scales and ``tonal_max_db`` caps.
+
+The EQ itself is a linear-phase FIR (no phase shift between bands); :class:`StreamingEQ`
+applies it block by block, :func:`apply_eq` to a whole signal.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal
 
+from automix.dsp.fir import StreamingFIR, filter_whole
+from automix.master import tonal_targets as targets
 from automix.measure.analyzer import THIRD_OCTAVE_CENTRES_HZ, AudioAnalysis
 from automix.presets import MasterSettings
+
+#: A long-term spectrum estimated from less than this is not fully trusted: an excerpt
+#: shorter than two 4/4 phrases of 4 bars at 100 bpm (~10 s) may show one part's balance
+#: only (a drum break, an intro). Confidence grows as sqrt(duration / this) -- the
+#: standard error of a mean falls as 1/sqrt of the material -- and is 1 from here on.
+FULL_CONFIDENCE_S = 10.0
+
+#: Successive spectra of music are correlated over about a bar (2 s at 120 bpm): the
+#: number of independent looks at a band's level is the duration over this, at most.
+DECORRELATION_S = 2.0
+
+#: A band whose long-term level is uncertain by this much (standard error, dB) gets half
+#: the move: the same size as the dead-band, the smallest difference the EQ acts on.
+UNCERTAINTY_HALF_DB = 1.5
+
+#: Loudness range (EBU Tech 3342) above which a programme counts as very dynamic and its
+#: average spectrum as less representative of any moment of it: commercial pop and rock
+#: masters mostly measure 3-10 LU, orchestral and film music 15-25 LU. Confidence falls
+#: as LRA_FULL_CONFIDENCE_LU / LRA above it.
+LRA_FULL_CONFIDENCE_LU = 12.0
 
 
 @dataclass(frozen=True)
 class TonalMove:
-    """The tonal-balance EQ: gain per third-octave band centre."""
+    """The tonal-balance EQ: gain per third-octave band centre.
+
+    ``reason`` says in one sentence why the EQ moved (or did not) for the report;
+    ``to_dict`` keeps its old form (the gains only).
+    """
 
     centres_hz: tuple[float, ...]
     gains_db: tuple[float, ...]
+    reason: str = ""
 
     def to_dict(self) -> dict:
         return {f"{c:.0f}": round(g, 2) for c, g in zip(self.centres_hz, self.gains_db) if abs(g) >= 0.05}
+
+    @property
+    def max_abs_db(self) -> float:
+        """The largest boost or cut of any band, dB."""
+        return float(np.max(np.abs(self.gains_db))) if self.gains_db else 0.0
 
 
 def target_curve_db(centres_hz: np.ndarray, settings: MasterSettings) -> np.ndarray:
     """The preset's target third-octave spectrum (shape only; the level is arbitrary).
 
-    A straight slope in dB per octave around 1 kHz -- long-term spectra of commercial
-    music fall at roughly 3-5 dB per octave in third-octave power -- plus smooth shelves
-    for the bass (below ~120 Hz) and the air (above ~8 kHz).
+    The measured MUSDB18 average moved by the preset's deviations from pop; see
+    :func:`automix.master.tonal_targets.genre_curve_db`.
     """
-    octaves = np.log2(centres_hz / 1000.0)
-    bass_weight = 1.0 / (1.0 + (centres_hz / 120.0) ** 2)
-    air_weight = 1.0 / (1.0 + (8000.0 / centres_hz) ** 2)
-    return settings.tilt_db_per_octave * octaves + settings.bass_db * bass_weight + settings.air_db * air_weight
+    return targets.genre_curve_db(centres_hz, settings.tilt_db_per_octave, settings.bass_db, settings.air_db)
 
 
-def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings) -> TonalMove:
-    """EQ gains per third-octave band that move the mix part-way toward the target.
+def tolerance_db(centres_hz: np.ndarray) -> np.ndarray:
+    """The dead-band per band: ``DEAD_BAND_DB`` plus the roll-off allowance at the edges."""
+    return targets.DEAD_BAND_DB + targets.rolloff_allowance_db(centres_hz)
 
-    Both spectra are compared as shapes (each normalised to its own power-weighted mean
-    over 40 Hz-16 kHz). The difference is smoothed over about an octave, scaled by
-    ``tonal_amount`` and capped at ``tonal_max_db``. Bands that hold almost nothing
-    (more than 45 dB under the loudest band) are never boosted: there is nothing there
-    to bring up but noise.
+
+def band_uncertainty_db(samples: np.ndarray, sample_rate: int, band_count: int) -> np.ndarray:
+    """Standard error (dB) of each third-octave band's long-term level, from the samples.
+
+    The level of every band is measured in up to 256 Hann-windowed 8192-sample frames
+    spread evenly over the signal (frames more than 40 dB under the loudest are rests
+    and skipped); its spread over time, divided by the square root of the number of
+    independent looks (``duration / DECORRELATION_S``, at most the frames), is how far
+    the long-term average may be off. Sparse bands (a snare's low end: loud on the hits,
+    empty between) and short signals come out uncertain. Cost: at most 256 FFTs.
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per band (``band_count`` first analyzer bands); ``inf`` where a band
+        was never measured.
     """
-    levels = np.asarray(analysis.band_levels_db)
-    centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[: levels.size])
+    channels, frames = samples.shape
+    segment = min(8192, frames)
+    if segment < 64:
+        return np.full(band_count, np.inf)
+    available = max(1, (frames - segment) // (segment // 2) + 1)
+    starts = np.linspace(0, frames - segment, min(available, 256)).astype(np.int64)
+    window = signal.get_window("hann", segment).astype(np.float32)
+    frequencies = np.fft.rfftfreq(segment, 1.0 / sample_rate)
+    centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[:band_count])
+    membership = np.stack([(frequencies >= c / 2 ** (1 / 6)) & (frequencies < c * 2 ** (1 / 6)) for c in centres]).astype(np.float64)
+    band_power = np.zeros((starts.size, band_count))
+    for batch in np.array_split(np.arange(starts.size), -(-starts.size // 32)):
+        block = samples[:, starts[batch][:, None] + np.arange(segment)[None, :]] * window  # (ch, n, segment)
+        spectrum = (np.abs(np.fft.rfft(block, axis=-1)) ** 2).sum(axis=0)  # summed over channels
+        band_power[batch] = spectrum.astype(np.float64) @ membership.T
+    total = band_power.sum(axis=1)
+    active = total >= total.max() * 1e-4 if total.max() > 0 else np.zeros(total.size, bool)
+    if active.sum() < 1:
+        return np.full(band_count, np.inf)
+    power = band_power[active]
+    floor = max(power.max(), 1e-30) * 1e-12  # 120 dB under the loudest: "empty" stays finite
+    levels_db = 10 * np.log10(power + floor)
+    spread_db = levels_db.std(axis=0)
+    duration_s = frames / sample_rate
+    looks = max(1.0, min(float(active.sum()), duration_s / DECORRELATION_S))
+    uncertainty = spread_db / math.sqrt(looks)
+    return np.where(membership.sum(axis=1) > 0, uncertainty, np.inf)
+
+
+def confidence(analysis: AudioAnalysis, band_count: int, uncertainty_db: np.ndarray | None = None) -> np.ndarray:
+    """How much of a wanted move each band gets (0-1), from how sure the measurement is.
+
+    The product of: duration (``FULL_CONFIDENCE_S``), loudness range
+    (``LRA_FULL_CONFIDENCE_LU``) and, when known, each band's standard error
+    (``UNCERTAINTY_HALF_DB``).
+    """
+    duration = min(1.0, math.sqrt(max(analysis.duration_s, 0.0) / FULL_CONFIDENCE_S))
+    lra = analysis.loudness_range_lu
+    dynamics = 1.0 if not math.isfinite(lra) or lra <= LRA_FULL_CONFIDENCE_LU else LRA_FULL_CONFIDENCE_LU / lra
+    result = np.full(band_count, duration * dynamics)
+    if uncertainty_db is not None:
+        result = result / (1.0 + (np.asarray(uncertainty_db, dtype=np.float64) / UNCERTAINTY_HALF_DB) ** 2)
+    return np.nan_to_num(result, nan=0.0)
+
+
+def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples: np.ndarray | None = None,
+                  uncertainty_db: np.ndarray | None = None) -> TonalMove:
+    """EQ gains per third-octave band that correct only where the mix is clearly off target.
+
+    Parameters
+    ----------
+    analysis : AudioAnalysis
+        The mix's analysis (its ``band_levels_db``, duration and loudness range are used).
+    settings : MasterSettings
+        ``tilt_db_per_octave``, ``bass_db``, ``air_db`` (the genre's deviations from the
+        measured curve), ``tonal_amount`` (0-1, share of the correction applied; 0 = off)
+        and ``tonal_max_db`` (cap per band).
+    samples : numpy.ndarray, optional
+        The analysed audio. If given, each band's measurement uncertainty is computed
+        from it (:func:`band_uncertainty_db`) and weights the moves; without it only the
+        duration and loudness range do.
+    uncertainty_db : numpy.ndarray, optional
+        Precomputed per-band uncertainty (overrides ``samples``).
+
+    Returns
+    -------
+    TonalMove
+        Gains for every analyzer band (0 outside 31.5 Hz-16 kHz), each within
+        ``+-tonal_max_db``, never positive in a band judged empty, and a reason.
+    """
+    levels = np.asarray(analysis.band_levels_db, dtype=np.float64)
+    centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[: levels.size], dtype=np.float64)
+    flat = tuple(0.0 for _ in centres)
     if settings.tonal_amount <= 0 or levels.size == 0:
-        return TonalMove(tuple(centres), tuple(0.0 for _ in centres))
-    used = (centres >= 40) & (centres <= 16000)
-    target = target_curve_db(centres, settings)
-    weights = 10 ** (levels / 10) * used
-    weights /= weights.sum()
-    difference = (target - np.sum(weights * target)) - (levels - np.sum(weights * levels))
-    difference = np.where(used, difference, 0.0)
-    for _ in range(2):  # a 1-2-1 kernel twice: about one octave of smoothing
-        difference = np.convolve(np.pad(difference, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
-    gains = np.clip(difference * settings.tonal_amount, -settings.tonal_max_db, settings.tonal_max_db)
-    empty = levels < levels.max() - 45.0
-    gains = np.where(empty & (gains > 0), 0.0, gains)
+        return TonalMove(tuple(float(c) for c in centres), flat, "tonal EQ off in the preset")
+    used = (centres >= targets.LOWEST_BAND_HZ * 0.99) & (centres <= targets.HIGHEST_BAND_HZ * 1.01)
+    used &= np.isfinite(levels) & (levels > levels.max() - 100.0)
+    if used.sum() < 8:
+        return TonalMove(tuple(float(c) for c in centres), flat, "too few bands with content to judge the balance")
+    if uncertainty_db is None and samples is not None:
+        uncertainty_db = band_uncertainty_db(samples, analysis.sample_rate, levels.size)
+    trust = confidence(analysis, levels.size, uncertainty_db)
+
+    octaves = np.log2(centres / 1000.0)
+    difference = levels - target_curve_db(centres, settings)
+    tolerance = tolerance_db(centres)
+    # Robust fit (iteratively reweighted, Cauchy weights on the dead-band's scale): a
+    # boomy hump or a dull top is a fault to correct, so it must not drag the fitted
+    # level and tilt toward itself. Bands far under the fit are empty: not fitted, and
+    # never boosted.
+    present = used.copy()
+    robust = np.ones_like(difference)
+    for _ in range(6):
+        weights = np.where(present, np.maximum(trust, 1e-3) * robust / tolerance**2, 0.0)
+        level, tilt, centre = _fit_line(octaves, difference, weights)
+        residual = difference - (level + tilt * (octaves - centre))
+        present = used & (residual > -targets.ABSENT_BELOW_TARGET_DB)
+        robust = 1.0 / (1.0 + (residual / tolerance) ** 2)
+    # Empty also: far under what the target expects at the mix's overall level (tilt
+    # aside), so a bright instrument alone (a snare, white noise) gets no sub boost from
+    # the tilt correction below.
+    absent = used & (~present | (difference - level < -targets.ABSENT_BELOW_TARGET_DB))
+
+    # The broad tilt beyond the tolerance, as a straight line through the fit's centre,
+    # held flat outside the body (the edges are the roll-off allowance's business).
+    excess_tilt = math.copysign(max(abs(tilt) - targets.TILT_TOLERANCE_DB_PER_OCTAVE, 0.0), tilt)
+    body_octaves = np.clip(octaves, math.log2(targets.EDGE_LOW_HZ / 1000.0), math.log2(targets.EDGE_HIGH_HZ / 1000.0))
+    # Local differences, smoothed over 2/3 octave (a 1-2-1 kernel); empty bands count 0.
+    local = _smooth(np.where(present, residual, 0.0), used)
+    excess_local = np.sign(local) * np.maximum(np.abs(local) - tolerance, 0.0)
+    correction = -(excess_local + excess_tilt * (body_octaves - centre))
+    gains = correction * settings.tonal_amount * trust
+    gains = np.clip(gains, -settings.tonal_max_db, settings.tonal_max_db)
+    gains = np.where(absent & (gains > 0), 0.0, gains)
     gains = np.where(used, gains, 0.0)
-    return TonalMove(tuple(float(c) for c in centres), tuple(float(g) for g in gains))
+    gains = np.where(np.abs(gains) < 0.05, 0.0, gains)  # below audibility: keep the signal untouched
+    reason = _reason(tilt, excess_tilt, excess_local, gains, absent, centres, trust, used)
+    return TonalMove(tuple(float(c) for c in centres), tuple(float(g) for g in gains), reason)
+
+
+def _fit_line(octaves: np.ndarray, values: np.ndarray, weights: np.ndarray) -> tuple[float, float, float]:
+    """Weighted least-squares ``values ~ level + tilt * (octaves - centre)``."""
+    total = weights.sum()
+    centre = float((weights * octaves).sum() / total)
+    x = octaves - centre
+    level = float((weights * values).sum() / total)
+    spread = float((weights * x * x).sum())
+    tilt = float((weights * x * (values - level)).sum() / spread) if spread > 0 else 0.0
+    return level, tilt, centre
+
+
+def _smooth(values: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """A 1-2-1 kernel over the used bands (about 2/3 octave: narrower than the
+    resonances and shelves the EQ should see, wide enough to average the +-1 dB ripple of
+    a single band), edges held."""
+    inside = values[used]
+    inside = np.convolve(np.pad(inside, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+    out = np.zeros_like(values)
+    out[used] = inside
+    return out
+
+
+def _reason(tilt: float, excess_tilt: float, excess_local: np.ndarray, gains: np.ndarray, absent: np.ndarray,
+            centres: np.ndarray, trust: np.ndarray, used: np.ndarray) -> str:
+    parts = []
+    if not np.any(gains):
+        parts.append("within tolerance of the target: no EQ")
+    else:
+        k = int(np.argmax(np.abs(gains)))
+        parts.append(f"largest move {gains[k]:+.1f} dB at {centres[k]:.0f} Hz")
+    parts.append(f"tilt {tilt:+.1f} dB/oct from the target ({'beyond' if excess_tilt else 'within'} "
+                 f"+-{targets.TILT_TOLERANCE_DB_PER_OCTAVE} tolerated)")
+    if absent.any():
+        parts.append(f"{int(absent.sum())} empty band(s) not boosted ({centres[absent].min():.0f}-{centres[absent].max():.0f} Hz)")
+    parts.append(f"measurement confidence {float(np.median(trust[used])):.2f}")
+    return "; ".join(parts)
+
+
+def eq_taps(sample_rate: int, move: TonalMove) -> np.ndarray | None:
+    """The EQ's linear-phase FIR (float32, odd length), or ``None`` if the move is flat."""
+    gains = np.asarray(move.gains_db)
+    if not np.any(np.abs(gains) >= 0.05):
+        return None
+    return _eq_fir(sample_rate, move.centres_hz, move.gains_db).astype(np.float32)
+
+
+class StreamingEQ:
+    """:func:`apply_eq` block by block: ``process(block)`` then ``flush()``.
+
+    Output is aligned with the input (the FIR's 50 ms latency is hidden) and the
+    concatenated output equals :func:`apply_eq` within float rounding. A flat move
+    passes blocks through untouched (``latency`` 0).
+    """
+
+    def __init__(self, sample_rate: int, move: TonalMove, channels: int):
+        taps = eq_taps(sample_rate, move)
+        self.channels = channels
+        self._fir = StreamingFIR(taps, channels) if taps is not None else None
+        self.latency = self._fir.latency if self._fir else 0
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        return self._fir.process(block) if self._fir else block
+
+    def flush(self) -> np.ndarray:
+        return self._fir.flush() if self._fir else np.zeros((self.channels, 0), dtype=np.float32)
 
 
 def apply_eq(samples: np.ndarray, sample_rate: int, move: TonalMove) -> np.ndarray:
-    """Apply the band gains with a linear-phase FIR (no phase shift between bands)."""
-    gains = np.asarray(move.gains_db)
-    if not np.any(np.abs(gains) >= 0.05):
+    """Apply the band gains to a whole signal with the linear-phase FIR.
+
+    Returns the input object itself when the move is flat; otherwise float32, same shape,
+    aligned (the FIR's delay removed).
+    """
+    taps = eq_taps(sample_rate, move)
+    if taps is None:
         return samples
-    taps = _eq_fir(sample_rate, move.centres_hz, move.gains_db).astype(np.float32)
-    delay = (taps.size - 1) // 2
-    # float32 FFTs: half the time and memory of float64, far below audible error (-140 dB)
-    out = signal.oaconvolve(samples, taps[None, :], mode="full", axes=-1)[:, delay : delay + samples.shape[1]]
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return filter_whole(samples, taps)
 
 
 def _eq_fir(sample_rate: int, centres_hz: tuple[float, ...], gains_db: tuple[float, ...]) -> np.ndarray:
