@@ -555,3 +555,47 @@ def test_file_size_limit_is_a_plain_error(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"file too large for this file system or the file-size limit (ulimit -f) while writing {old}"
     assert digest(old) == before and parts_in(tmp_path) == []
+
+
+# --- MP3 sniffing, memory ----------------------------------------------------------------
+
+
+def test_mp3_is_recognised_by_two_frame_headers(tmp_path):
+    from pedalboard.io import AudioFile
+
+    path = tmp_path / "song.mp3"
+    with AudioFile(str(path), "w", RATE, 2) as f:
+        f.write(sine(-6, 0.5, RATE))
+    audio = read_audio(path)
+    assert audio.channels == 2 and audio.sample_rate == RATE and audio.frames >= int(0.5 * RATE)
+    # One plausible frame header followed by junk is not an MP3 (random bytes hit one
+    # header about once in 3000 files); 0xFFFB9064 is a 128 kbit/s 44.1 kHz header.
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"\xff\xfb\x90\x64" + bytes(range(256)) * 8)
+    with pytest.raises(AutomixError, match="not an audio file"):
+        read_audio(junk)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_reading_needs_no_second_copy_of_the_signal(tmp_path, suffix):
+    import tracemalloc
+
+    path = tmp_path / f"noise{suffix}"
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 10 * RATE)).astype(np.float32)
+    sf.write(path, x.T, RATE, subtype="PCM_16")
+    tracemalloc.start()
+    try:
+        audio = read_audio(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert audio.samples.nbytes == x.nbytes
+    assert peak < 1.2 * x.nbytes  # sf.read + transpose peaked at 2x
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another owner")
+def test_replacing_a_file_keeps_its_owner(tmp_path):
+    out = write_audio(sine(-6, 0.05, RATE), RATE, tmp_path / "m.wav", "16")
+    os.chown(out, 12345, 23456)
+    write_audio(sine(-6, 0.1, RATE), RATE, out, "16")
+    assert (out.stat().st_uid, out.stat().st_gid) == (12345, 23456)

@@ -317,7 +317,7 @@ def _decode_sndfile(path: Path, container: str, size: int, warnings: list[str]) 
                 raise AutomixError(f"{path}: not a valid {container} file (its header reads as {f.format})")
             rate, channels, header_frames, subtype = f.samplerate, f.channels, f.frames, f.subtype
             _check_header(path, rate, channels, subtype)
-            cap_frames = MAX_DURATION_S * rate
+            cap_frames = int(MAX_DURATION_S * rate)
             # libsndfile clips an uncompressed file's frame count to what its size can
             # hold, so past the cap it is a real, too long file: refuse before decoding.
             if subtype in _PCM_BYTES and container in ("WAV", "AIFF") and header_frames > cap_frames:
@@ -325,7 +325,7 @@ def _decode_sndfile(path: Path, container: str, size: int, warnings: list[str]) 
             claimed = _declared_frames(path, container)
             if claimed is None and 0 < header_frames < _UNKNOWN_FRAMES:
                 claimed = header_frames
-            capacity = _initial_capacity(header_frames, cap_frames, size, channels, subtype)
+            capacity = _initial_capacity(header_frames, cap_frames, size, channels, subtype if container in ("WAV", "AIFF") else None)
             samples = _read_blocks(_sndfile_reader(f, path), channels, capacity, cap_frames, path, rate)
     except AutomixError:
         raise
@@ -371,7 +371,7 @@ def _decode_pedalboard(path: Path, warnings: list[str]) -> tuple[np.ndarray, int
                 raise AutomixError(f"{path}: sample rate {rate} Hz is not a whole number")
             rate = int(rate)
             _check_header(path, rate, channels, None)
-            cap_frames = MAX_DURATION_S * rate
+            cap_frames = int(MAX_DURATION_S * rate)
 
             def read_into(block: np.ndarray) -> int:
                 data = f.read(block.shape[0])
@@ -388,8 +388,12 @@ def _decode_pedalboard(path: Path, warnings: list[str]) -> tuple[np.ndarray, int
     return samples, rate
 
 
-def _initial_capacity(header_frames: int, cap_frames: int, size: int, channels: int, subtype: str) -> int:
-    """Frames to allocate before decoding: the header's count where it is plausible."""
+def _initial_capacity(header_frames: int, cap_frames: int, size: int, channels: int, subtype: str | None) -> int:
+    """Frames to allocate before decoding: the header's count where it is plausible.
+
+    ``subtype`` is given for uncompressed containers only (WAV, AIFF), whose size
+    bounds the frames; a FLAC's "PCM_16" says nothing about its compressed size.
+    """
     if subtype in _PCM_BYTES:
         plausible = size // (channels * _PCM_BYTES[subtype]) + 1
     else:
@@ -706,6 +710,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[str]:
         raise AutomixError(_write_failure(destination, os_error_reason(error))) from None
     try:
         if existing is not None:
+            if (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
+                with suppress(OSError):  # keep the owner where allowed (root, or our own group)
+                    os.fchown(fd, existing.st_uid, existing.st_gid)
             os.fchmod(fd, stat.S_IMODE(existing.st_mode) & 0o777)
     finally:
         os.close(fd)
