@@ -599,3 +599,21 @@ def test_replacing_a_file_keeps_its_owner(tmp_path):
     os.chown(out, 12345, 23456)
     write_audio(sine(-6, 0.1, RATE), RATE, out, "16")
     assert (out.stat().st_uid, out.stat().st_gid) == (12345, 23456)
+
+
+def test_truncated_aiff_is_read_with_a_warning(tmp_path):
+    full = tmp_path / "full.aiff"
+    sf.write(full, sine(-6, 0.2, RATE).T, RATE, subtype="PCM_16")
+    data = full.read_bytes()
+    sound_data = data.index(b"SSND") + 16  # chunk id, size, offset, block size
+    (tmp_path / "cut.aiff").write_bytes(data[: sound_data + 4 * 1000])
+    audio = read_audio(tmp_path / "cut.aiff")
+    assert audio.frames == 1000
+    assert audio.warnings == (f"cut.aiff: truncated: header claims {FRAMES} frames, file holds 1000",)
+
+
+@pytest.mark.parametrize("subtype", ["IMA_ADPCM", "MS_ADPCM", "ULAW"])
+def test_compressed_wav_subtypes_are_not_called_truncated(tmp_path, subtype):
+    sf.write(tmp_path / "c.wav", sine(-6, 0.2, RATE, channels=1).T, RATE, subtype=subtype)
+    audio = read_audio(tmp_path / "c.wav")
+    assert audio.warnings == () and audio.frames >= FRAMES

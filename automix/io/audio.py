@@ -322,7 +322,8 @@ def _decode_sndfile(path: Path, container: str, size: int, warnings: list[str]) 
             # hold, so past the cap it is a real, too long file: refuse before decoding.
             if subtype in _PCM_BYTES and container in ("WAV", "AIFF") and header_frames > cap_frames:
                 raise AutomixError(_too_long(path, header_frames / rate))
-            claimed = _declared_frames(path, container)
+            # ADPCM/GSM block sizes say nothing exact about frames: PCM and float only
+            claimed = _declared_frames(path, container) if subtype in _PCM_BYTES else None
             if claimed is None and 0 < header_frames < _UNKNOWN_FRAMES:
                 claimed = header_frames
             capacity = _initial_capacity(header_frames, cap_frames, size, channels, subtype if container in ("WAV", "AIFF") else None)
