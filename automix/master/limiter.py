@@ -131,9 +131,11 @@ class PeakDetector:
         flat = loudness.oversample(seg, factor, self.taps_per_phase)
         np.abs(flat, out=flat)
         grid = flat.reshape(self.channels, length, factor)
-        row_peak = grid[0].max(axis=1)
-        for channel in range(1, self.channels):
-            np.maximum(row_peak, grid[channel].max(axis=1), out=row_peak)
+        # column by column: numpy's reduction over a length-4 axis is several times slower
+        row_peak = grid[0, :, 0].copy()
+        for channel in range(self.channels):
+            for column in range(1 if channel == 0 else 0, factor):
+                np.maximum(row_peak, grid[channel, :, column], out=row_peak)
         # the largest refinement lifts a grid value by 1 / cos(pi / 2 factor)
         limit = self.refine_above * math.cos(math.pi / (2 * factor))
         rows = np.flatnonzero(row_peak[first - 1 : stop] > limit) + (first - 1)
