@@ -7,6 +7,7 @@ import pytest
 from scipy import signal
 from signals import fade, music_like, pink_noise, sequence, sine
 
+from automix.errors import AutomixError
 from automix.measure import loudness
 
 RATES = [44100, 48000]
@@ -107,16 +108,26 @@ def test_tech_3342_loudness_range(case, sample_rate):
     assert measured.loudness_range_lu == pytest.approx(expected, abs=1.0)
 
 
-@pytest.mark.parametrize(("sample_rate", "tolerance_db"), [(22050, 0.08), (32000, 0.03), (44100, 0.01), (96000, 0.03)])
+# ITU-R BS.1770-4, Annex 1, Tables 1 and 2: the published 48 kHz coefficients.
+PUBLISHED_PRE_FILTER = ([1.53512485958697, -2.69169618940638, 1.19839281085285], [1.0, -1.69065929318241, 0.73248077421585])
+PUBLISHED_RLB = ([1.0, -2.0, 1.0], [1.0, -1.99004745483398, 0.99007225036621])
+PUBLISHED_SOS = np.array([PUBLISHED_PRE_FILTER[0] + PUBLISHED_PRE_FILTER[1], PUBLISHED_RLB[0] + PUBLISHED_RLB[1]])
+
+
+def test_k_weighting_at_48k_is_the_published_filter():
+    assert np.allclose(loudness.k_weighting_sos(48000), PUBLISHED_SOS, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize(("sample_rate", "tolerance_db"), [(22050, 0.08), (32000, 0.03), (44100, 0.01), (48000, 1e-6), (96000, 0.03)])
 def test_k_weighting_matches_the_published_curve_at_any_rate(sample_rate, tolerance_db):
-    """Re-derived per rate, the response matches the published 48 kHz filter.
+    """Re-derived per rate, the response matches the published 48 kHz filter's.
 
     Compared up to 0.45 x Nyquist. The bilinear transform warps the 1.7 kHz shelf a
     little at low rates (0.07 dB at 2 kHz for 22.05 kHz), as in libebur128.
     """
     freqs = np.array([20, 50, 100, 500, 1000, 2000, 5000, 10000, 16000.0])
     freqs = freqs[freqs < sample_rate / 2 * 0.45]
-    reference = signal.sosfreqz(loudness.k_weighting_sos(48000), freqs, fs=48000)[1]
+    reference = signal.sosfreqz(PUBLISHED_SOS, freqs, fs=48000)[1]
     response = signal.sosfreqz(loudness.k_weighting_sos(sample_rate), freqs, fs=sample_rate)[1]
     assert np.allclose(20 * np.log10(np.abs(response)), 20 * np.log10(np.abs(reference)), atol=tolerance_db)
 
@@ -162,3 +173,164 @@ def test_active_loudness_moves_exactly_with_gain():
     for gain_db in (-30.0, -12.0, 12.0):
         scaled = x * np.float32(10 ** (gain_db / 20))
         assert loudness.integrated_loudness(scaled, 44100, absolute_gate_lufs=-120) == pytest.approx(base + gain_db, abs=1e-3)
+
+
+# --- streaming ----------------------------------------------------------------------
+
+
+def _fed_in_blocks(x: np.ndarray, sample_rate: int, sizes: list[int]) -> loudness.LoudnessMeter:
+    meter = loudness.LoudnessMeter(sample_rate, x.shape[0])
+    start, i = 0, 0
+    while start < x.shape[1]:
+        meter.add(x[:, start : start + sizes[i % len(sizes)]])
+        start += sizes[i % len(sizes)]
+        i += 1
+    return meter
+
+
+@pytest.mark.parametrize("sizes", [[4097], [44100], [1, 4095, 30000, 7], [100000]])
+def test_streaming_equals_whole_signal_for_any_block_size(sizes):
+    x = music_like(7.3, 44100)
+    whole = loudness.measure(x, 44100)
+    streamed = _fed_in_blocks(x, 44100, sizes).result()
+    assert streamed.integrated_lufs == pytest.approx(whole.integrated_lufs, abs=1e-9)
+    assert streamed.loudness_range_lu == pytest.approx(whole.loudness_range_lu, abs=1e-9)
+    assert streamed.true_peak_dbtp == pytest.approx(whole.true_peak_dbtp, abs=1e-6)
+    assert streamed.sample_peak_dbfs == whole.sample_peak_dbfs
+    np.testing.assert_allclose(streamed.short_term_lufs, whole.short_term_lufs, atol=1e-9)
+    np.testing.assert_allclose(streamed.momentary_lufs, whole.momentary_lufs, atol=1e-9)
+
+
+def test_streaming_one_sample_at_a_time():
+    x = fade(sine(-6.0, 0.6, 8000, 3100.0, phase_rad=0.3), 8000, 0.05)
+    meter = _fed_in_blocks(x, 8000, [1])
+    whole = loudness.measure(x, 8000)
+    assert meter.frames == x.shape[1]
+    assert meter.result().integrated_lufs == pytest.approx(whole.integrated_lufs, abs=1e-9)
+    assert meter.result().true_peak_dbtp == pytest.approx(whole.true_peak_dbtp, abs=1e-6)
+
+
+def test_threads_setting_does_not_change_the_result(monkeypatch):
+    x = music_like(4.0, 48000)
+    monkeypatch.setattr(loudness, "THREADS", 1)
+    single = loudness.measure(x, 48000)
+    monkeypatch.setattr(loudness, "THREADS", 3)
+    multi = loudness.measure(x, 48000)
+    assert (single.integrated_lufs, single.true_peak_dbtp) == (multi.integrated_lufs, multi.true_peak_dbtp)
+
+
+def test_granule_energies_predict_loudness_after_gain():
+    x = music_like(6.0, 44100)
+    meter = loudness.LoudnessMeter(44100, 2, true_peak=False)
+    meter.add(x)
+    energies, counts = meter.granule_energies()
+    assert counts.sum() == 60 * 4410 and set(counts) == {4410}
+    fine, fine_counts = meter.granule_energies(hop_ms=10)
+    assert fine.size == 600 and np.allclose(fine.reshape(-1, 10).sum(axis=1), energies, rtol=1e-12)
+    for gain_db in (-7.5, 0.0, 4.0):
+        scaled = (x * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+        expected = loudness.integrated_loudness(scaled, 44100)
+        assert loudness.integrated_from_granules(energies, counts, gain_db=gain_db) == pytest.approx(expected, abs=1e-4)
+    # the energy definition: mean of the channel-weighted K-weighted power
+    filtered = signal.sosfilt(loudness.k_weighting_sos(44100), x.astype(np.float64), axis=-1)
+    assert energies.sum() == pytest.approx((filtered[:, : 60 * 4410] ** 2).sum(), rel=1e-9)
+
+
+# --- true peak on a near-ideal reconstruction -------------------------------------
+
+
+def _ideal_peak_dbtp(x: np.ndarray, up: int = 32) -> float:
+    """Peak of the brick-wall (FFT) reconstruction: the whole signal, zero-padded spectrum."""
+    n = x.shape[-1]
+    spectrum = np.fft.rfft(x.astype(np.float64), axis=-1)
+    padded = np.zeros((x.shape[0], n * up // 2 + 1), complex)
+    padded[:, : spectrum.shape[1]] = spectrum
+    if n % 2 == 0:
+        padded[:, n // 2] *= 0.5  # the Nyquist bin is shared with its image
+    return 20 * np.log10(np.abs(np.fft.irfft(padded, n * up, axis=-1) * up).max())
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+def test_precise_true_peak_near_nyquist(sample_rate):
+    """A full-scale sine at 0.45 fs whose samples all miss its crests by 9 degrees or more.
+
+    At 0.45 fs the sample phases step by 162 degrees, so they fall on an 18-degree
+    lattice; this phase puts the crest half-way between two lattice points.
+    """
+    x = fade(sine(0.0, 1.0, sample_rate, 0.45 * sample_rate, channels=1, phase_rad=np.deg2rad(9)), sample_rate, 0.1)
+    assert 20 * np.log10(np.abs(x).max()) == pytest.approx(20 * np.log10(np.cos(np.deg2rad(9))), abs=1e-3)
+    assert loudness.true_peak_precise_dbtp(x, sample_rate) == pytest.approx(0.0, abs=0.05)
+
+
+def test_precise_true_peak_inter_sample_peak():
+    """fs/4 at 45 degrees: every sample sits at cos(45) of the crest, +3.01 dB under it."""
+    x = fade(sine(-6.0, 1.0, 48000, 12000.0, channels=2, phase_rad=np.deg2rad(90 + 45)), 48000, 0.1)
+    sample_peak = 20 * np.log10(np.abs(x).max())
+    assert sample_peak == pytest.approx(-6.0 - 3.0103, abs=0.001)
+    assert loudness.true_peak_precise_dbtp(x, 48000) - sample_peak == pytest.approx(3.0103, abs=0.01)
+
+
+def test_precise_true_peak_matches_an_ideal_reconstruction_and_streams():
+    """Music whose hats reach 0.48 fs (21.2 kHz): within 0.01 dB of the brick-wall
+    reconstruction. (Content in the last 1.25% below Nyquist reads lower, as on a DAC.)"""
+    band_limit = signal.ellip(12, 0.01, 120, 0.96, output="sos")  # flat to 0.48 fs
+    x = fade(signal.sosfiltfilt(band_limit, music_like(3.0, 44100), axis=-1).astype(np.float32), 44100, 0.05)
+    ideal = _ideal_peak_dbtp(x)
+    precise = loudness.true_peak_precise_dbtp(x, 44100)
+    assert precise == pytest.approx(ideal, abs=0.01)
+    assert precise >= loudness.true_peak_dbtp(x, 44100) - 0.01
+    meter = loudness.PreciseTruePeakMeter(44100, 2)
+    for start in range(0, x.shape[1], 5001):
+        meter.add(x[:, start : start + 5001])
+    assert loudness.amplitude_to_db(meter.peak()) == pytest.approx(precise, abs=1e-5)
+
+
+def test_oversample_keeps_input_samples_and_interpolates_a_sine():
+    x = sine(-1.0, 0.1, 48000, 5000.0, channels=1, phase_rad=0.2)
+    up = loudness.oversample(x, 4)
+    assert up.shape == (1, x.shape[1] * 4) and np.array_equal(up[:, ::4], x)
+    t = np.arange(up.shape[1]) / (4 * 48000)
+    expected = 10 ** (-1 / 20) * np.sin(2 * np.pi * 5000 * t + 0.2)
+    assert np.abs(up[0, 400:-400] - expected[400:-400]).max() < 2e-3
+
+
+# --- channel layouts and bad input --------------------------------------------------
+
+
+def test_eight_channels_weigh_like_libebur128_with_the_same_channel_map():
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal((8, 48000 * 5)) * np.linspace(0.3, 1.5, 8)[:, None]).astype(np.float32)
+    assert loudness.channel_layout(8).startswith("7.1")
+    assert list(loudness.channel_weights(8)) == [1, 1, 1, 0, 1.41, 1.41, 1.41, 1.41]
+    kind = pyebur128.ChannelType
+    state = pyebur128.R128State(8, 48000, pyebur128.MeasurementMode.MODE_I)
+    layout = [kind.LEFT, kind.RIGHT, kind.CENTER, kind.UNUSED, kind.M_PLUS_110, kind.M_MINUS_110, kind.M_PLUS_090, kind.M_MINUS_090]
+    for index, channel in enumerate(layout):  # libebur128 weighs +-90 and +-110 degrees 1.41
+        state.set_channel(index, channel)
+    state.add_frames(np.ascontiguousarray(x.T).ravel().astype(np.float64), x.shape[1])
+    assert loudness.integrated_loudness(x, 48000) == pytest.approx(pyebur128.get_loudness_global(state), abs=0.01)
+
+
+def test_five_one_ignores_the_lfe():
+    x = 0.1 * pink_noise(3.0, 48000, channels=6)
+    louder_lfe = x.copy()
+    louder_lfe[3] *= 10
+    assert loudness.integrated_loudness(louder_lfe, 48000) == pytest.approx(loudness.integrated_loudness(x, 48000), abs=1e-9)
+    assert "LFE" in loudness.channel_layout(6) and "unknown" in loudness.channel_layout(12)
+
+
+@pytest.mark.parametrize("sample_rate", [1, 100, 7999, 768001])
+def test_unsupported_sample_rates_are_refused(sample_rate):
+    x = np.zeros((2, 1000), np.float32)
+    with pytest.raises(AutomixError, match="sample rate"):
+        loudness.measure(x, sample_rate)
+    with pytest.raises(AutomixError, match="sample rate"):
+        loudness.LoudnessMeter(sample_rate, 2)
+    with pytest.raises(AutomixError, match="sample rate"):
+        loudness.oversampling_factor(sample_rate)
+
+
+def test_extreme_supported_rates_measure():
+    for rate in (8000, 768000):
+        x = sine(-20, 1.0, rate, 1000.0)
+        assert loudness.integrated_loudness(x, rate) == pytest.approx(-20.0, abs=0.1)
