@@ -148,9 +148,11 @@ def test_release_never_shortens_the_low_end_hold():
 def test_decimated_model_predicts_the_full_rate_loudness():
     x = _over(_kicks(3) * 0.6 + pink_noise(3, FS) * 0.3, 8.0)
     envelope = limiter.detector_envelope(x, FS)
+    decimated = limiter.detector_envelope(x, FS, decimation=32, block_frames=10000)  # streamed, pooled per block
+    assert np.array_equal(decimated, limiter.decimate_envelope(envelope, 32))
     for release_ms in (60.0, 5.0):
         full = limiter.limit(x, FS, threshold_db=THRESHOLD_DB, release_ms=release_ms)
-        predicted = limiter.gain_reduction_db(limiter.decimate_envelope(envelope, 32), FS / 32, THRESHOLD_DB, release_ms)
+        predicted = limiter.gain_reduction_db(decimated, FS / 32, THRESHOLD_DB, release_ms)
         assert predicted.max() == pytest.approx(full.max_gain_reduction_db, abs=0.05)
         per_frame = np.repeat(predicted, 32)[: x.shape[1]]
         model = x * (10 ** (-per_frame / 20)).astype(np.float32)

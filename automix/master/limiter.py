@@ -98,16 +98,19 @@ class PeakDetector:
     on the oversampled signal between the previous and the next sample.
 
     Every input sample is oversampled once (plus ``2 * context`` samples of overlap per
-    block). Grid values above ``refine_above`` are refined between grid points (the peak
-    of the sinusoid through three grid points), so the reading matches a BS.1770 meter
-    with refinement; below it, only the grid maximum is taken (cheap).
+    block). Samples whose peak could exceed ``refine_above`` are refined between grid
+    points (the peak of the sinusoid through three grid points), so the reading matches
+    a BS.1770 meter with refinement; elsewhere only the grid maximum is taken (cheap).
 
     ``process`` returns the envelope for the next frames whose right-hand context has
     arrived: the envelope lags the input by ``latency_frames``; ``flush`` returns the rest.
+    With ``decimation`` > 1 each returned value is the maximum of that many consecutive
+    frames (frames ``k * decimation`` onwards; ``flush`` pools the last partial group):
+    the low-rate envelope the loop's model runs on, in ``1 / decimation`` of the memory.
     """
 
     def __init__(self, channels: int, factor: int = 4, refine_above: float = 0.0,
-                 taps_per_phase: int | None = None):
+                 taps_per_phase: int | None = None, decimation: int = 1):
         self.channels = channels
         self.factor = int(factor)
         # the meter's interpolator: longer ones (24, 32 taps) under-read pink noise by
@@ -119,8 +122,26 @@ class PeakDetector:
         self.latency_frames = self.context
         self.refine_above = float(refine_above)
         self._tail = np.zeros((channels, self.context), dtype=np.float32)  # zeros before the start
+        self.decimation = int(decimation)
+        self._ungrouped = np.zeros(0, dtype=np.float32)  # envelope frames of an unfinished group
 
     def process(self, block: np.ndarray) -> np.ndarray:
+        envelope = self._detect(block)
+        if self.decimation == 1:
+            return envelope
+        pending = np.concatenate((self._ungrouped, envelope))
+        whole = pending.size - pending.size % self.decimation
+        self._ungrouped = pending[whole:]
+        return pending[:whole].reshape(-1, self.decimation).max(axis=1)
+
+    def flush(self) -> np.ndarray:
+        envelope = self.process(np.zeros((self.channels, self.context), dtype=np.float32))
+        if self._ungrouped.size:
+            envelope = np.concatenate((envelope, [self._ungrouped.max()]))
+            self._ungrouped = self._ungrouped[:0]
+        return envelope
+
+    def _detect(self, block: np.ndarray) -> np.ndarray:
         seg = np.concatenate((self._tail, block), axis=1) if block.shape[1] else self._tail
         length = seg.shape[1]
         first, stop = self.context, length - self.context  # rows with full context both sides
@@ -145,9 +166,6 @@ class PeakDetector:
         self._tail = seg[:, stop - self.context :]
         return envelope
 
-    def flush(self) -> np.ndarray:
-        return self.process(np.zeros((self.channels, self.context), dtype=np.float32))
-
 
 def _refined_rows(flat: np.ndarray, rows: np.ndarray, factor: int) -> np.ndarray:
     """Peak over channels of the grid points of each row (sample), each local maximum
@@ -171,14 +189,17 @@ def _refined_rows(flat: np.ndarray, rows: np.ndarray, factor: int) -> np.ndarray
 
 
 def detector_envelope(samples: np.ndarray, sample_rate: int, factor: int | None = None,
-                      refine_above: float = 0.0, block_frames: int = BLOCK_FRAMES) -> np.ndarray:
-    """The limiter's detector over a whole signal (in blocks): linear, one value per frame.
+                      refine_above: float = 0.0, block_frames: int = BLOCK_FRAMES, decimation: int = 1) -> np.ndarray:
+    """The limiter's detector over a whole signal (in blocks): linear, one value per frame
+    (or per ``decimation`` frames, their maximum).
 
     Scales with the input: the envelope of ``g * x`` is ``g`` times this one, so the loop
-    computes it once and tries gains on it.
+    computes it once and tries gains on it. ``refine_above``: the lowest level that
+    matters (the threshold over the largest gain to be tried); 0 refines everywhere.
     """
     samples = _as_audio(samples)
-    detector = PeakDetector(samples.shape[0], factor or loudness.oversampling_factor(sample_rate), refine_above)
+    detector = PeakDetector(samples.shape[0], factor or loudness.oversampling_factor(sample_rate), refine_above,
+                            decimation=decimation)
     parts = [detector.process(samples[:, i : i + block_frames]) for i in range(0, samples.shape[1], block_frames)]
     parts.append(detector.flush())
     return np.concatenate(parts)
