@@ -617,3 +617,14 @@ def test_compressed_wav_subtypes_are_not_called_truncated(tmp_path, subtype):
     sf.write(tmp_path / "c.wav", sine(-6, 0.2, RATE, channels=1).T, RATE, subtype=subtype)
     audio = read_audio(tmp_path / "c.wav")
     assert audio.warnings == () and audio.frames >= FRAMES
+
+
+def test_absurd_float_levels_are_refused_but_overs_are_read(tmp_path):
+    x = sine(-6, 0.2, RATE)
+    x[0, 100] = 3e38  # near float32's largest value: any gain turns it into infinity
+    sf.write(tmp_path / "corrupt.wav", x.T, RATE, subtype="FLOAT")
+    with pytest.raises(AutomixError, match=r"corrupt.wav: peaks at \+770 dBFS"):
+        read_audio(tmp_path / "corrupt.wav")
+    overs = sine(20, 0.2, RATE)  # +20 dBFS: a float export with overs is still audio
+    sf.write(tmp_path / "overs.wav", overs.T, RATE, subtype="FLOAT")
+    assert np.array_equal(read_audio(tmp_path / "overs.wav").samples, overs)

@@ -93,6 +93,13 @@ _PCM_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "
 #: libsndfile's "length unknown" frame count.
 _UNKNOWN_FRAMES = 2**63 - 1
 
+#: Largest sample magnitude a file may hold: +120 dBFS. No recording or mix peaks
+#: that far over full scale (DAW float exports with overs reach tens of dB; integer PCM
+#: mistakenly stored as float, +90 dBFS, still passes and is simply loud). Beyond it a
+#: float file is corrupt, and the meters' float32 squared sums overflow (|x| ~ 1.8e19)
+#: or any gain above 0 dB turns samples near 3.4e38 into infinity.
+MAX_FILE_PEAK = 1e6
+
 #: Written into the ``software`` tag of every WAV, FLAC and AIFF output.
 SOFTWARE = f"{PROVENANCE_PREFIX} {__version__}"
 
@@ -191,6 +198,12 @@ def read_audio(path: str | os.PathLike) -> Audio:
     if frames <= channels:
         raise AutomixError(f"{path}: only {frames} sample(s) per channel; too short to be audio")
     validate_audio(samples, rate, name=str(path))
+    peak = max(float(samples.max()), -float(samples.min()))  # two passes, no |x| copy
+    if peak > MAX_FILE_PEAK:
+        raise AutomixError(
+            f"{path}: peaks at {20 * np.log10(peak):+.0f} dBFS, more than {20 * np.log10(MAX_FILE_PEAK):+.0f}: "
+            "not audio (a corrupt or mis-scaled float file)"
+        )
     return Audio(samples, rate, path, tuple(warnings))
 
 
@@ -710,8 +723,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[str]:
     except OSError as error:
         raise AutomixError(_write_failure(destination, os_error_reason(error))) from None
     try:
-        if existing is not None:
-            if (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
+        if existing is not None and hasattr(os, "fchmod"):
+            if hasattr(os, "fchown") and (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
                 with suppress(OSError):  # keep the owner where allowed (root, or our own group)
                     os.fchown(fd, existing.st_uid, existing.st_gid)
             os.fchmod(fd, stat.S_IMODE(existing.st_mode) & 0o777)

@@ -252,8 +252,8 @@ def is_automix_output(path: str | os.PathLike) -> bool:
 def _process_alive(pid: int) -> bool:
     if pid <= 0:
         return True  # not a real writer's pid: do not guess
-    if pid == os.getpid():
-        return True
+    if pid == os.getpid() or os.name == "nt":
+        return True  # on Windows os.kill(pid, 0) would send CTRL_C_EVENT, not probe
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
