@@ -222,19 +222,28 @@ def master_command(
         _report_line(record, quiet, progress)
         progress.advance()
 
-    with _progress(len(plan.jobs), quiet, "mastering") as progress, closing(run_batch(master_job, arguments, labels, workers)) as results:
-        done = 0  # jobs refused before running are reported in their place in the input order
-        for position, record in results:
-            while done < len(plan.jobs) and done in plan.problems:
-                emit(*plan.jobs[done], {"status": "error", "error": plan.problems[done]})
-                done += 1
-            emit(*plan.jobs[runnable[position]], record)
-            done = runnable[position] + 1
-        for index in range(done, len(plan.jobs)):
-            emit(*plan.jobs[index], {"status": "error", "error": plan.problems[index]})
+    try:
+        with _progress(len(plan.jobs), quiet, "mastering") as progress, closing(run_batch(master_job, arguments, labels, workers)) as results:
+            _emit_in_order(plan, runnable, results, emit)
+    finally:
+        if not dry_run:
+            clean_stale_parts(output_dir)  # a worker that was killed could not remove its temp file
     if not quiet:
         stderr.print(f"{counts['ok']} mastered, {counts['target_missed']} missed the target, {counts['error']} failed", highlight=False)
     raise typer.Exit(EXIT_FAILED if counts["error"] else EXIT_TARGET_MISSED if counts["target_missed"] else EXIT_OK)
+
+
+def _emit_in_order(plan, runnable: list[int], results, emit) -> None:
+    """Report every job in input order: the ones refused before running in their place."""
+    done = 0
+    for position, record in results:
+        index = runnable[position]
+        for refused in range(done, index):
+            emit(*plan.jobs[refused], {"status": "error", "error": plan.problems[refused]})
+        emit(*plan.jobs[index], record)
+        done = index + 1
+    for refused in range(done, len(plan.jobs)):
+        emit(*plan.jobs[refused], {"status": "error", "error": plan.problems[refused]})
 
 
 def _note(text: str, quiet: bool) -> None:

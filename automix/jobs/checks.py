@@ -22,21 +22,15 @@ from pathlib import Path
 
 from automix.errors import AutomixError
 from automix.io.audio import READABLE_EXTENSIONS, WRITABLE_FORMATS
+from automix.io.paths import (
+    check_output_folder,
+    check_output_paths,
+    clean_stale_parts,
+    existing_output_target,
+    is_automix_output,
+)
 
-try:  # automix/io/paths.py (the io/ side of issue 8)
-    from automix.io.paths import (
-        check_output_paths,
-        clean_stale_parts,
-        is_automix_output,
-    )
-except ImportError:  # pragma: no cover - until io/paths.py lands
-    check_output_paths = None
-
-    def clean_stale_parts(folder):
-        return []
-
-    def is_automix_output(path):
-        return False
+__all__ = ["check_mix_arguments", "clean_stale_parts", "is_automix_output", "plan_master", "scan_stems_folder"]
 
 
 #: Exported stems are named ``NN_<stem>.wav`` (see ``mix_folder``).
@@ -58,31 +52,21 @@ def inside(path: Path, folder: Path) -> bool:
 
 
 def check_writable_file(path: Path, what: str) -> None:
-    """An output file: must not exist as anything but a regular file, and its folder
-    must be writable (or creatable)."""
-    if path.is_symlink() and not path.exists():
-        raise AutomixError(f"{what} {path}: a dangling symbolic link; refusing to write through it")
-    if path.exists():
-        if path.is_dir():
-            raise AutomixError(f"{what} {path}: is a folder; give a file name")
-        if not path.is_file():
-            raise AutomixError(f"{what} {path}: exists and is not a regular file (a device, pipe or socket); refusing to replace it")
-    check_writable_folder(path.parent, what)
+    """An output file: nothing but a regular file may exist there, and its folder must
+    be writable (or creatable)."""
+    try:
+        existing_output_target(Path(path))
+        check_output_folder(Path(path).parent)
+    except AutomixError as error:
+        raise AutomixError(f"{what} {error}") from None
 
 
 def check_writable_folder(folder: Path, what: str) -> None:
     """A folder automix will write into: existing and writable, or creatable."""
-    probe = Path(folder)
-    while not probe.exists():
-        if probe.is_symlink():
-            raise AutomixError(f"{what}: {probe} is a dangling symbolic link")
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise AutomixError(f"{what}: {probe} exists and is not a folder")
-    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise AutomixError(f"{what}: cannot write into {probe} (permission denied)")
+    try:
+        check_output_folder(Path(folder))
+    except AutomixError as error:
+        raise AutomixError(f"{what}: {error}") from None
 
 
 def check_audio_output_name(path: Path, format_name: str | None, what: str = "-o") -> None:
@@ -111,8 +95,7 @@ def check_outputs_against_inputs(inputs, outputs: dict[str, Path]) -> None:
         for what_b, b in items[i + 1:]:
             if same_path(a, b):
                 raise AutomixError(f"{what_a} and {what_b} name the same file ({a}); give each its own name")
-    if check_output_paths is not None:
-        check_output_paths(list(map(Path, inputs)), [path for _, path in items])
+    check_output_paths(list(map(Path, inputs)), [path for _, path in items])
 
 
 # --- master --------------------------------------------------------------------------
@@ -228,7 +211,7 @@ def scan_stems_folder(folder: Path) -> StemScan:
         elif not child.is_file():
             skipped.append((child.name, "not a regular file", "not audio"))
         elif is_automix_output(child):
-            skipped.append((child.name, "written by automix (an earlier mix or exported stem); copy it elsewhere to use it as a stem", "automix output"))
+            skipped.append((child.name, "written by automix (an earlier mix or exported stem); automix never mixes its own outputs back in", "automix output"))
         else:
             files.append(child)
     if not files:
