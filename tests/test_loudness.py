@@ -226,6 +226,7 @@ def test_granule_energies_predict_loudness_after_gain():
     energies, counts = meter.granule_energies()
     assert counts.sum() == 60 * 4410 and set(counts) == {4410}
     fine, fine_counts = meter.granule_energies(hop_ms=10)
+    assert set(fine_counts) == {441}
     assert fine.size == 600 and np.allclose(fine.reshape(-1, 10).sum(axis=1), energies, rtol=1e-12)
     for gain_db in (-7.5, 0.0, 4.0):
         scaled = (x * np.float32(10 ** (gain_db / 20))).astype(np.float32)

@@ -3,17 +3,26 @@
 :func:`analyze` turns audio into an :class:`AudioAnalysis`: loudness (BS.1770),
 peaks, dynamics, a third-octave spectrum, stereo image and signal-health checks. The
 balancer decides from these numbers only, and the report prints them.
+
+:class:`Analyzer` does the same block by block (``add(block)``, ``result()``), keeping
+only running sums, small per-frame arrays (10 ms and 100 ms powers: 100 + 10 floats per
+second) and one spectrum segment of audio, so a file never has to be in memory whole;
+:func:`analyze` is a one-block use of it. Inside, the input is cut into fixed chunks, so
+any block sizes give the same numbers bit for bit.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal
 
+from automix.errors import AutomixError
 from automix.io.audio import Audio
+from automix.io.validate import validate_audio
 from automix.measure import loudness
 
 #: Below this many dB under the stem's own loudest blocks, a stem counts as silent
@@ -30,6 +39,11 @@ NOMINAL_CENTRES = (
 CLIP_LEVEL = 0.999  # |x| at or above this, for 3+ samples in a row, is counted as clipped
 SPECTRUM_SEGMENT = 8192  # FFT length of the Welch spectrum (5.4 Hz bins at 44.1 kHz)
 SPECTRUM_FRAMES = 512  # most frames averaged, spread evenly over the signal
+#: Shorter than this, a signal has no meaningful spectrum (its bands read SILENCE_DB).
+MIN_SPECTRUM_FRAMES = 64
+#: BS.1770's first gating block is 400 ms; shorter signals have no gated loudness.
+MIN_MEASURABLE_S = 0.4
+_CHUNK = loudness.STREAM_CHUNK_FRAMES
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,8 @@ class AudioAnalysis:
         BS.1770-4 integrated loudness (gates at -70 LUFS and -10 LU).
     active_lufs : float
         Loudness of the active part only: the relative gate alone decides what counts,
-        so this moves exactly with gain. Used for balancing stems.
+        so this moves exactly with gain. Used for balancing stems. For a signal shorter
+        than one 400 ms block, the ungated mean power instead.
     loudness_range_lu, max_momentary_lufs, max_short_term_lufs : float
     true_peak_dbtp, sample_peak_dbfs, rms_dbfs : float
     plr_db : float
@@ -56,6 +71,7 @@ class AudioAnalysis:
     band_levels_db : tuple of float
         Power per third-octave band (centres in ``THIRD_OCTAVE_CENTRES_HZ``) relative
         to the total power, so it describes the spectrum's shape, not its level.
+        ``SILENCE_DB`` in every band for silence or under ``MIN_SPECTRUM_FRAMES`` samples.
     stereo_correlation : float
         Pearson correlation of left and right, 1.0 for mono.
     stereo_width : float
@@ -67,6 +83,12 @@ class AudioAnalysis:
     duration_s : float
     sample_rate : int
     channels : int
+    channel_layout : str
+        The loudspeaker layout assumed for the BS.1770 channel weights
+        (:func:`automix.measure.loudness.channel_layout`).
+    too_short : bool
+        Shorter than one 400 ms BS.1770 block: no gated loudness exists, so the
+        loudness fields read ``SILENCE_DB`` (``active_lufs`` is the ungated mean).
     """
 
     integrated_lufs: float
@@ -89,10 +111,17 @@ class AudioAnalysis:
     duration_s: float
     sample_rate: int
     channels: int
+    channel_layout: str = ""
+    too_short: bool = False
 
     @property
     def is_silent(self) -> bool:
         return self.active_lufs <= loudness.SILENCE_DB
+
+    @property
+    def is_measurable(self) -> bool:
+        """Long enough for BS.1770 gating (at least one 400 ms block)."""
+        return not self.too_short
 
     def band_level_db(self, low_hz: float, high_hz: float) -> float:
         """Power in the bands whose centres lie in ``[low_hz, high_hz]``, relative to total."""
@@ -115,46 +144,330 @@ def analyze(audio: Audio) -> AudioAnalysis:
     Parameters
     ----------
     audio : Audio
-        Any number of channels, any sample rate.
+        Any number of channels, any sample rate from 8 to 768 kHz.
 
     Returns
     -------
     AudioAnalysis
+
+    Raises
+    ------
+    AutomixError
+        For an array that is not ``(channels, samples)`` float and finite, or an
+        unsupported rate. A file of a handful of samples (read from disk, so its layout
+        is known) is analysed, with ``too_short`` set.
     """
     samples, sample_rate = audio.samples, audio.sample_rate
-    meter = loudness.measure(samples, sample_rate)
-    active_lufs = loudness.gated_loudness(meter.momentary_lufs, ACTIVE_GATE_LUFS)
-    if meter.momentary_lufs.size == 0:  # shorter than one 400 ms block: ungated mean
-        active_lufs = float(loudness.power_to_lufs(np.mean(samples.astype(np.float64) ** 2) * samples.shape[0]))
+    if not (audio.path is not None and isinstance(samples, np.ndarray) and samples.ndim == 2
+            and 0 < samples.shape[1] <= samples.shape[0]):
+        # an in-memory array with no more samples than channels is ambiguous (transposed?)
+        validate_audio(samples, sample_rate, name=audio.name)
+    elif not np.isfinite(samples).all():
+        raise AutomixError(f"{audio.name}: holds NaN or infinite samples")
+    analyzer = Analyzer(sample_rate, samples.shape[0], total_frames=samples.shape[1])
+    analyzer.add(samples)
+    return analyzer.result()
 
-    mean_square = float(np.mean(np.square(samples, dtype=np.float64)))
-    rms_dbfs = _power_db(mean_square)
-    # Crest factor over the active part: silence between notes would inflate it.
-    crest = meter.sample_peak_dbfs - _active_rms_dbfs(samples, sample_rate)
-    band_levels, centroid = _spectrum(samples, sample_rate)
-    correlation, width = _stereo_image(samples)
-    return AudioAnalysis(
-        integrated_lufs=meter.integrated_lufs,
-        active_lufs=active_lufs,
-        loudness_range_lu=meter.loudness_range_lu,
-        max_momentary_lufs=meter.max_momentary_lufs,
-        max_short_term_lufs=meter.max_short_term_lufs,
-        true_peak_dbtp=meter.true_peak_dbtp,
-        sample_peak_dbfs=meter.sample_peak_dbfs,
-        rms_dbfs=rms_dbfs,
-        plr_db=meter.true_peak_dbtp - meter.integrated_lufs if meter.integrated_lufs > loudness.SILENCE_DB else 0.0,
-        crest_factor_db=crest if math.isfinite(crest) else 0.0,
-        loud_rms_dbfs=_loud_rms_dbfs(samples, sample_rate),
-        spectral_centroid_hz=centroid,
-        band_levels_db=band_levels,
-        stereo_correlation=correlation,
-        stereo_width=width,
-        dc_offset=float(np.abs(samples.mean(axis=1, dtype=np.float64)).max()),
-        clipped_samples=_clipped_samples(samples),
-        duration_s=audio.duration_s,
-        sample_rate=sample_rate,
-        channels=audio.channels,
-    )
+
+class Analyzer:
+    """:func:`analyze`, block by block.
+
+    Parameters
+    ----------
+    sample_rate : int
+        8000 .. 768000 Hz (else AutomixError).
+    channels : int
+    total_frames : int, optional
+        The length, if known up front: the spectrum then averages the same evenly spread
+        frames as :func:`analyze` (identical result). Unknown, it keeps every k-th
+        half-overlapping frame, doubling k as the signal grows, so the frames used are
+        still evenly spread and at most ``2 * SPECTRUM_FRAMES``.
+
+    Notes
+    -----
+    Memory: running sums, the 10 ms and 100 ms frame powers, the loudness meter's 10 ms
+    energies, and one ``SPECTRUM_SEGMENT`` of audio carried for frames that straddle
+    block edges; never a float64 copy of more than a chunk.
+    """
+
+    def __init__(self, sample_rate: int, channels: int, total_frames: int | None = None) -> None:
+        self.meter = loudness.LoudnessMeter(sample_rate, channels)
+        self.sample_rate, self.channels = int(sample_rate), int(channels)
+        self.total_frames = None if total_frames is None else int(total_frames)
+        self._frames = 0
+        self._pending: list[np.ndarray] = []
+        self._pending_frames = 0
+        self._square_sums = np.zeros(channels)
+        self._sums = np.zeros(channels)
+        self._cross = 0.0  # sum of left * right
+        self._clipped = 0
+        self._clip_runs = np.zeros(channels, dtype=np.int64)  # open run of hot samples per channel
+        self._powers = {hop: _FramePowers(hop) for hop in self._hops()}
+        self._spectrum = _Spectrum(self.sample_rate, channels, self.total_frames)
+
+    def _hops(self) -> tuple[int, int]:
+        return max(1, int(self.sample_rate * loudness.GRANULE_S)), max(1, self.sample_rate // 100)
+
+    def add(self, block: np.ndarray) -> None:
+        """Feed the next ``(channels, n)`` block, in order."""
+        block = np.asarray(block)
+        if block.ndim != 2 or block.shape[0] != self.channels:
+            raise AutomixError(f"analyzer: expected a ({self.channels}, n) block, got shape {block.shape}")
+        self.meter.add(block)
+        # the same fixed chunks as the meter, whatever the block sizes
+        start = 0
+        if self._pending_frames + block.shape[1] < _CHUNK:
+            self._pending.append(block.copy())
+            self._pending_frames += block.shape[1]
+            return
+        if self._pending:
+            start = _CHUNK - self._pending_frames
+            self._chunk(np.concatenate(self._pending + [block[:, :start]], axis=1))
+            self._pending, self._pending_frames = [], 0
+        while block.shape[1] - start >= _CHUNK:
+            self._chunk(block[:, start : start + _CHUNK])
+            start += _CHUNK
+        if start < block.shape[1]:
+            self._pending = [block[:, start:].copy()]
+            self._pending_frames = block.shape[1] - start
+
+    def _chunk(self, chunk: np.ndarray) -> None:
+        wide = chunk.astype(np.float64)  # one chunk at a time: never the whole signal
+        squares = wide * wide
+        self._square_sums += squares.sum(axis=1)
+        self._sums += wide.sum(axis=1)
+        if self.channels >= 2:  # not np.dot: OpenBLAS threads long dot products
+            self._cross += float(np.einsum("i,i->", wide[0], wide[1]))
+        per_sample = squares.sum(axis=0)
+        for frames in self._powers.values():
+            frames.add(per_sample)
+        self._count_clips(chunk)
+        self._spectrum.add(chunk, self._frames)
+        self._frames += chunk.shape[1]
+
+    def _count_clips(self, chunk: np.ndarray) -> None:
+        """Samples in runs of 3+ hot samples; a run may continue across chunk edges."""
+        hot = (chunk >= CLIP_LEVEL) | (chunk <= -CLIP_LEVEL)
+        for channel in range(self.channels):
+            row = hot[channel]
+            if not row.any():
+                self._clipped += self._clip_runs[channel] if self._clip_runs[channel] >= 3 else 0
+                self._clip_runs[channel] = 0
+                continue
+            edges = np.diff(np.concatenate(([False], row, [False])).astype(np.int8))
+            starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+            lengths = stops - starts
+            if starts[0] == 0:
+                lengths[0] += self._clip_runs[channel]  # the run carried in goes on
+            elif self._clip_runs[channel] >= 3:
+                self._clipped += self._clip_runs[channel]
+            open_run = stops[-1] == row.size
+            closed = lengths[:-1] if open_run else lengths
+            self._clipped += int(closed[closed >= 3].sum())
+            self._clip_runs[channel] = lengths[-1] if open_run else 0
+
+    def _flush(self) -> None:
+        if self._pending:
+            chunk = np.concatenate(self._pending, axis=1)
+            self._pending, self._pending_frames = [], 0
+            self._chunk(chunk)
+
+    def frame_powers(self, hop_ms: int) -> np.ndarray:
+        """Mean square per complete 10 ms or 100 ms frame, averaged over channels
+        (the streaming twin of :func:`frame_power`)."""
+        self._flush()
+        hop = {100: self._hops()[0], 10: self._hops()[1]}[hop_ms]
+        return self._powers[hop].result() / self.channels
+
+    def result(self) -> AudioAnalysis:
+        """Everything measured so far."""
+        self._flush()
+        frames, channels = self._frames, self.channels
+        meter = self.meter.result()
+        too_short = meter.momentary_lufs.size == 0
+        total_square = float(self._square_sums.sum())
+        mean_square = total_square / (frames * channels) if frames else 0.0
+        active_lufs = loudness.gated_loudness(meter.momentary_lufs, ACTIVE_GATE_LUFS)
+        if too_short:  # no 400 ms block: the ungated mean, as the meter would sum it
+            active_lufs = float(loudness.power_to_lufs(mean_square * channels))
+        # Crest factor over the active part: silence between notes would inflate it.
+        crest = meter.sample_peak_dbfs - _active_rms_dbfs(self.frame_powers(100), mean_square)
+        band_levels, centroid = self._spectrum.result()
+        correlation, width = self._stereo_image()
+        silent_loudness = meter.integrated_lufs <= loudness.SILENCE_DB
+        clipped = self._clipped + sum(int(run) for run in self._clip_runs if run >= 3)
+        return AudioAnalysis(
+            integrated_lufs=meter.integrated_lufs,
+            active_lufs=active_lufs,
+            loudness_range_lu=meter.loudness_range_lu,
+            max_momentary_lufs=meter.max_momentary_lufs,
+            max_short_term_lufs=meter.max_short_term_lufs,
+            true_peak_dbtp=meter.true_peak_dbtp,
+            sample_peak_dbfs=meter.sample_peak_dbfs,
+            rms_dbfs=_power_db(mean_square),
+            plr_db=0.0 if silent_loudness else meter.true_peak_dbtp - meter.integrated_lufs,
+            crest_factor_db=crest if math.isfinite(crest) and mean_square > 0 else 0.0,
+            loud_rms_dbfs=_loud_rms_dbfs(self.frame_powers(10), mean_square),
+            spectral_centroid_hz=centroid,
+            band_levels_db=band_levels,
+            stereo_correlation=correlation,
+            stereo_width=width,
+            dc_offset=float(np.abs(self._sums / frames).max()) if frames else 0.0,
+            clipped_samples=int(clipped),
+            duration_s=frames / self.sample_rate,
+            sample_rate=self.sample_rate,
+            channels=channels,
+            channel_layout=loudness.channel_layout(channels),
+            too_short=too_short,
+        )
+
+    def _stereo_image(self) -> tuple[float, float]:
+        if self.channels < 2:
+            return 1.0, 0.0
+        left_power, right_power = float(self._square_sums[0]), float(self._square_sums[1])
+        cross = self._cross
+        if left_power == 0 or right_power == 0:
+            return (1.0 if left_power == right_power else 0.0), (0.0 if left_power == right_power else 0.5)
+        correlation = max(-1.0, min(1.0, cross / math.sqrt(left_power * right_power)))
+        mid_power = left_power + right_power + 2 * cross
+        side_power = left_power + right_power - 2 * cross
+        total = mid_power + side_power
+        return correlation, (max(0.0, side_power) / total if total > 0 else 0.0)
+
+
+class _FramePowers:
+    """Sums of a per-sample power over consecutive frames of ``hop`` samples (streaming)."""
+
+    def __init__(self, hop: int) -> None:
+        self.hop = hop
+        self._done: list[np.ndarray] = []
+        self._partial = np.zeros(0)
+
+    def add(self, per_sample: np.ndarray) -> None:
+        data = np.concatenate((self._partial, per_sample)) if self._partial.size else per_sample
+        whole = data.size // self.hop
+        if whole:
+            self._done.append(data[: whole * self.hop].reshape(whole, self.hop).sum(axis=1) / self.hop)
+        self._partial = data[whole * self.hop :].copy()
+
+    def result(self) -> np.ndarray:
+        return np.concatenate(self._done) if self._done else np.zeros(0)
+
+
+class _Spectrum:
+    """Welch long-term spectrum over evenly spread, Hann-windowed, detrended frames.
+
+    Known length: the frame starts :func:`analyze` has always used (``SPECTRUM_FRAMES``
+    spread over the signal). Unknown length: frames every half segment, keeping each
+    k-th; the power sum of frame ``j`` goes in the bucket of its 2-adic valuation, so
+    when k doubles the frames already summed that are multiples of the new k are still
+    at hand. A tail of one segment is carried so frames straddling blocks are whole.
+    """
+
+    def __init__(self, sample_rate: int, channels: int, total_frames: int | None) -> None:
+        self.sample_rate, self.channels, self.total = sample_rate, channels, total_frames
+        self._tail = np.zeros((channels, 0), dtype=np.float32)
+        self._tail_start = 0  # stream position of the tail's first sample
+        if total_frames is not None:
+            self.segment = min(SPECTRUM_SEGMENT, total_frames)
+            if self.segment >= MIN_SPECTRUM_FRAMES:
+                available = (total_frames - self.segment) // (self.segment // 2) + 1
+                self._starts = np.linspace(0, total_frames - self.segment, min(available, SPECTRUM_FRAMES)).astype(np.int64)
+            else:
+                self._starts = np.zeros(0, dtype=np.int64)
+            self._next = 0  # index into _starts
+            self._sum = None
+        else:
+            self.segment = SPECTRUM_SEGMENT
+            self._hop = SPECTRUM_SEGMENT // 2
+            self._stride = 1  # keep frames whose index is a multiple of this
+            self._next_frame = 0  # index of the next frame (start = index * hop)
+            self._buckets: dict[int, np.ndarray] = {}
+            self._counts: dict[int, int] = {}
+
+    def add(self, chunk: np.ndarray, position: int) -> None:
+        """``chunk`` starts at stream position ``position``."""
+        tail = np.concatenate((self._tail, chunk), axis=1)
+        start_of_tail = position - self._tail.shape[1]
+        end = position + chunk.shape[1]
+        if self.total is not None:
+            stop = np.searchsorted(self._starts, end - self.segment, side="right")
+            starts = self._starts[self._next : stop]
+            self._next = stop
+            if starts.size:
+                psd = self._psd(tail, starts - start_of_tail)
+                self._sum = psd if self._sum is None else self._sum + psd
+        else:
+            self._stream_frames(tail, start_of_tail, end)
+        keep = min(self.segment, tail.shape[1])
+        self._tail = tail[:, tail.shape[1] - keep :].copy()
+
+    def _stream_frames(self, tail: np.ndarray, start_of_tail: int, end: int) -> None:
+        while True:
+            frame_start = self._next_frame * self._hop
+            if frame_start + self.segment > end:
+                return
+            if self._next_frame % self._stride == 0:
+                psd = self._psd(tail, np.array([frame_start - start_of_tail]))
+                level = _two_adic(self._next_frame)
+                self._buckets[level] = self._buckets.get(level, 0.0) + psd
+                self._counts[level] = self._counts.get(level, 0) + 1
+                if self._kept(self._stride) > 2 * SPECTRUM_FRAMES:
+                    self._stride *= 2
+            self._next_frame += self._stride - (self._next_frame % self._stride)
+
+    def _kept(self, stride: int) -> int:
+        minimum = stride.bit_length() - 1
+        return sum(count for level, count in self._counts.items() if level >= minimum)
+
+    def _psd(self, data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        window = _hann(self.segment)
+        total = np.zeros(self.segment // 2 + 1)
+        for batch in np.array_split(offsets, -(-offsets.size // 64)):
+            frames = data[:, batch[:, None] + np.arange(self.segment)[None, :]]  # (ch, n, segment)
+            frames = (frames - frames.mean(axis=-1, keepdims=True)) * window  # detrend, as welch does
+            total += (np.abs(np.fft.rfft(frames, axis=-1)) ** 2).sum(axis=(0, 1))
+        return total
+
+    def result(self) -> tuple[tuple[float, ...], float]:
+        """Third-octave band levels relative to total power, and the spectral centroid."""
+        silent = tuple(loudness.SILENCE_DB for _ in _bands_below(self.sample_rate)), 0.0
+        if self.total is not None:
+            psd_sum, segment = self._sum, self.segment
+        elif self._counts:
+            minimum = self._stride.bit_length() - 1
+            psd_sum = sum(total for level, total in self._buckets.items() if level >= minimum)
+            segment = self.segment
+        else:  # shorter than one segment: the whole signal is one frame
+            segment = self._tail.shape[1]
+            if segment < MIN_SPECTRUM_FRAMES:
+                return silent
+            saved = self.segment
+            self.segment = segment
+            psd_sum = self._psd(self._tail, np.array([0]))
+            self.segment = saved
+        if psd_sum is None or segment < MIN_SPECTRUM_FRAMES:
+            return silent
+        frequencies = np.fft.rfftfreq(segment, 1.0 / self.sample_rate)
+        total = psd_sum[1:].sum()
+        if total <= 0:
+            return silent
+        centroid = float((frequencies * psd_sum).sum() / psd_sum.sum())
+        levels = []
+        for centre in _bands_below(self.sample_rate):
+            inside = (frequencies >= centre / 2 ** (1 / 6)) & (frequencies < centre * 2 ** (1 / 6))
+            levels.append(_power_db(float(psd_sum[inside].sum() / total)))
+        return tuple(levels), centroid
+
+
+@lru_cache(maxsize=8)
+def _hann(length: int) -> np.ndarray:
+    return signal.get_window("hann", length).astype(np.float32)
+
+
+def _two_adic(index: int) -> int:
+    """How many times 2 divides ``index`` (0 counts as divisible by everything)."""
+    return 64 if index == 0 else (index & -index).bit_length() - 1
 
 
 def _power_db(power: float) -> float:
@@ -176,79 +489,22 @@ def frame_power(samples: np.ndarray, hop: int) -> np.ndarray:
     return power / samples.shape[0]
 
 
-def _active_rms_dbfs(samples: np.ndarray, sample_rate: int) -> float:
-    """RMS over the 100 ms granules within 30 dB of the loudest (skips rests and tails)."""
-    power = frame_power(samples, max(1, int(sample_rate * loudness.GRANULE_S)))
+def _active_rms_dbfs(power: np.ndarray, mean_square: float) -> float:
+    """RMS over the 100 ms frames within 30 dB of the loudest (skips rests and tails)."""
     if power.size == 0:
-        return _power_db(float(np.mean(np.square(samples, dtype=np.float64))))
+        return _power_db(mean_square)
     active = power[power >= power.max() * 1e-3]
     return _power_db(float(active.mean())) if active.size else loudness.SILENCE_DB
 
 
-def _loud_rms_dbfs(samples: np.ndarray, sample_rate: int) -> float:
+def _loud_rms_dbfs(power: np.ndarray, mean_square: float) -> float:
     """95th percentile of 10 ms RMS over the frames within 40 dB of the loudest."""
-    power = frame_power(samples, max(1, sample_rate // 100))
     if power.size == 0:
-        return _power_db(float(np.mean(np.square(samples, dtype=np.float64))))
+        return _power_db(mean_square)
     active = power[power >= power.max() * 1e-4]
     return _power_db(float(np.percentile(active, 95))) if active.size else loudness.SILENCE_DB
-
-
-def _spectrum(samples: np.ndarray, sample_rate: int) -> tuple[tuple[float, ...], float]:
-    """Third-octave band levels relative to total power, and the spectral centroid.
-
-    A Welch average over at most ``SPECTRUM_FRAMES`` Hann-windowed frames spread evenly
-    over the whole signal: a long-term spectrum converges long before every frame of a
-    long file is used, so the cost stays fixed however long the file is.
-    """
-    channels, frames = samples.shape
-    segment = min(SPECTRUM_SEGMENT, frames)
-    available = max(1, (frames - segment) // (segment // 2) + 1)
-    starts = np.linspace(0, frames - segment, min(available, SPECTRUM_FRAMES)).astype(np.int64)
-    window = signal.get_window("hann", segment).astype(np.float32)
-    psd_sum = np.zeros(segment // 2 + 1)
-    for batch in np.array_split(starts, -(-starts.size // 64)):
-        frames_batch = samples[:, batch[:, None] + np.arange(segment)[None, :]]  # (ch, n, segment)
-        frames_batch = (frames_batch - frames_batch.mean(axis=-1, keepdims=True)) * window  # detrend, as welch does
-        psd_sum += (np.abs(np.fft.rfft(frames_batch, axis=-1)) ** 2).sum(axis=(0, 1))
-    frequencies = np.fft.rfftfreq(segment, 1.0 / sample_rate)
-    total = psd_sum[1:].sum()
-    if total <= 0:
-        return tuple(loudness.SILENCE_DB for _ in _bands_below(sample_rate)), 0.0
-    centroid = float((frequencies * psd_sum).sum() / psd_sum.sum())
-    levels = []
-    for centre in _bands_below(sample_rate):
-        inside = (frequencies >= centre / 2 ** (1 / 6)) & (frequencies < centre * 2 ** (1 / 6))
-        levels.append(_power_db(float(psd_sum[inside].sum() / total)))
-    return tuple(levels), centroid
 
 
 def _bands_below(sample_rate: int) -> tuple[float, ...]:
     """The third-octave centres whose band lies below Nyquist."""
     return tuple(c for c in THIRD_OCTAVE_CENTRES_HZ if c * 2 ** (1 / 6) <= sample_rate / 2)
-
-
-def _stereo_image(samples: np.ndarray) -> tuple[float, float]:
-    if samples.shape[0] < 2:
-        return 1.0, 0.0
-    left = samples[0].astype(np.float64)
-    right = samples[1].astype(np.float64)
-    left_power, right_power = float(np.dot(left, left)), float(np.dot(right, right))
-    cross = float(np.dot(left, right))
-    if left_power == 0 or right_power == 0:
-        return (1.0 if left_power == right_power else 0.0), (0.0 if left_power == right_power else 0.5)
-    correlation = cross / math.sqrt(left_power * right_power)
-    mid_power = left_power + right_power + 2 * cross
-    side_power = left_power + right_power - 2 * cross
-    return correlation, side_power / (mid_power + side_power)
-
-
-def _clipped_samples(samples: np.ndarray) -> int:
-    hot = np.abs(samples) >= CLIP_LEVEL
-    if samples.shape[1] < 3 or not hot.any():
-        return 0
-    run = hot[:, :-2] & hot[:, 1:-1] & hot[:, 2:]
-    in_run = np.zeros_like(hot)
-    for shift in range(3):
-        in_run[:, shift : shift + run.shape[1]] |= run
-    return int(in_run.sum())

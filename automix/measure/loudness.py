@@ -308,7 +308,14 @@ class LoudnessMeter:
         self._sample_peak = max(self._sample_peak, float(np.max(chunk)), -float(np.min(chunk)))
         filtered, self._zi = signal.sosfilt(self._sos, chunk.astype(np.float64), axis=-1, zi=self._zi)
         np.multiply(filtered, filtered, out=filtered)
-        power = self._weights @ filtered  # channel-weighted power per sample
+        # channel-weighted power per sample (a loop, not a BLAS product: OpenBLAS
+        # would start threads for it)
+        power = filtered[0] * self._weights[0] if self._weights[0] != 1.0 else filtered[0]
+        for channel in range(1, self.channels):
+            if self._weights[channel] == 1.0:
+                power = power + filtered[channel]
+            elif self._weights[channel] != 0.0:
+                power = power + self._weights[channel] * filtered[channel]
         end = self._frames + n
         rate = self.sample_rate
         # sub-granule edge j sits at round(j * rate / 100) (half up), exact in integers
@@ -751,15 +758,24 @@ class PreciseTruePeakMeter:
         self._pending_frames = 0
 
     def add(self, block: np.ndarray) -> None:
-        """Feed the next ``(channels, n)`` block."""
-        self._pending.append(np.asarray(block, dtype=np.float32))
-        self._pending_frames += block.shape[1]
-        if self._pending_frames >= self._chunk:
-            data = np.concatenate(self._pending, axis=1)
-            usable = (data.shape[1] // self._chunk) * self._chunk
-            self._stream.add_chunks([data[:, s : s + self._chunk] for s in range(0, usable, self._chunk)])
-            self._pending = [data[:, usable:]]
-            self._pending_frames = data.shape[1] - usable
+        """Feed the next ``(channels, n)`` block (full chunks are read in place, not copied)."""
+        block = np.asarray(block, dtype=np.float32)
+        size = self._chunk
+        if self._pending_frames + block.shape[1] < size:
+            self._pending.append(block.copy())
+            self._pending_frames += block.shape[1]
+            return
+        start = 0
+        if self._pending:
+            start = size - self._pending_frames
+            self._stream.add_chunks([np.concatenate(self._pending + [block[:, :start]], axis=1)])
+            self._pending, self._pending_frames = [], 0
+        while block.shape[1] - start >= size:
+            self._stream.add_chunks([block[:, start : start + size]])
+            start += size
+        if start < block.shape[1]:
+            self._pending = [block[:, start:].copy()]
+            self._pending_frames = block.shape[1] - start
 
     def peak(self) -> float:
         """Linear peak of everything added so far."""
