@@ -16,13 +16,14 @@ same bytes run after run (every encoder below was checked for this).
 Intended use (the mastering loop)
 ---------------------------------
 After the loop has rendered a master that meets loudness and ceiling, call
-:func:`codec_safe_gain_db` on the final (quantised) master. If it returns a positive
-``attenuation_db``, lower the limiter's threshold by that much and render again: the gain
-that sets loudness stays, so loudness is still met -- by more limiting -- and the peaks
-that survive the codec sit lower. Then call it again on the new master (the limiter
-changes the waveform, not only its level; usually it returns 0 at once). The report
-should show, per codec and bitrate, the decoded true peak before and after, the
-attenuation applied, and the rate at which each peak was measured.
+:func:`codec_safe_gain_db` (``verify=False``) on the final, quantised master. If it
+returns a positive ``attenuation_db``, lower the limiter's threshold by that much and
+render again: the gain that sets loudness stays, so loudness is still met -- by more
+limiting -- and the peaks that survive the codec sit lower. Call it again on the new
+render (the limiter changes the waveform, not only its level) until it returns 0; on
+the masters measured one re-render was enough. The report should show, per codec and
+bitrate, the decoded true peak of the first render and of the final one, the total
+attenuation, the limiting it cost, and the rate each peak was measured at.
 """
 
 from __future__ import annotations
@@ -430,9 +431,11 @@ class CodecSafeResult:
         (equal to ``peaks_before_dbtp`` when nothing was needed).
     iterations : int
         Encode-and-measure passes over all codecs, including the first.
-    converged : bool
-        False if ``max_iterations`` passes ended with a peak still over the ceiling
-        (``attenuation_db`` is then the last one tried: the caller should say so).
+    verified : bool
+        True if the peaks in ``peaks_after_dbtp`` are all at or under the ceiling. False
+        if ``max_iterations`` passes ended with a peak still over it, or if the call
+        was made with ``verify=False`` and an attenuation was needed (then
+        ``peaks_after_dbtp`` is empty: the caller re-renders and measures again).
     robust : bool
         Whether peaks are the worst over each codec's probe levels.
     rates_hz : dict
@@ -445,7 +448,7 @@ class CodecSafeResult:
     peaks_before_dbtp: dict[str, float]
     peaks_after_dbtp: dict[str, float]
     iterations: int
-    converged: bool
+    verified: bool
     robust: bool
     rates_hz: dict[str, int]
 
@@ -455,7 +458,7 @@ class CodecSafeResult:
 
     @property
     def worst_after_dbtp(self) -> float:
-        return max(self.peaks_after_dbtp.values())
+        return max(self.peaks_after_dbtp.values(), default=math.nan)
 
     def to_dict(self) -> dict:
         """Plain numbers for the JSON report."""
@@ -464,7 +467,7 @@ class CodecSafeResult:
             "attenuation_db": round(self.attenuation_db, 3),
             "margin_db": self.margin_db,
             "iterations": self.iterations,
-            "converged": self.converged,
+            "verified": self.verified,
             "robust": self.robust,
             "decoded_true_peak_before_dbtp": {k: round(v, 3) for k, v in self.peaks_before_dbtp.items()},
             "decoded_true_peak_after_dbtp": {k: round(v, 3) for k, v in self.peaks_after_dbtp.items()},
@@ -475,7 +478,8 @@ class CodecSafeResult:
 def codec_safe_gain_db(samples: np.ndarray, sample_rate: int, ceiling_dbtp: float,
                        codecs: str | Iterable[str] | Iterable[tuple[str, int]],
                        bitrate_kbps: int | Mapping[str, int] | None = None, *, robust: bool = True,
-                       margin_db: float = MARGIN_DB, max_iterations: int = MAX_ITERATIONS) -> CodecSafeResult:
+                       verify: bool = True, margin_db: float = MARGIN_DB,
+                       max_iterations: int = MAX_ITERATIONS) -> CodecSafeResult:
     """Attenuation that brings every decoded true peak to or under ``ceiling_dbtp``.
 
     A lossy codec is close to linear in level for small changes (the decoded error
@@ -495,6 +499,11 @@ def codec_safe_gain_db(samples: np.ndarray, sample_rate: int, ceiling_dbtp: floa
         As in :func:`decoded_true_peaks`. ``robust`` (the default here) guards against
         FFmpeg's AAC encoder, whose decoded peak jumps by tenths of a dB when the
         master moves by hundredths.
+    verify : bool
+        Encode the attenuated master again to check (and refine) the attenuation. A
+        loop that re-renders the master through its limiter anyway should pass False
+        and call again on each new render: the render is what gets checked, and each
+        call then costs one encode per codec (and probe).
     margin_db : float
         Added to each correction (:data:`MARGIN_DB`).
 
@@ -518,6 +527,12 @@ def codec_safe_gain_db(samples: np.ndarray, sample_rate: int, ceiling_dbtp: floa
     after = before
     attenuation_db = 0.0
     iterations = 1
+    if not verify:
+        excess_db = max(before.values()) - ceiling_dbtp
+        return CodecSafeResult(
+            attenuation_db=float(excess_db + margin_db) if excess_db > 0 else 0.0, ceiling_dbtp=float(ceiling_dbtp),
+            margin_db=float(margin_db), peaks_before_dbtp=before, peaks_after_dbtp=before if excess_db <= 0 else {},
+            iterations=1, verified=excess_db <= 0, robust=robust, rates_hz=rates)
     while max(after.values()) > ceiling_dbtp and iterations < max_iterations:
         attenuation_db += max(after.values()) - ceiling_dbtp + margin_db
         scaled = samples * np.float32(10.0 ** (-attenuation_db / 20.0))
@@ -530,7 +545,7 @@ def codec_safe_gain_db(samples: np.ndarray, sample_rate: int, ceiling_dbtp: floa
         peaks_before_dbtp=before,
         peaks_after_dbtp=after,
         iterations=iterations,
-        converged=max(after.values()) <= ceiling_dbtp,
+        verified=max(after.values()) <= ceiling_dbtp,
         robust=robust,
         rates_hz=rates,
     )
