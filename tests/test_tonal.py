@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import signal
+from signals import pink_noise
 
 from automix.dsp.fir import stream
 from automix.io.audio import Audio
@@ -16,7 +17,6 @@ from automix.master import tonal_targets
 from automix.master.tonal import StreamingEQ, TonalMove, apply_eq, tonal_balance
 from automix.measure.analyzer import analyze
 from automix.presets import load_preset
-from signals import pink_noise
 
 SR = 44100
 POP = load_preset("pop").master
@@ -77,7 +77,7 @@ def test_a_mix_on_the_target_with_ripple_comes_back_nearly_untouched():
 def test_a_boomy_mix_is_cut_where_it_booms_and_bounded():
     boom = 6.0 * np.exp(-0.5 * (np.log2(CENTRES / 100.0) / 0.5) ** 2)  # +6 dB around 100 Hz
     x = noise_with_spectrum(TARGET + boom, 12)
-    move, y = master_eq(x)
+    _move, y = master_eq(x)
     change = shape_change_db(x, y)
     at_100 = change[np.argmin(np.abs(CENTRES[JUDGED] - 100))]
     assert -POP.tonal_max_db - 0.2 <= at_100 <= -0.5

@@ -1,8 +1,17 @@
 """Linked feed-forward compressor, shared by the stem chains and the master's glue.
 
-Whole signals in, array operations only (scipy's IIR filters), so it runs at C speed.
-Why not pedalboard's ``Compressor``: it runs one detector per channel, so a loud event
-on one side would shift the stereo image; a bus compressor must be linked.
+Array operations only (scipy's IIR filters), so it runs at C speed. Why not
+pedalboard's ``Compressor``: it runs one detector per channel, so a loud event on one
+side would shift the stereo image; a bus compressor must be linked.
+
+:func:`compress` takes a whole signal (the stem renderer's call). :class:`StreamingCompressor`
+is the same compressor block by block, with every filter's state (sidechain high-pass,
+detector, release) carried across block edges: fed one block it is bit-identical to
+:func:`compress`, fed many it gives the same samples. It adds two options the master's
+glue uses against pumping: a sidechain high-pass (the kick's low end does not drive the
+gain) and gain smoothing, a second time constant in series with the release that
+averages the reduction in both directions (program-dependent: a single hit's short
+reduction is averaged away, a loud passage's sustained one is applied in full).
 """
 
 from __future__ import annotations
@@ -55,3 +64,122 @@ def compress(samples: np.ndarray, sample_rate: int, *, threshold_db: float, rati
     out = samples * np.power(np.float32(10.0), gain_db / np.float32(20.0), dtype=np.float32)
     acting = gain_db < -0.01
     return CompressorResult(out, float(-gain_db.min()), float(-gain_db[acting].mean()) if acting.any() else 0.0)
+
+
+class StreamingCompressor:
+    """:func:`compress` block by block, plus a sidechain high-pass and gain smoothing.
+
+    Parameters
+    ----------
+    sample_rate, channels : int
+    threshold_db, ratio, attack_ms, release_ms, knee_db : float
+        As in :func:`compress` (``threshold_db`` on the detector's scale: dB of the mean
+        square over channels of the -- possibly high-passed -- sidechain).
+    sidechain_highpass_hz : float
+        Cutoff of a 2nd-order Butterworth high-pass on the detector's input (0 = none).
+    gain_smoothing_ms : float
+        Time constant of a one-pole low-pass on the gain reduction (after the release),
+        rising and falling alike (0 = none).
+    initial_gain_reduction_db : float
+        Where the gain smoothing starts (dB of reduction, >= 0): the programme's settled
+        reduction, if known, so a track that starts loud does not start a second too
+        loud while the smoothing catches up. Only with ``gain_smoothing_ms``.
+
+    Notes
+    -----
+    No latency: ``process`` returns as many samples as it is given and ``flush`` returns
+    nothing. ``max_gain_reduction_db`` and ``mean_gain_reduction_db`` (over the samples
+    where it acted by more than 0.01 dB) accumulate over the stream.
+    """
+
+    latency = 0
+
+    def __init__(self, sample_rate: int, channels: int, *, threshold_db: float, ratio: float, attack_ms: float,
+                 release_ms: float, knee_db: float = 6.0, sidechain_highpass_hz: float = 0.0,
+                 gain_smoothing_ms: float = 0.0, initial_gain_reduction_db: float = 0.0):
+        self.sample_rate, self.channels = sample_rate, channels
+        self.gain_smoothing_ms = gain_smoothing_ms
+        self._smooth_zi = None
+        self.initial_gain_reduction_db = initial_gain_reduction_db
+        self.threshold_db, self.ratio, self.knee_db = threshold_db, ratio, knee_db
+        self.attack_ms, self.release_ms = attack_ms, release_ms
+        self._sidechain = (signal.butter(2, sidechain_highpass_hz, "highpass", fs=sample_rate, output="sos")
+                           if sidechain_highpass_hz > 0 else None)  # fmt: skip
+        self._sidechain_zi = None
+        self._attack_zi = self._release_zi = None
+        self._max_reduction = 0.0
+        self._acting_sum = 0.0
+        self._acting_count = 0
+
+    @property
+    def max_gain_reduction_db(self) -> float:
+        return self._max_reduction
+
+    @property
+    def mean_gain_reduction_db(self) -> float:
+        return self._acting_sum / self._acting_count if self._acting_count else 0.0
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Compress one ``(channels, samples)`` float32 block."""
+        if self.ratio <= 1.0 or block.shape[1] == 0:
+            return block
+        if self._sidechain is not None:
+            if self._sidechain_zi is None:  # start at rest, as a filter run over the whole signal
+                self._sidechain_zi = np.zeros((self._sidechain.shape[0], block.shape[0], 2))
+            detector, self._sidechain_zi = signal.sosfilt(self._sidechain, block, axis=-1, zi=self._sidechain_zi)
+            power = np.mean(np.square(detector), axis=0).astype(np.float32)
+        else:
+            power = np.mean(np.square(block), axis=0, dtype=np.float32)
+        smoothed, self._attack_zi = _one_pole_state(power, self.attack_ms, self.sample_rate, self._attack_zi)
+        smoothed = np.maximum(smoothed, np.float32(1e-20))
+        # Same operations, in the same order and precision, as compress().
+        over = np.log10(smoothed)
+        over *= np.float32(10.0)
+        over -= np.float32(self.threshold_db)
+        slope = np.float32(1.0 - 1.0 / self.ratio)
+        half_knee = np.float32(self.knee_db / 2)
+        reduction = np.where(over >= half_knee, slope * over,
+                             slope * (np.maximum(over + half_knee, 0)) ** 2 / np.float32(2 * self.knee_db))  # fmt: skip
+        released, self._release_zi = _one_pole_state(reduction, self.release_ms, self.sample_rate, self._release_zi)
+        held = np.maximum(reduction, released)
+        if self.gain_smoothing_ms > 0:
+            if self._smooth_zi is None:
+                start = np.float32(max(self.initial_gain_reduction_db, 0.0))
+                self._smooth_zi = np.array([math.exp(-1000.0 / (self.gain_smoothing_ms * self.sample_rate)) * start],
+                                           dtype=held.dtype)  # fmt: skip
+            held, self._smooth_zi = _one_pole_state(held, self.gain_smoothing_ms, self.sample_rate, self._smooth_zi)
+        gain_db = -held
+        out = block * np.power(np.float32(10.0), gain_db / np.float32(20.0), dtype=np.float32)
+        acting = gain_db < -0.01
+        if acting.any():
+            self._max_reduction = max(self._max_reduction, float(-gain_db.min()))
+            self._acting_sum += float(-gain_db[acting].sum(dtype=np.float64))
+            self._acting_count += int(acting.sum())
+        return out
+
+    def flush(self) -> np.ndarray:
+        return np.zeros((self.channels, 0), dtype=np.float32)
+
+
+def compress_in_blocks(samples: np.ndarray, compressor: StreamingCompressor, block_size: int = 1 << 16) -> CompressorResult:
+    """Run ``compressor`` over a whole signal block by block into one preallocated output.
+
+    Memory: the output plus one block's temporaries (the control path never exists for
+    the whole signal at once).
+    """
+    if compressor.ratio <= 1.0:
+        return CompressorResult(samples, 0.0, 0.0)
+    out = np.empty(samples.shape, dtype=np.float32)
+    for start in range(0, samples.shape[1], block_size):
+        out[:, start : start + block_size] = compressor.process(samples[:, start : start + block_size])
+    return CompressorResult(out, compressor.max_gain_reduction_db, compressor.mean_gain_reduction_db)
+
+
+def _one_pole_state(x: np.ndarray, time_ms: float, sample_rate: int, zi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`one_pole` with its state returned: started at the first value, then carried."""
+    coefficient = math.exp(-1000.0 / (time_ms * sample_rate))
+    b = np.array([1.0 - coefficient], dtype=x.dtype)
+    a = np.array([1.0, -coefficient], dtype=x.dtype)
+    if zi is None:
+        zi = np.array([coefficient * x[0]], dtype=x.dtype)
+    return signal.lfilter(b, a, x, zi=zi)

@@ -104,7 +104,7 @@ def band_uncertainty_db(samples: np.ndarray, sample_rate: int, band_count: int) 
         One value per band (``band_count`` first analyzer bands); ``inf`` where a band
         was never measured.
     """
-    channels, frames = samples.shape
+    _channels, frames = samples.shape
     segment = min(8192, frames)
     if segment < 64:
         return np.full(band_count, np.inf)
