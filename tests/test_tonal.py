@@ -152,3 +152,15 @@ def test_streaming_eq_equals_whole_signal():
 @pytest.mark.skipif(not FEATURES.is_file(), reason="the MUSDB18 feature file is not in this checkout")
 def test_the_target_curve_is_what_its_source_gives():
     np.testing.assert_allclose(tonal_targets.derive_mix_bands_db(FEATURES), TARGET, atol=0.006)
+
+
+def test_mastered_material_is_only_nudged():
+    """White noise is far brighter than any record (the EQ wants 4 dB), but its density
+    (peak-to-loudness ~9 dB) is a master's: moves stay within 1.5 dB on the audio."""
+    x = (0.1 * np.random.default_rng(0).standard_normal((2, 12 * SR))).astype(np.float32)
+    analysis = analyze(Audio(x, SR))
+    assert analysis.plr_db <= 12.0
+    move, y = master_eq(x)
+    assert move.max_abs_db <= 1.5 and "already mastered" in move.reason
+    change = (bands_db(y) - bands_db(x))[JUDGED]
+    assert np.abs(change - np.median(change)).max() <= 3.2  # +-1.5 dB around the unchanged middle

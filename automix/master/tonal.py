@@ -29,6 +29,7 @@ from scipy import signal
 
 from automix.dsp.fir import StreamingFIR, filter_whole
 from automix.master import tonal_targets as targets
+from automix.master.glue import DENSE_PLR_DB
 from automix.measure.analyzer import THIRD_OCTAVE_CENTRES_HZ, AudioAnalysis
 from automix.presets import MasterSettings
 
@@ -51,6 +52,12 @@ UNCERTAINTY_HALF_DB = 1.5
 #: masters mostly measure 3-10 LU, orchestral and film music 15-25 LU. Confidence falls
 #: as LRA_FULL_CONFIDENCE_LU / LRA above it.
 LRA_FULL_CONFIDENCE_LU = 12.0
+
+#: Largest move on material that is already mastered (peak-to-loudness at or under
+#: :data:`automix.master.glue.DENSE_PLR_DB`, the density of commercial masters): its
+#: balance was chosen by a mastering engineer, so the EQ may nudge it, not re-master it.
+#: 1.5 dB is the issue's bound for finished commercial tracks (issue 10).
+FINISHED_MAX_DB = 1.5
 
 
 @dataclass(frozen=True)
@@ -163,8 +170,9 @@ def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples:
         and ``tonal_max_db`` (cap per band).
     samples : numpy.ndarray, optional
         The analysed audio. If given, each band's measurement uncertainty is computed
-        from it (:func:`band_uncertainty_db`) and weights the moves; without it only the
-        duration and loudness range do.
+        from it (:func:`band_uncertainty_db`) and weights the moves; without it, the
+        analysis's ``band_spread_db`` (per-band standard deviation of the level over its
+        spectrum frames) if it has one, else only the duration and loudness range do.
     uncertainty_db : numpy.ndarray, optional
         Precomputed per-band uncertainty (overrides ``samples``).
 
@@ -172,7 +180,8 @@ def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples:
     -------
     TonalMove
         Gains for every analyzer band (0 outside 31.5 Hz-16 kHz), each within
-        ``+-tonal_max_db``, never positive in a band judged empty, and a reason.
+        ``+-tonal_max_db`` (and ``+-FINISHED_MAX_DB`` on already mastered material),
+        never positive in a band judged empty, and a reason.
     """
     levels = np.asarray(analysis.band_levels_db, dtype=np.float64)
     centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[: levels.size], dtype=np.float64)
@@ -185,6 +194,10 @@ def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples:
         return TonalMove(tuple(float(c) for c in centres), flat, "too few bands with content to judge the balance")
     if uncertainty_db is None and samples is not None:
         uncertainty_db = band_uncertainty_db(samples, analysis.sample_rate, levels.size)
+    if uncertainty_db is None and getattr(analysis, "band_spread_db", None) is not None:
+        # the analyzer's per-band spread over its frames, if it provides one
+        spread = np.asarray(analysis.band_spread_db, dtype=np.float64)[: levels.size]
+        uncertainty_db = spread / math.sqrt(max(1.0, analysis.duration_s / DECORRELATION_S))
     trust = confidence(analysis, levels.size, uncertainty_db)
 
     octaves = np.log2(centres / 1000.0)
@@ -216,11 +229,17 @@ def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples:
     excess_local = np.sign(local) * np.maximum(np.abs(local) - tolerance, 0.0)
     correction = -(excess_local + excess_tilt * (body_octaves - centre))
     gains = correction * settings.tonal_amount * trust
-    gains = np.clip(gains, -settings.tonal_max_db, settings.tonal_max_db)
+    cap = settings.tonal_max_db
+    finished = 0.0 < analysis.plr_db <= DENSE_PLR_DB
+    if finished:
+        cap = min(cap, FINISHED_MAX_DB)
+    gains = np.clip(gains, -cap, cap)
     gains = np.where(absent & (gains > 0), 0.0, gains)
     gains = np.where(used, gains, 0.0)
     gains = np.where(np.abs(gains) < 0.05, 0.0, gains)  # below audibility: keep the signal untouched
     reason = _reason(tilt, excess_tilt, excess_local, gains, absent, centres, trust, used)
+    if finished:
+        reason += f"; already mastered (peak-to-loudness {analysis.plr_db:.1f} dB): moves capped at {cap:g} dB"
     return TonalMove(tuple(float(c) for c in centres), tuple(float(g) for g in gains), reason)
 
 
