@@ -149,6 +149,8 @@ def resolve_preset(preset: str, preset_file: Path | None, platform: str | None, 
 
 def read_preset(name_or_path) -> Preset:
     """``load_preset``, with every way a preset file can be unreadable worded as an error."""
+    if str(name_or_path).lower().endswith(".toml") and not Path(name_or_path).exists():
+        raise AutomixError(f"{name_or_path}: no such file")
     try:
         return load_preset(name_or_path)
     except UnicodeDecodeError as error:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from automix.errors import AutomixError
 from automix.io.audio import (
@@ -146,6 +147,13 @@ def load_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = 
         files, skipped = scan.files, scan.skipped
     loaded, skipped, notes = [], list(skipped), []
     for path in files:
+        declared = _declared_duration_s(path)
+        if declared is not None and declared < MIN_MEASURABLE_S:
+            message = f"too short to measure: {declared:.3f} s; loudness needs at least {MIN_MEASURABLE_S} s"
+            if strict:
+                raise AutomixError(f"{path}: {message}")
+            skipped.append((path.name, message, "too short"))
+            continue
         try:
             audio = read_audio(path)
         except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
@@ -188,6 +196,16 @@ def load_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = 
         names=tuple(a.name for a in loaded), paths=tuple(a.path for a in loaded), samples=tuple(samples),
         sample_rate=rate, skipped=tuple(skipped), notes=tuple(notes),
     )  # fmt: skip
+
+
+def _declared_duration_s(path: Path) -> float | None:
+    """The length a file's header declares, without decoding (None if it cannot tell):
+    a stem too short to measure is left out as such, not as unreadable."""
+    try:
+        info = sf.info(str(path))
+        return info.frames / info.samplerate if 0 < info.frames < 2**62 and info.samplerate > 0 else None
+    except Exception:  # noqa: BLE001 - read_audio reports what is wrong with the file
+        return None
 
 
 @dataclass(frozen=True, eq=False)

@@ -104,11 +104,21 @@ def error_record(error: BaseException, subject) -> dict:
 # --- signals -------------------------------------------------------------------------
 
 
-def _raise_stopped(signum, frame) -> None:
-    # Further signals while unwinding would interrupt the cleanup itself: ignore them;
-    # the cleanup is bounded (WORKER_STOP_TIMEOUT_S).
+def _ignore(signum, frame) -> None:
+    """Swallow a signal. A Python no-op rather than SIG_IGN: a signal that arrived just
+    before the switch still finds a handler (with SIG_IGN, Python prints "Signal N
+    ignored due to race condition")."""
+
+
+def _ignore_further_signals() -> None:
+    # Further signals while unwinding would interrupt the cleanup itself; it is bounded
+    # (WORKER_STOP_TIMEOUT_S).
     for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, _ignore)
+
+
+def _raise_stopped(signum, frame) -> None:
+    _ignore_further_signals()
     raise Stopped(signum)
 
 
@@ -122,6 +132,9 @@ _IN_JOB = False
 
 
 def _worker_signal(signum, frame) -> None:
+    # A second signal (Ctrl-C reaches the worker, then the parent's SIGTERM follows)
+    # must not interrupt the cleanup the first one started.
+    _ignore_further_signals()
     if _IN_JOB:
         raise Stopped(signum)  # unwinds the job: atomic_output removes its temp file
     os._exit(128 + signum)  # idle: nothing to clean up
@@ -130,6 +143,19 @@ def _worker_signal(signum, frame) -> None:
 def _worker_init() -> None:
     for sig in STOP_SIGNALS:
         signal.signal(sig, _worker_signal)
+    # Forked while the parent held these signals blocked (see _submit): a signal that
+    # arrived in between is pending and is delivered now, to the handler above.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _submit(pool: ProcessPoolExecutor, fn: Callable, args: tuple):
+    """``pool.submit`` with SIGINT/SIGTERM held back: submitting may fork a worker, and a
+    signal handled half-way through would leave a worker the pool does not know of."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return pool.submit(_call_in_worker, fn, args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _call_in_worker(fn: Callable, args: tuple):
@@ -222,11 +248,11 @@ def run_batch(fn: Callable[..., dict], arguments: Sequence[tuple], labels: Seque
                 if not in_flight:
                     index = alone.popleft()
                     ran_alone.add(index)
-                    in_flight[pool.submit(_call_in_worker, fn, arguments[index])] = index
+                    in_flight[_submit(pool, fn, arguments[index])] = index
             else:
                 while pending and len(in_flight) < workers:
                     index = pending.popleft()
-                    in_flight[pool.submit(_call_in_worker, fn, arguments[index])] = index
+                    in_flight[_submit(pool, fn, arguments[index])] = index
             if in_flight:
                 done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                 broken = []
