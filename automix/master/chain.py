@@ -1,17 +1,23 @@
-"""Stage 4 of the pipeline: the mastering chain.
+"""Stage 4 of the pipeline: the mastering chain, block by block.
 
-:func:`master` runs, in order:
+:func:`master_stream` runs, in order:
 
-1. tonal balance -- a gentle linear-phase EQ toward the preset's target spectrum,
-   smoothed over about an octave and capped per band;
+1. tonal balance -- a linear-phase EQ toward the preset's measured target spectrum,
+   only where the mix is clearly off it (:mod:`automix.master.tonal`);
 2. stereo -- low end made mono below a preset frequency, side level scaled to the
-   preset's width;
-3. glue -- a linked bus compressor whose threshold is set relative to the mix's own
-   loudness, so it treats a quiet and a loud upload the same;
-4. loudness -- gain to the target with a true-peak lookahead limiter, in a closed loop
-   that measures the result *as it will be written* (after dither) and corrects until
-   integrated loudness is within +-0.03 LU of the target and the true peak is at or
-   below the ceiling.
+   preset's width (:mod:`automix.master.stereo`);
+3. glue -- a linked bus compressor, only on material dynamic enough to need it
+   (:mod:`automix.master.glue`);
+4. loudness -- gain and a true-peak limiter in a closed loop that measures the result
+   *as it will be written* (after dither) until integrated loudness is within +-0.03 LU
+   of the target and the true peak is at or below the ceiling
+   (:mod:`automix.master.loop`, :mod:`automix.master.limiter`).
+
+Every stage is a streaming processor (``process(block)``, ``flush()``, output aligned
+with the input) with its state carried across blocks, so the chain's memory depends on
+the block size, not on the length of the audio: a one-hour DJ set masters in the same
+memory as a single. The input is read a few times (analysis, the loop's model, one or
+two renders) rather than held.
 
 Every stage is a function of the signal's shape, not its level: the same mix uploaded
 6 dB quieter gives the same master.
@@ -19,20 +25,23 @@ Every stage is a function of the signal's shape, not its level: the same mix upl
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from automix.dsp import dynamics
 from automix.errors import AutomixError
 from automix.io.audio import Audio
-from automix.master.loop import OVER_LIMIT_CHOICES, normalize
-from automix.master.stereo import shape_stereo
-from automix.master.tonal import TonalMove, apply_eq, tonal_balance
+from automix.io.dither import Dither
+from automix.io.stream import BlockSource, array_source
+from automix.master import glue as glue_stage
+from automix.master.limiter import LimiterStats, TruePeakLimiter
+from automix.master.loop import OVER_LIMIT_CHOICES, FeatureCollector, LoopResult, run_loop
+from automix.master.stereo import StereoShaper
+from automix.master.tonal import StreamingEQ, TonalMove, tonal_balance
 from automix.measure import loudness
-from automix.measure.analyzer import ACTIVE_GATE_LUFS, AudioAnalysis, analyze
+from automix.measure.analyzer import AudioAnalysis, analyze
 from automix.presets import MasterSettings
-
 
 @dataclass(frozen=True)
 class MasterResult:
@@ -44,44 +53,253 @@ class MasterResult:
     input_true_peak_dbtp: float
     output_lufs: float
     output_true_peak_dbtp: float
+    output_precise_true_peak_dbtp: float  # on a near-ideal (8x, long filter) reconstruction
     output_lra_lu: float
     gain_db: float
+    limiter_threshold_db: float
+    limiter_programme_gain_reduction_db: float  # exceeded in 10% of the loud 100 ms granules
     limiter_max_gain_reduction_db: float
+    limiter_deepest_at_s: float
     limiter_mean_gain_reduction_db: float
     limiter_release_ms: float
-    glue_threshold_db: float
-    glue_max_gain_reduction_db: float
+    glue: glue_stage.GlueDecision
     tonal_eq: TonalMove
-    iterations: int
+    renders: int
     warnings: tuple[str, ...]
     settings: MasterSettings
+    codec_true_peaks_dbtp: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        data = {key: value for key, value in asdict(self).items() if key not in ("tonal_eq", "settings")}
+        data = {key: value for key, value in asdict(self).items() if key not in ("tonal_eq", "settings", "glue")}
         data = {key: (round(value, 3) if isinstance(value, float) else value) for key, value in data.items()}
         data["tonal_eq_db"] = self.tonal_eq.to_dict()
+        data["tonal_eq_reason"] = self.tonal_eq.reason
+        data["glue"] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self.glue).items()}
         data["warnings"] = list(self.warnings)
+        data["codec_true_peaks_dbtp"] = {k: round(v, 3) for k, v in self.codec_true_peaks_dbtp.items()}
         data["settings"] = asdict(self.settings)
         return data
 
 
-def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", over_limit: str = "fail",
-           analysis: AudioAnalysis | None = None) -> tuple[np.ndarray, MasterResult]:
-    """Master ``audio`` to ``settings``.
+@dataclass(frozen=True)
+class ChainPlan:
+    """What the chain will do before the limiter, decided from the input's analysis."""
+
+    tonal: TonalMove
+    mono_below_hz: float
+    stereo_width: float
+    glue: glue_stage.GlueDecision
+
+
+def plan_chain(analysis: AudioAnalysis, settings: MasterSettings) -> ChainPlan:
+    """Decide the tonal EQ, stereo shaping and glue from the analysis alone."""
+    tonal = tonal_balance(analysis, settings)
+    # The glue is decided on the input's analysis and follows the EQ's change of level.
+    glue = glue_stage.decide_glue(analysis, settings).at_gain(tonal_loudness_change_db(analysis, tonal))
+    return ChainPlan(tonal, settings.mono_below_hz, settings.stereo_width, glue)
+
+
+def tonal_loudness_change_db(analysis: AudioAnalysis, tonal: TonalMove) -> float:
+    """How much the tonal EQ changes the mix's K-weighted loudness (from the band powers).
+
+    Lets the glue's threshold follow the equalised mix without measuring it again.
+    """
+    levels = np.asarray(analysis.band_levels_db)
+    gains = np.asarray(tonal.gains_db[: levels.size])
+    centres = np.asarray(tonal.centres_hz[: levels.size])
+    weighting = np.abs(_k_response(centres, analysis.sample_rate)) ** 2
+    before = np.sum(10 ** (levels / 10) * weighting)
+    after = np.sum(10 ** ((levels + gains) / 10) * weighting)
+    return float(10 * np.log10(after / before)) if before > 0 else 0.0
+
+
+def _k_response(frequencies_hz: np.ndarray, sample_rate: int) -> np.ndarray:
+    from scipy import signal
+
+    _, response = signal.sosfreqz(loudness.k_weighting_sos(sample_rate), worN=frequencies_hz, fs=sample_rate)
+    return response
+
+
+class Processor(Protocol):
+    """A streaming stage: output aligned with the input, as long as it in the end."""
+
+    def process(self, block: np.ndarray) -> np.ndarray: ...
+
+    def flush(self) -> np.ndarray: ...
+
+
+class Series:
+    """Stages in series, each stage's tail pushed through the later ones at the end."""
+
+    def __init__(self, stages: list[Processor]) -> None:
+        self.stages = stages
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        for stage in self.stages:
+            block = stage.process(block)
+        return block
+
+    def flush(self) -> np.ndarray:
+        tails = []
+        for index, stage in enumerate(self.stages):
+            tail = stage.flush()
+            for later in self.stages[index + 1 :]:
+                tail = later.process(tail)
+            tails.append(tail)
+        return np.concatenate(tails, axis=1)
+
+
+def pre_limiter(plan: ChainPlan, sample_rate: int, channels: int) -> Series:
+    """EQ, stereo and glue as one streaming processor."""
+    stages: list[Processor] = [
+        StreamingEQ(sample_rate, plan.tonal, channels),
+        StereoShaper(sample_rate, plan.mono_below_hz, plan.stereo_width, channels),
+    ]
+    compressor = plan.glue.compressor(sample_rate, channels)
+    if compressor is not None:
+        stages.append(compressor)
+    return Series(stages)
+
+
+class Sink(Protocol):
+    """Where a render's output goes: started afresh for each render."""
+
+    def start(self) -> None: ...
+
+    def write(self, block: np.ndarray) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class ArraySink:
+    """Keep the output in memory (the library's :func:`master` and the mix bus)."""
+
+    def __init__(self, channels: int, frames: int) -> None:
+        self.samples = np.zeros((channels, frames), dtype=np.float32)
+        self._at = 0
+
+    def start(self) -> None:
+        self._at = 0
+
+    def write(self, block: np.ndarray) -> None:
+        self.samples[:, self._at : self._at + block.shape[1]] = block
+        self._at += block.shape[1]
+
+    def finish(self) -> None:
+        if self._at != self.samples.shape[1]:
+            raise AutomixError(f"internal error: the chain wrote {self._at} of {self.samples.shape[1]} frames")
+
+
+@dataclass(frozen=True, eq=False)
+class Render:
+    """One full-rate render, measured as written."""
+
+    measured: loudness.LoudnessMeasurement
+    limiter: LimiterStats
+    precise_true_peak_dbtp: float
+
+    @property
+    def max_gain_reduction_db(self) -> float:
+        return self.limiter.max_gain_reduction_db
+
+    @property
+    def mean_gain_reduction_db(self) -> float:
+        return self.limiter.mean_gain_reduction_db
+
+
+def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: float, release_ms: float,
+           bit_depth: str, sink: Sink) -> Render:
+    """Run the whole chain once over ``source`` into ``sink`` and measure what was written."""
+    sample_rate, channels = source.sample_rate, source.channels
+    chain = pre_limiter(plan, sample_rate, channels)
+    peak_limiter = TruePeakLimiter(sample_rate, channels, threshold_db, release_ms)
+    dither = Dither(bit_depth, channels)
+    meter = loudness.LoudnessMeter(sample_rate, channels)
+    precise = loudness.PreciseTruePeakMeter(sample_rate, channels)
+    gain = np.float32(10 ** (gain_db / 20))
+    sink.start()
+
+    def emit(block: np.ndarray) -> None:
+        if block.shape[1]:
+            out = dither.process(block)
+            meter.add(out)
+            precise.add(out)
+            sink.write(out)
+
+    for block in source.blocks():
+        emit(peak_limiter.process(chain.process(block) * gain))
+    emit(peak_limiter.process(chain.flush() * gain))
+    emit(peak_limiter.flush())
+    sink.finish()
+    return Render(meter.result(), peak_limiter.stats(), loudness.amplitude_to_db(precise.peak()))
+
+
+def collect_loop_features(source: BlockSource, plan: ChainPlan):
+    """The loop's model of the signal before the limiter (one pass of the chain)."""
+    chain = pre_limiter(plan, source.sample_rate, source.channels)
+    collector = FeatureCollector(source.sample_rate, source.channels)
+    for block in source.blocks():
+        collector.add(chain.process(block))
+    collector.add(chain.flush())
+    return collector.result()
+
+
+def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, bit_depth: str = "24",
+                  over_limit: str = "fail", analysis: AudioAnalysis | None = None) -> MasterResult:
+    """Master a stream of blocks into ``sink`` (see the module docstring).
 
     Parameters
     ----------
-    audio : Audio
-        The mix, at the sample rate the master will have.
+    source : BlockSource
+        The mix, at the rate the master will have; read several times.
     settings : MasterSettings
+    sink : Sink
+        Receives the master, on the output's grid (dithered), once per render; the last
+        render is the result.
     bit_depth : {"16", "24", "32f"}
-        The output's depth: the loop measures the dithered, quantised result.
     over_limit : {"fail", "quieter", "force"}
-        When the target needs more than ``settings.max_limiting_db`` of limiting: report
-        it without a usable master (``fail``), stop at that much limiting and accept a
-        quieter master (``quieter``), or reach the target anyway (``force``).
+        When the target needs more than ``settings.max_limiting_db`` of limiting over
+        the programme: report it without a usable master (``fail``), stop at that much
+        limiting and accept a quieter master (``quieter``), or reach the target anyway
+        (``force``; bounded: never past the point where more limiting stops adding
+        loudness).
     analysis : AudioAnalysis, optional
         The input's analysis, if already measured.
+    """
+    if over_limit not in OVER_LIMIT_CHOICES:
+        raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}")
+    analysis = analysis or analyze_source(source)
+    if analysis.is_silent:
+        raise AutomixError(f"{source.name}: the audio is silent; there is nothing to master")
+    if analysis.duration_s < 0.4:
+        raise AutomixError(f"{source.name}: {analysis.duration_s:.2f} s is too short to master (loudness needs at least 0.4 s)")
+    plan = plan_chain(analysis, settings)
+    features = collect_loop_features(source, plan)
+
+    def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
+        return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink)
+
+    # TODO(lead): precise_peak=lambda r: r.precise_true_peak_dbtp once the precise meter stops over-reading
+    loop = run_loop(features, settings, over_limit, render_with)
+    return _result(analysis, plan, loop, settings, source.warnings)
+
+
+def analyze_source(source: BlockSource) -> AudioAnalysis:
+    """Analyse a stream (block by block where the analyzer can)."""
+    from automix.measure import analyzer
+
+    if hasattr(analyzer, "Analyzer"):
+        streaming = analyzer.Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
+        for block in source.blocks():
+            streaming.add(block)
+        return streaming.result()
+    whole = np.concatenate(list(source.blocks()), axis=1)
+    return analyze(Audio(whole, source.sample_rate))
+
+
+def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", over_limit: str = "fail",
+           analysis: AudioAnalysis | None = None) -> tuple[np.ndarray, MasterResult]:
+    """Master ``audio`` held in memory (:func:`master_stream` over its blocks).
 
     Returns
     -------
@@ -89,48 +307,38 @@ def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", ove
         The master, float32 ``(channels, samples)``, already on the output's grid.
     MasterResult
     """
-    if over_limit not in OVER_LIMIT_CHOICES:
-        raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}")
-    analysis = analysis or analyze(audio)
-    if analysis.is_silent:
-        raise AutomixError(f"{audio.name}: the audio is silent; there is nothing to master")
-    if analysis.duration_s < 0.4:
-        raise AutomixError(f"{audio.name}: {analysis.duration_s:.2f} s is too short to master (loudness needs at least 0.4 s)")
-    warnings = input_warnings(analysis)
-    sample_rate = audio.sample_rate
+    sink = ArraySink(audio.channels, audio.frames)
+    result = master_stream(array_source(audio), settings, sink, bit_depth=bit_depth, over_limit=over_limit,
+                           analysis=analysis)
+    return sink.samples, result
 
-    tonal = tonal_balance(analysis, settings)
-    samples = apply_eq(audio.samples, sample_rate, tonal)
-    samples = shape_stereo(samples, sample_rate, settings.mono_below_hz, settings.stereo_width)
-    # Active loudness (relative gate only), so a very quiet upload is glued the same way.
-    bus_lufs = loudness.integrated_loudness(samples, sample_rate, absolute_gate_lufs=ACTIVE_GATE_LUFS)
-    glue_threshold_db = bus_lufs + settings.glue_threshold_lu
-    glued = dynamics.compress(
-        samples, sample_rate, threshold_db=glue_threshold_db, ratio=settings.glue_ratio,
-        attack_ms=settings.glue_attack_ms, release_ms=settings.glue_release_ms,
-    )  # fmt: skip
-    out, loop = normalize(glued.samples, sample_rate, settings, bit_depth, over_limit)
-    measured = loop.measured
-    result = MasterResult(
+
+def _result(analysis: AudioAnalysis, plan: ChainPlan, loop: LoopResult, settings: MasterSettings,
+            source_warnings: tuple[str, ...]) -> MasterResult:
+    measured, limited = loop.rendered.measured, loop.rendered.limiter
+    return MasterResult(
         status=loop.status,
         message=loop.message,
         input_lufs=analysis.integrated_lufs,
         input_true_peak_dbtp=analysis.true_peak_dbtp,
         output_lufs=measured.integrated_lufs,
         output_true_peak_dbtp=measured.true_peak_dbtp,
+        output_precise_true_peak_dbtp=loop.precise_true_peak_dbtp,
         output_lra_lu=measured.loudness_range_lu,
         gain_db=loop.gain_db,
-        limiter_max_gain_reduction_db=loop.limiter.max_gain_reduction_db,
-        limiter_mean_gain_reduction_db=loop.limiter.mean_gain_reduction_db,
+        limiter_threshold_db=loop.threshold_db,
+        limiter_programme_gain_reduction_db=loop.programme_gain_reduction_db,
+        limiter_max_gain_reduction_db=limited.max_gain_reduction_db,
+        limiter_deepest_at_s=loop.deepest_at_s,
+        limiter_mean_gain_reduction_db=limited.mean_gain_reduction_db,
         limiter_release_ms=loop.release_ms,
-        glue_threshold_db=glue_threshold_db,
-        glue_max_gain_reduction_db=glued.max_gain_reduction_db,
-        tonal_eq=tonal,
-        iterations=loop.iterations,
-        warnings=warnings,
+        glue=plan.glue,
+        tonal_eq=plan.tonal,
+        renders=loop.renders,
+        warnings=tuple(source_warnings) + input_warnings(analysis),
         settings=settings,
+        codec_true_peaks_dbtp=loop.codec_true_peaks_dbtp,
     )
-    return out, result
 
 
 def input_warnings(analysis: AudioAnalysis) -> tuple[str, ...]:

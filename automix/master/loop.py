@@ -1,112 +1,503 @@
-"""Mastering stage 4: gain and true-peak limiting in a closed loop on the written result."""
+"""Mastering stage 4: gain and true-peak limiting in a closed loop on the written result.
+
+Rendering the limiter at full rate and measuring what it wrote is the expensive part
+(true-peak oversampling, twice per render), so the loop works in two layers:
+
+1. **A cheap model**, collected once from the signal before the limiter
+   (:class:`FeatureCollector`): per hop of ``HOP_FRAMES`` samples, the largest
+   true-peak value and the K-weighted energy. For any gain, threshold and release, the
+   limiter's own gain computer runs on that hop envelope (at ``sample_rate /
+   HOP_FRAMES``) and the hop energies, scaled by the resulting gain, give the output's
+   gated loudness (:func:`predict`). This chooses gain and release and decides
+   whether the target is in reach, in milliseconds, without touching the audio.
+2. **The full-rate render**, measured as it will be written (after dither): integrated
+   loudness and true peak. Its error is corrected with the model's slope -- usually
+   one or two renders. The final render's true peak is also checked on a near-ideal
+   reconstruction, and optionally after lossy codecs.
+
+Limiting is judged over the programme, not by its single deepest moment: the
+"programme gain reduction" is the reduction exceeded in 10% of the loud 100 ms
+granules. One click at the start of a song cannot decide a refusal; the report still
+says when the deepest moment was.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import numpy as np
+from scipy import signal
 
 from automix.errors import AutomixError
-from automix.io.audio import quantize
 from automix.master import limiter
 from automix.measure import loudness
 from automix.measure.analyzer import ACTIVE_GATE_LUFS
 from automix.presets import MasterSettings
 
-LOUDNESS_TOLERANCE_LU = 0.03  # the loop aims inside +-0.03 LU; the promise is +-0.1
-#: The loop's own true-peak reading must sit this far under the ceiling: our meter can
-#: under-read a tone near Nyquist by up to ~0.05 dB, and other meters must agree too.
+#: The loop aims inside +-0.03 LU; the promise to users is +-0.1.
+LOUDNESS_TOLERANCE_LU = 0.03
+#: The loop's own 4x true-peak reading must sit this far under the ceiling: the 4x meter
+#: can under-read content near Nyquist, and other meters must agree too. The final render
+#: is also checked on a near-ideal (8x, long filter) reconstruction.
 PEAK_MARGIN_DB = 0.02
-MAX_ITERATIONS = 24
-#: The limiter starts with a smooth release; dense material that cannot get louder with
-#: it gets faster ones (halved each time), down to this.
-LIMITER_RELEASE_MS, LIMITER_HOLD_MS, FASTEST_RELEASE_MS = 60.0, 5.0, 5.0
+#: Full-rate renders at most (each is a complete pass over the audio).
+MAX_RENDERS = 10
+#: Releases the loop may choose, slowest (cleanest) first. Dense material that cannot
+#: reach the target with a slow release gets a faster one (program-dependent release).
+RELEASES_MS = (60.0, 30.0, 15.0, 5.0)
+#: More gain that raises the output by less than this (LU per dB) no longer makes it
+#: louder, only more limited: ``--over-limit force`` stops there.
+SATURATION_SLOPE = 0.1
+#: Most gain the loop will ever try above a linear gain to the target.
+MAX_EXTRA_GAIN_DB = 40.0
 #: Ways to handle a target that needs more limiting than ``max_limiting_db`` allows.
 OVER_LIMIT_CHOICES = ("fail", "quieter", "force")
+#: Samples per hop of the cheap model: 1.45 ms at 44.1 kHz, fine enough for a limiter
+#: whose gain cannot move within a low-frequency period.
+HOP_FRAMES = 64
+#: The programme gain reduction is the one exceeded in this share of loud granules.
+PROGRAMME_SHARE = 0.10
+
+
+# --- 1. the cheap model ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LoopFeatures:
+    """What the model knows about the signal before the limiter, per hop.
+
+    Hops split each 100 ms loudness granule into ``hops_per_granule`` parts, with edges
+    rounded to samples exactly as the meter rounds granule edges, so granule energies
+    (and so the predicted loudness) are exact sums of hop energies.
+
+    Attributes
+    ----------
+    sample_rate, frames, hops_per_granule : int
+    peak : numpy.ndarray
+        float32, per hop: the largest absolute value on the oversampled (true-peak) grid.
+    energy : numpy.ndarray
+        float64, per hop: the sum of channel-weighted squared K-weighted samples.
+    """
+
+    sample_rate: int
+    frames: int
+    hops_per_granule: int
+    peak: np.ndarray
+    energy: np.ndarray
+
+    @property
+    def hop_rate(self) -> float:
+        return self.hops_per_granule / loudness.GRANULE_S
+
+    @property
+    def hop_s(self) -> float:
+        return loudness.GRANULE_S / self.hops_per_granule
+
+
+def hops_per_granule(sample_rate: int) -> int:
+    """How many hops of about ``HOP_FRAMES`` samples make one 100 ms granule."""
+    return max(1, round(sample_rate * loudness.GRANULE_S / HOP_FRAMES))
+
+
+def hop_edge(index: np.ndarray | int, sample_rate: int, per_granule: int) -> np.ndarray:
+    """Sample index where hop ``index`` starts (granule edges rounded as the meter does)."""
+    return np.rint(np.asarray(index, dtype=np.float64) * (sample_rate * loudness.GRANULE_S / per_granule)).astype(np.int64)
+
+
+class FeatureCollector:
+    """Collect :class:`LoopFeatures` block by block, with every filter's state carried.
+
+    The true-peak envelope is taken on the same oversampled grid as the meter
+    (:func:`automix.measure.loudness.oversample`). The last ``2 * TAPS_PER_PHASE``
+    samples are kept between blocks as interpolation context, so a sample's envelope
+    value is emitted once the samples after it have arrived, and any block size gives
+    the same features.
+    """
+
+    def __init__(self, sample_rate: int, channels: int) -> None:
+        self.sample_rate, self.channels = sample_rate, channels
+        self._per_granule = hops_per_granule(sample_rate)
+        self._factor = loudness.oversampling_factor(sample_rate)
+        self._context = loudness.TAPS_PER_PHASE
+        self._history = np.zeros((channels, 2 * self._context), dtype=np.float32)  # zeros before the start
+        self._sos = loudness.k_weighting_sos(sample_rate)
+        self._zi = np.zeros((self._sos.shape[0], channels, 2))
+        self._weights = loudness.channel_weights(channels)[:, None]
+        self._frames = 0  # samples received
+        self._next_envelope = -self._context  # stream index of the next envelope value
+        self._peak_pool = _HopPool(sample_rate, self._per_granule, np.maximum, np.float32)
+        self._energy_pool = _HopPool(sample_rate, self._per_granule, np.add, np.float64)
+
+    def add(self, block: np.ndarray) -> None:
+        """Take the next ``(channels, n)`` block."""
+        if block.shape[1] == 0:
+            return
+        self._frames += block.shape[1]
+        filtered, self._zi = signal.sosfilt(self._sos, block, axis=-1, zi=self._zi)
+        energy = (self._weights * (filtered * filtered)).sum(axis=0)
+        self._energy_pool.add(energy)
+        self._add_envelope(np.concatenate((self._history, block.astype(np.float32, copy=False)), axis=1))
+
+    def _add_envelope(self, x: np.ndarray, keep: int | None = None) -> None:
+        """Envelope of the positions of ``x`` that have full context on both sides."""
+        c = self._context
+        up = np.abs(loudness.oversample(x, self._factor)).reshape(x.shape[0], x.shape[1], self._factor).max(axis=(0, 2))
+        up[:-1] = np.maximum(up[:-1], up[1:])  # each value covers the interval [n, n+1]
+        envelope = up[c : x.shape[1] - c]
+        skip = max(0, -self._next_envelope)  # positions before the start of the signal
+        self._next_envelope += envelope.size
+        envelope = envelope[skip:keep]
+        self._peak_pool.add(envelope)
+        self._history = np.ascontiguousarray(x[:, x.shape[1] - 2 * c :])
+
+    def result(self) -> LoopFeatures:
+        """Flush the last samples and partial hop, and return the features."""
+        pending = self._frames - max(0, self._next_envelope)  # samples whose envelope is not out yet
+        self._add_envelope(np.concatenate((self._history, np.zeros_like(self._history)), axis=1), keep=pending)
+        return LoopFeatures(self.sample_rate, self._frames, self._per_granule, self._peak_pool.result(),
+                            self._energy_pool.result())
+
+
+class _HopPool:
+    """Reduce a stream of per-sample values to per-hop values (max or sum)."""
+
+    def __init__(self, sample_rate: int, per_granule: int, reduce: np.ufunc, dtype) -> None:
+        self.sample_rate, self.per_granule, self.reduce, self.dtype = sample_rate, per_granule, reduce, dtype
+        self._buffer = np.zeros(0, dtype=dtype)
+        self._start = 0  # stream index of the buffer's first value
+        self._hop = 0  # index of the hop that starts at self._start
+        self._out: list[np.ndarray] = []
+
+    def add(self, values: np.ndarray) -> None:
+        self._buffer = np.concatenate((self._buffer, values.astype(self.dtype, copy=False)))
+        end = self._start + self._buffer.size
+        last = int(end / (self.sample_rate * loudness.GRANULE_S / self.per_granule)) + 1
+        edges = hop_edge(np.arange(self._hop, last + 1), self.sample_rate, self.per_granule)
+        complete = np.flatnonzero(edges <= end)[-1]  # hops [self._hop, self._hop + complete) are whole
+        if complete > 0:
+            starts = edges[:complete] - self._start
+            self._out.append(self.reduce.reduceat(self._buffer[: edges[complete] - self._start], starts))
+            self._buffer = self._buffer[edges[complete] - self._start :]
+            self._start, self._hop = int(edges[complete]), self._hop + int(complete)
+
+    def result(self) -> np.ndarray:
+        rest = [self.reduce.reduce(self._buffer, keepdims=True)] if self._buffer.size else []
+        parts = self._out + rest
+        return np.concatenate(parts).astype(self.dtype) if parts else np.zeros(0, self.dtype)
+
+
+def collect_features(samples: np.ndarray, sample_rate: int) -> LoopFeatures:
+    """:class:`LoopFeatures` of a whole ``(channels, samples)`` signal."""
+    collector = FeatureCollector(sample_rate, samples.shape[0])
+    collector.add(samples)
+    return collector.result()
 
 
 @dataclass(frozen=True)
-class _Loop:
-    status: str
-    message: str
+class Prediction:
+    """The model's view of one gain / threshold / release setting."""
+
     gain_db: float
-    limiter: limiter.LimiterResult
-    iterations: int
-    measured: loudness.LoudnessMeasurement
+    threshold_db: float
     release_ms: float
+    integrated_lufs: float
+    programme_gain_reduction_db: float  # exceeded in PROGRAMME_SHARE of the loud granules
+    max_gain_reduction_db: float
+    deepest_at_s: float
 
 
-def normalize(samples: np.ndarray, sample_rate: int, settings: MasterSettings, bit_depth: str,
-              over_limit: str) -> tuple[np.ndarray, _Loop]:
-    """Gain plus true-peak limiting, corrected until loudness and ceiling both hold.
+def predict(features: LoopFeatures, gain_db: float, threshold_db: float, release_ms: float) -> Prediction:
+    """Predict the limited output's loudness and gain reduction without rendering.
 
-    Each pass measures the quantised output: its integrated loudness corrects the gain
-    (a secant step, since limiting makes loudness grow slower than gain) and any true
-    peak over the ceiling lowers the limiter's own threshold by the excess. When more
-    gain no longer makes the output louder -- dense material pinned under the ceiling,
-    the limiter never recovering between peaks -- the release is made faster instead
-    (program-dependent release, as mastering limiters do).
+    The limiter's own gain computer (:func:`automix.master.limiter.gain_reduction_db`)
+    runs on the hop envelope; an input gain of ``g`` dB is the same as a threshold ``g``
+    dB lower.
     """
-    target, ceiling_db = settings.target_lufs, settings.ceiling_dbtp
-    gain_db = target - loudness.integrated_loudness(samples, sample_rate, absolute_gate_lufs=ACTIVE_GATE_LUFS)
-    threshold_db = ceiling_db - 0.05  # head-room for the dither and the gain modulation
-    previous: tuple[float, float] | None = None
-    status, message = "ok", ""
-    max_gain_db = math.inf
-    release_ms, hold_ms = LIMITER_RELEASE_MS, LIMITER_HOLD_MS
-    for iteration in range(1, MAX_ITERATIONS + 1):
-        gain_db = min(gain_db, max_gain_db)
-        limited = limiter.limit(samples * np.float32(10 ** (gain_db / 20)), sample_rate, 10 ** (threshold_db / 20),
-                                 release_ms=release_ms, hold_ms=hold_ms)
-        out = quantize(limited.samples, bit_depth)
-        measured = loudness.measure(out, sample_rate)
-        out_lufs, out_peak = measured.integrated_lufs, measured.true_peak_dbtp
-        loud_ok = abs(out_lufs - target) <= LOUDNESS_TOLERANCE_LU
-        peak_ok = out_peak <= ceiling_db - PEAK_MARGIN_DB
-        too_much = limited.max_gain_reduction_db > settings.max_limiting_db + 0.05
-        if too_much and over_limit != "force":
-            # Back the gain off by the excess limiting: peaks fall dB for dB.
-            max_gain_db = gain_db - (limited.max_gain_reduction_db - settings.max_limiting_db)
-            previous = None
-            if over_limit == "fail":
-                message = (f"reaching {target:g} LUFS needs {limited.max_gain_reduction_db:.1f} dB of limiting, more than "
-                           f"the allowed {settings.max_limiting_db:g} dB (use --over-limit quieter or force, or raise --max-limiting-db)")
-                return out, _Loop("target_missed", message, gain_db, limited, iteration, measured, release_ms)
-            gain_db = max_gain_db
+    reduction_db = -limiter.gain_reduction_db(features.peak, features.hop_rate, threshold_db - gain_db, release_ms)
+    energy = features.energy * 10.0 ** ((gain_db + reduction_db.astype(np.float64)) / 10.0)
+    granule_lufs, momentary = _granule_loudness(energy, features)
+    integrated = loudness.gated_loudness(momentary)
+    programme, deepest, at_s = _programme_reduction(reduction_db, granule_lufs, features)
+    return Prediction(gain_db, threshold_db, release_ms, integrated, programme, deepest, at_s)
+
+
+def linear_loudness(features: LoopFeatures) -> float:
+    """Active loudness (relative gate only) of the signal before the limiter, so a very
+    quiet input gets the same gain plan as a loud one."""
+    return loudness.gated_loudness(_granule_loudness(features.energy, features)[1], ACTIVE_GATE_LUFS)
+
+
+def _granule_loudness(energy: np.ndarray, features: LoopFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """Per-granule loudness and momentary (400 ms) block loudness from hop energies,
+    exactly as the meter forms them (only whole granules count)."""
+    k = features.hops_per_granule
+    granule = features.sample_rate * loudness.GRANULE_S
+    count = int(features.frames / granule + 1e-9)
+    sums = energy[: count * k].reshape(count, k).sum(axis=1)
+    counts = np.diff(np.rint(np.arange(count + 1) * granule))
+    granule_lufs = loudness.power_to_lufs(np.maximum(sums, 0.0) / np.maximum(counts, 1))
+    n = loudness.MOMENTARY_GRANULES
+    if count < n:
+        return granule_lufs, np.empty(0)
+    energy_windows = np.convolve(sums, np.ones(n), mode="valid")
+    count_windows = np.convolve(counts, np.ones(n), mode="valid")
+    return granule_lufs, loudness.power_to_lufs(np.maximum(energy_windows, 0.0) / count_windows)
+
+
+def _programme_reduction(reduction_db: np.ndarray, granule_lufs: np.ndarray, features: LoopFeatures) -> tuple[float, float, float]:
+    """(programme GR, deepest GR, time of the deepest GR in s), all as positive dB."""
+    if reduction_db.size == 0:
+        return 0.0, 0.0, 0.0
+    deepest_hop = int(np.argmin(reduction_db))
+    deepest, at_s = float(-reduction_db[deepest_hop]), deepest_hop * features.hop_s
+    count = granule_lufs.size
+    if count == 0:
+        return deepest, deepest, at_s
+    per_granule = -reduction_db[: count * features.hops_per_granule].reshape(count, -1).min(axis=1)
+    loud = granule_lufs > max(loudness.ABSOLUTE_GATE_LUFS, float(granule_lufs.max()) - 20.0)
+    per_granule = per_granule[loud] if loud.any() else per_granule
+    return float(np.percentile(per_granule, 100.0 * (1.0 - PROGRAMME_SHARE))), deepest, at_s
+
+
+def solve_gain(features: LoopFeatures, target_lufs: float, threshold_db: float, release_ms: float,
+               max_gain_db: float = math.inf) -> tuple[Prediction, bool]:
+    """The smallest gain whose predicted loudness reaches ``target_lufs`` (bisection on the
+    monotone model), and whether it was reachable at all before saturation.
+
+    Returns the prediction at that gain, or at the loudest clean gain (where more gain
+    stops raising loudness) if the target is out of reach.
+    """
+    linear = linear_loudness(features)
+    low = target_lufs - linear
+    high = min(low + MAX_EXTRA_GAIN_DB, max_gain_db)
+    low = min(low, high)
+    at_low = predict(features, low, threshold_db, release_ms)
+    if at_low.integrated_lufs >= target_lufs - LOUDNESS_TOLERANCE_LU / 4:
+        return at_low, True
+    at_high = predict(features, high, threshold_db, release_ms)
+    if at_high.integrated_lufs < target_lufs:
+        return saturation_point(features, low, high, threshold_db, release_ms), False
+    for _ in range(40):
+        middle = 0.5 * (low + high)
+        at_middle = predict(features, middle, threshold_db, release_ms)
+        if at_middle.integrated_lufs < target_lufs:
+            low = middle
+        else:
+            high, at_high = middle, at_middle
+        if high - low < 0.002:
+            break
+    return at_high, True
+
+
+def saturation_point(features: LoopFeatures, low: float, high: float, threshold_db: float, release_ms: float) -> Prediction:
+    """The gain beyond which one more dB of gain adds less than SATURATION_SLOPE LU."""
+    def slope(gain: float) -> float:
+        return (predict(features, gain + 0.5, threshold_db, release_ms).integrated_lufs
+                - predict(features, gain, threshold_db, release_ms).integrated_lufs) / 0.5
+
+    if slope(low) < SATURATION_SLOPE:
+        return predict(features, low, threshold_db, release_ms)
+    for _ in range(30):
+        middle = 0.5 * (low + high)
+        if slope(middle) >= SATURATION_SLOPE:
+            low = middle
+        else:
+            high = middle
+        if high - low < 0.01:
+            break
+    return predict(features, low, threshold_db, release_ms)
+
+
+def gain_for_reduction(features: LoopFeatures, low: float, high: float, threshold_db: float, release_ms: float,
+                       max_reduction_db: float) -> Prediction:
+    """The largest gain in [low, high] whose programme gain reduction stays within the limit."""
+    best = predict(features, low, threshold_db, release_ms)
+    for _ in range(40):
+        middle = 0.5 * (low + high)
+        at_middle = predict(features, middle, threshold_db, release_ms)
+        if at_middle.programme_gain_reduction_db <= max_reduction_db:
+            low, best = middle, at_middle
+        else:
+            high = middle
+        if high - low < 0.002:
+            break
+    return best
+
+
+# --- 2. the full-rate render, corrected -------------------------------------------------
+
+
+class Rendered(Protocol):
+    """What a render callback returns: the output as it will be written, measured."""
+
+    measured: loudness.LoudnessMeasurement
+    max_gain_reduction_db: float
+    mean_gain_reduction_db: float
+
+
+#: render(gain_db, threshold_db, release_ms) -> Rendered
+RenderFn = Callable[[float, float, float], Rendered]
+#: precise_peak(rendered) -> dBTP on a near-ideal reconstruction
+PrecisePeakFn = Callable[[Rendered], float]
+#: codec_attenuation(rendered, ceiling_dbtp) -> (extra dB needed, decoded peaks per codec)
+CodecFn = Callable[[Rendered, float], tuple[float, dict]]
+
+
+@dataclass(frozen=True, eq=False)
+class LoopResult:
+    """What the loop chose and what the chosen render measured."""
+
+    status: str  # "ok", "quieter", "forced" or "target_missed"
+    message: str
+    rendered: Rendered
+    gain_db: float
+    threshold_db: float
+    release_ms: float
+    renders: int
+    programme_gain_reduction_db: float
+    deepest_gain_reduction_db: float
+    deepest_at_s: float
+    precise_true_peak_dbtp: float
+    prediction_error_lu: float  # model minus measurement, first render
+    codec_true_peaks_dbtp: dict = field(default_factory=dict)
+    codec_attenuation_db: float = 0.0
+
+
+def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, render: RenderFn,
+             precise_peak: PrecisePeakFn | None = None, codec_attenuation: CodecFn | None = None) -> LoopResult:
+    """Choose gain, threshold and release on the model, then render and correct.
+
+    Parameters
+    ----------
+    features : LoopFeatures
+        The signal before the limiter (see :class:`FeatureCollector`).
+    settings : MasterSettings
+        ``target_lufs``, ``ceiling_dbtp`` and ``max_limiting_db`` are used.
+    over_limit : {"fail", "quieter", "force"}
+        When the programme needs more than ``max_limiting_db`` of limiting.
+    render : callable
+        Renders the whole output for a gain, threshold and release, as it will be
+        written (dithered), and measures it.
+    precise_peak, codec_attenuation : callable, optional
+        Final checks of the chosen render.
+    """
+    if over_limit not in OVER_LIMIT_CHOICES:
+        raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}, not {over_limit!r}")
+    target, ceiling = settings.target_lufs, settings.ceiling_dbtp
+    threshold = ceiling - 0.05  # head-room for the dither and the interpolated overs of the gain
+    status, message, choice = _choose(features, settings, over_limit, threshold)
+    aim_loudness = status in ("ok", "forced")
+    gain, release = choice.gain_db, choice.release_ms
+    renders, first_error, codec_db, codec_peaks = 0, None, 0.0, {}
+    history: list[tuple[float, float]] = []  # (gain, measured LUFS) at the current limiter setting
+    precise = math.nan
+    while True:
+        rendered = render(gain, threshold, release)
+        renders += 1
+        measured = rendered.measured
+        if first_error is None:
+            first_error = predict(features, gain, threshold, release).integrated_lufs - measured.integrated_lufs
+        loud_error = target - measured.integrated_lufs
+        peak_excess = measured.true_peak_dbtp - (ceiling - PEAK_MARGIN_DB)
+        loud_ok = not aim_loudness or abs(loud_error) <= LOUDNESS_TOLERANCE_LU
+        if loud_ok and peak_excess <= 0:
+            precise = precise_peak(rendered) if precise_peak else measured.true_peak_dbtp
+            peak_excess = max(peak_excess, precise - ceiling)
+            if peak_excess <= 0 and codec_attenuation is not None and codec_db == 0.0 and not codec_peaks:
+                codec_db, codec_peaks = codec_attenuation(rendered, ceiling)
+                if codec_db > 0:  # lower the ceiling for the codecs; loudness is then met by more limiting
+                    threshold -= codec_db
+                    history.clear()
+                    continue
+            if peak_excess <= 0:
+                break
+        if renders >= MAX_RENDERS:
+            raise AutomixError(f"the loudness loop did not converge in {MAX_RENDERS} renders (last: "
+                               f"{measured.integrated_lufs:.2f} LUFS, {measured.true_peak_dbtp:.2f} dBTP); please report this input")
+        if peak_excess > 0:
+            threshold -= peak_excess + 0.01
+            history.clear()
+        if not aim_loudness or abs(loud_error) <= LOUDNESS_TOLERANCE_LU:
             continue
-        if peak_ok and (loud_ok or (over_limit == "quieter" and gain_db >= max_gain_db - 0.01 and out_lufs < target)):
-            if not loud_ok:
-                status = "quieter"
-                message = f"stopped at {settings.max_limiting_db:g} dB of limiting: {out_lufs:.1f} LUFS instead of {target:g}"
-            elif limited.max_gain_reduction_db > settings.max_limiting_db + 0.05:
-                status = "forced"
-                message = f"target reached with {limited.max_gain_reduction_db:.1f} dB of limiting (allowed {settings.max_limiting_db:g})"
-            return out, _Loop(status, message, gain_db, limited, iteration, measured, release_ms)
-        if not peak_ok:
-            threshold_db -= out_peak - (ceiling_db - PEAK_MARGIN_DB) + 0.01
-        if not loud_ok:
-            slope = 1.0
-            if previous is not None and abs(gain_db - previous[0]) > 1e-6:
-                slope = (out_lufs - previous[1]) / (gain_db - previous[0])
-            if slope < 0.3 and out_lufs < target and release_ms > FASTEST_RELEASE_MS:
-                release_ms = max(FASTEST_RELEASE_MS, release_ms / 2)
-                hold_ms /= 2
-                previous = None  # a new limiter curve: measure its slope afresh
-                continue
-            if slope < 0.02 and out_lufs < target and previous is not None:
-                # Saturated even at the fastest release: only clipping the waveform could
-                # make it louder. Say so, and keep the gain that first got this loud.
-                gain_db = previous[0]
-                limited = limiter.limit(samples * np.float32(10 ** (gain_db / 20)), sample_rate, 10 ** (threshold_db / 20),
-                                         release_ms=release_ms, hold_ms=hold_ms)
-                out = quantize(limited.samples, bit_depth)
-                measured = loudness.measure(out, sample_rate)
-                message = (f"{target:g} LUFS is out of reach under {ceiling_db:g} dBTP: this audio saturates at "
-                           f"{measured.integrated_lufs:.2f} LUFS (more gain would only clip it)")
-                status = "target_missed" if over_limit == "fail" else "quieter"
-                return out, _Loop(status, message, gain_db, limited, iteration, measured, release_ms)
-            previous = (gain_db, out_lufs)
-            gain_db += (target - out_lufs) / float(np.clip(slope, 0.1, 1.0))
-    raise AutomixError(f"the loudness loop did not converge in {MAX_ITERATIONS} passes "
-                       f"(last: {out_lufs:.2f} LUFS, {out_peak:.2f} dBTP); please report this input")
+        history.append((gain, measured.integrated_lufs))
+        slope = _model_slope(features, gain, threshold, release)
+        if len(history) >= 2 and abs(history[-1][0] - history[-2][0]) > 1e-6:
+            slope = (history[-1][1] - history[-2][1]) / (history[-1][0] - history[-2][0])
+            if slope < 0.3 and loud_error > 0:  # loudness stopped following gain
+                faster = [r for r in RELEASES_MS if r < release]
+                if faster:
+                    bias = predict(features, gain, threshold, release).integrated_lufs - measured.integrated_lufs
+                    release = faster[0]
+                    gain = solve_gain(features, target + bias, threshold, release)[0].gain_db
+                    history.clear()
+                    continue
+                if slope < SATURATION_SLOPE:  # saturated at the fastest release: only clipping is left
+                    gain = history[-2][0]
+                    status = "target_missed" if over_limit == "fail" else "quieter"
+                    message = (f"{target:g} LUFS is out of reach under {ceiling:g} dBTP: this audio saturates at "
+                               f"{history[-2][1]:.2f} LUFS ({target - history[-2][1]:.2f} LU short; more gain would only "
+                               f"add limiting)")
+                    aim_loudness = False
+                    continue
+        gain += loud_error / float(np.clip(slope, 0.1, 1.0))
+    final = predict(features, gain, threshold, release)
+    return LoopResult(
+        status=status, message=message, rendered=rendered, gain_db=gain, threshold_db=threshold, release_ms=release,
+        renders=renders, programme_gain_reduction_db=final.programme_gain_reduction_db,
+        deepest_gain_reduction_db=final.max_gain_reduction_db, deepest_at_s=final.deepest_at_s,
+        precise_true_peak_dbtp=precise, prediction_error_lu=float(first_error or 0.0),
+        codec_true_peaks_dbtp=codec_peaks, codec_attenuation_db=codec_db,
+    )  # fmt: skip
+
+
+def _model_slope(features: LoopFeatures, gain: float, threshold: float, release: float) -> float:
+    """d(loudness)/d(gain) of the model around ``gain``, kept in [0.1, 1]."""
+    here = predict(features, gain, threshold, release).integrated_lufs
+    there = predict(features, gain + 0.25, threshold, release).integrated_lufs
+    return float(np.clip((there - here) / 0.25, 0.1, 1.0))
+
+
+def _choose(features: LoopFeatures, settings: MasterSettings, over_limit: str,
+            threshold: float) -> tuple[str, str, Prediction]:
+    """Pick gain and release on the model, and the status the result will have."""
+    target, allowed = settings.target_lufs, settings.max_limiting_db
+    attempts = []
+    for release in RELEASES_MS:  # the slowest release that reaches the target within the limit
+        prediction, reachable = solve_gain(features, target, threshold, release)
+        attempts.append((prediction, reachable))
+        if reachable and prediction.programme_gain_reduction_db <= allowed + 0.05:
+            return "ok", "", prediction
+    reachable_ones = [p for p, ok in attempts if ok]
+    deepest_note = lambda p: (f"; its deepest moment is {p.max_gain_reduction_db:.1f} dB at "  # noqa: E731
+                              f"{_clock(p.deepest_at_s)}")
+    if reachable_ones:
+        best = min(reachable_ones, key=lambda p: p.programme_gain_reduction_db)
+        need = (f"reaching {target:g} LUFS needs {best.programme_gain_reduction_db:.1f} dB of limiting over the loudest "
+                f"{PROGRAMME_SHARE:.0%} of the programme, more than the allowed {allowed:g} dB" + deepest_note(best))
+        if over_limit == "force":
+            return "forced", f"target reached with {best.programme_gain_reduction_db:.1f} dB of programme limiting (allowed {allowed:g})", best
+        if over_limit == "fail":
+            return "target_missed", need + " (use --over-limit quieter or force, or raise --max-limiting-db)", best
+        quieter = gain_for_reduction(features, best.gain_db - MAX_EXTRA_GAIN_DB, best.gain_db, threshold, best.release_ms, allowed)
+        return "quieter", (f"stopped at {allowed:g} dB of programme limiting: {quieter.integrated_lufs:.1f} LUFS "
+                           f"instead of {target:g}"), quieter
+    # Out of physical reach even at the fastest release: more gain would only clip.
+    loudest = max((p for p, _ in attempts), key=lambda p: p.integrated_lufs)
+    reach = (f"{target:g} LUFS is out of reach under {settings.ceiling_dbtp:g} dBTP: this audio saturates at "
+             f"{loudest.integrated_lufs:.2f} LUFS ({target - loudest.integrated_lufs:.2f} LU short; more gain would "
+             f"only add limiting)")
+    if over_limit == "fail":
+        return "target_missed", reach, loudest
+    if over_limit == "quieter" and loudest.programme_gain_reduction_db > allowed + 0.05:
+        quieter = gain_for_reduction(features, loudest.gain_db - MAX_EXTRA_GAIN_DB, loudest.gain_db, threshold,
+                                     loudest.release_ms, allowed)
+        return "quieter", (f"stopped at {allowed:g} dB of programme limiting: {quieter.integrated_lufs:.1f} LUFS "
+                           f"instead of {target:g}"), quieter
+    return "quieter", reach, loudest
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60.0)
+    return f"{int(minutes)}:{rest:06.3f}"

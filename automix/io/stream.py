@@ -1,0 +1,159 @@
+"""Audio as a stream of blocks: read, and write atomically, without holding a whole file.
+
+A :class:`BlockSource` can be read from the start as often as needed (the mastering
+chain reads its input a few times: analysis, the loop's model, the renders), each time
+yielding float32 ``(channels, n)`` blocks, resampled on the fly if asked. Memory depends
+on the block size, not on the length of the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from automix.errors import AutomixError
+from automix.io.audio import BIT_DEPTHS, SOFTWARE, Audio, output_format, read_audio, sniff_container
+from automix.io.validate import validate_audio
+
+#: Frames per block: 1.5 s at 44.1 kHz. Large enough that per-block overheads vanish,
+#: small enough that a block of every intermediate signal stays a few MB.
+BLOCK_FRAMES = 1 << 16
+#: Containers read block by block through libsndfile; others (MP3) are decoded whole.
+STREAMED_CONTAINERS = ("WAV", "FLAC", "AIFF", "OGG")
+
+
+@dataclass(frozen=True, eq=False)
+class BlockSource:
+    """A re-readable stream of blocks.
+
+    Attributes
+    ----------
+    sample_rate : int
+        The rate of the blocks (after resampling, if any).
+    channels, frames : int
+        ``frames`` is the number of frames the blocks add up to.
+    name : str
+    blocks : callable
+        ``blocks()`` starts again from the beginning and yields float32 blocks.
+    warnings : tuple of str
+    """
+
+    sample_rate: int
+    channels: int
+    frames: int
+    name: str
+    blocks: Callable[[], Iterator[np.ndarray]]
+    warnings: tuple[str, ...] = ()
+
+
+def array_source(audio: Audio, block_frames: int = BLOCK_FRAMES) -> BlockSource:
+    """Blocks of audio already in memory (views, no copies)."""
+    samples = audio.samples
+
+    def blocks() -> Iterator[np.ndarray]:
+        for start in range(0, samples.shape[1], block_frames):
+            yield samples[:, start : start + block_frames]
+
+    return BlockSource(audio.sample_rate, audio.channels, audio.frames, audio.name, blocks, audio.warnings if hasattr(audio, "warnings") else ())
+
+
+def file_source(path: Path, *, sample_rate: int | None = None, block_frames: int = BLOCK_FRAMES) -> BlockSource:
+    """Blocks of an audio file, validated as :func:`automix.io.audio.read_audio` does.
+
+    WAV, FLAC, AIFF and OGG are decoded block by block; MP3 (rare for a master's input)
+    is decoded whole. The whole file is read once here to validate it -- every sample
+    finite, the frame count as found, not as the header claims -- so a later pass never
+    meets a surprise half-way through a render.
+    """
+    path = Path(path)
+    container = sniff_container(path)
+    if container not in STREAMED_CONTAINERS:
+        audio = read_audio(path)
+        if sample_rate and sample_rate != audio.sample_rate:
+            from automix.io.audio import resample
+
+            audio = Audio(resample(audio.samples, audio.sample_rate, sample_rate), sample_rate, audio.path, audio.warnings)
+        return array_source(audio, block_frames)
+    try:
+        info = sf.info(str(path))
+    except Exception as error:  # noqa: BLE001 - the full reader gives the precise reason
+        read_audio(path)
+        raise AutomixError(f"{path}: cannot read as audio ({error})") from None
+    warnings: list[str] = []
+    frames, rate, channels = _scan(path, info.samplerate, info.channels, block_frames)
+    if info.frames not in (frames, 0) and info.frames < (1 << 62):
+        warnings.append(f"truncated: the header claims {info.frames} frames, the file holds {frames}")
+    out_rate = sample_rate or rate
+
+    def blocks() -> Iterator[np.ndarray]:
+        stream = soxr.ResampleStream(rate, out_rate, channels, dtype="float32", quality="VHQ") if out_rate != rate else None
+        with sf.SoundFile(str(path)) as f:
+            remaining = frames
+            while remaining > 0:
+                data = f.read(min(block_frames, remaining), dtype="float32", always_2d=True)
+                if data.shape[0] == 0:
+                    break
+                remaining -= data.shape[0]
+                if stream is not None:
+                    data = stream.resample_chunk(data, last=remaining <= 0)
+                    if data.shape[0] == 0:
+                        continue
+                yield np.ascontiguousarray(data.T)
+            if stream is not None and remaining > 0:  # ended early: flush the resampler
+                tail = stream.resample_chunk(np.zeros((0, channels), np.float32), last=True)
+                if tail.shape[0]:
+                    yield np.ascontiguousarray(tail.T)
+
+    out_frames = frames if out_rate == rate else int(frames * out_rate / rate + 0.5)  # soxr's output length
+    return BlockSource(out_rate, channels, out_frames, path.name, blocks, tuple(warnings))
+
+
+def _scan(path: Path, rate: int, channels: int, block_frames: int) -> tuple[int, int, int]:
+    """Decode the whole file once, block by block: count its real frames and check every
+    block as the reader checks a whole file."""
+    frames = 0
+    try:
+        with sf.SoundFile(str(path)) as f:
+            for data in f.blocks(block_frames, dtype="float32", always_2d=True):
+                if not np.isfinite(data).all():
+                    raise AutomixError(f"{path}: the file holds NaN or infinite samples")
+                frames += data.shape[0]
+    except AutomixError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        if frames == 0:
+            read_audio(path)  # the precise reason
+            raise AutomixError(f"{path}: cannot read as audio ({error})") from None
+    if frames <= channels:
+        raise AutomixError(f"{path}: only {frames} sample(s) per channel; too short to be audio")
+    validate_audio(np.zeros((channels, channels + 1), np.float32), rate, name=str(path))
+    return frames, rate, channels
+
+
+class BlockWriter:
+    """Write blocks to a (temporary) file as they come: libsndfile, no whole-file array.
+
+    Use inside :func:`automix.io.audio.atomic_output`, which gives the temporary name and
+    renames it into place only when everything was written.
+    """
+
+    def __init__(self, temp_name: str, destination: Path, sample_rate: int, channels: int, bit_depth: str,
+                 format_name: str | None = None) -> None:
+        container = output_format(destination, format_name)
+        subtype = BIT_DEPTHS[bit_depth]
+        if container == "FLAC" and subtype == "FLOAT":
+            raise AutomixError(f"{destination}: FLAC cannot hold 32-bit float; use --bit-depth 16 or 24, or WAV")
+        self._file = sf.SoundFile(temp_name, "w", samplerate=sample_rate, channels=channels, subtype=subtype,
+                                  format=container)
+        self._file.software = SOFTWARE
+
+    def write(self, block: np.ndarray) -> None:
+        self._file.write(block.T)
+
+    def close(self) -> None:
+        self._file.close()
