@@ -213,7 +213,10 @@ class Analyzer:
         block = np.asarray(block)
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise AutomixError(f"analyzer: expected a ({self.channels}, n) block, got shape {block.shape}")
-        self.meter.add(block)
+        # the sums run on this thread while the meter's true-peak scan may run on the pool
+        self.meter._add(block, lambda: self._add_chunks(block))
+
+    def _add_chunks(self, block: np.ndarray) -> None:
         # the same fixed chunks as the meter, whatever the block sizes
         start = 0
         if self._pending_frames + block.shape[1] < _CHUNK:

@@ -265,14 +265,20 @@ class LoudnessMeter:
     # feeding -------------------------------------------------------------------------
     def add(self, block: np.ndarray) -> None:
         """Feed the next ``(channels, n)`` block (any n >= 0, any float dtype)."""
+        self._add(block, None)
+
+    def _add(self, block: np.ndarray, alongside) -> None:
+        """``add``; ``alongside()`` (if given) runs on this thread while the true-peak
+        scan of the block may still be running on the pool (the analyzer's sums)."""
         block = np.asarray(block)
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise AutomixError(f"meter: expected a ({self.channels}, n) block, got shape {block.shape}")
-        if block.shape[1] == 0:
-            return
         if self._pending_frames + block.shape[1] < STREAM_CHUNK_FRAMES:
-            self._pending.append(block.copy())
-            self._pending_frames += block.shape[1]
+            if block.shape[1]:
+                self._pending.append(block.copy())
+                self._pending_frames += block.shape[1]
+            if alongside is not None:
+                alongside()
             return
         # complete the pending chunk, then take full chunks straight from the block (views)
         chunks = []
@@ -288,14 +294,17 @@ class LoudnessMeter:
         if start < frames:
             self._pending = [block[:, start:].copy()]
             self._pending_frames = frames - start
-        self._process(chunks)
+        self._process(chunks, alongside)
 
-    def _process(self, chunks: list[np.ndarray]) -> None:
+    def _process(self, chunks: list[np.ndarray], alongside=None) -> None:
+        # The pool's jobs never submit to the pool themselves, so a pool of one cannot deadlock.
         pool = _executor() if (self._peak is not None and len(chunks) > 1) else None
         job = pool.submit(self._peak.add_chunks, chunks) if pool is not None else None
         try:
             for chunk in chunks:
                 self._weigh(chunk)
+            if alongside is not None:
+                alongside()
             if self._peak is not None and job is None:
                 self._peak.add_chunks(chunks)
         finally:
