@@ -337,8 +337,8 @@ def _decode_sndfile(path: Path, container: str, size: int, warnings: list[str]) 
                 raise AutomixError(_too_long(path, header_frames / rate))
             # ADPCM/GSM block sizes say nothing exact about frames: PCM and float only
             claimed = _declared_frames(path, container) if subtype in _PCM_BYTES else None
-            if claimed is None and 0 < header_frames < _UNKNOWN_FRAMES:
-                claimed = header_frames
+            if container == "FLAC" and 0 < header_frames < _UNKNOWN_FRAMES:
+                claimed = header_frames  # STREAMINFO's exact count (an MP3's is an estimate)
             capacity = _initial_capacity(header_frames, cap_frames, size, channels, subtype if container in ("WAV", "AIFF") else None)
             samples = _read_blocks(_sndfile_reader(f, path), channels, capacity, cap_frames, path, rate)
     except AutomixError:
