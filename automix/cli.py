@@ -88,7 +88,11 @@ def analyze_command(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per file and line, for scripts."),
 ) -> None:
     """Measure loudness (BS.1770), peaks, dynamics, spectrum and stereo image."""
-    files = find_audio_files(paths)
+    try:
+        files = find_audio_files(paths)
+    except OSError as error:
+        fail(describe_error(error))
+        raise typer.Exit(EXIT_USAGE) from None
     if not files:
         fail("no audio files found in " + ", ".join(map(str, paths)))
         raise typer.Exit(EXIT_USAGE)
@@ -196,8 +200,8 @@ def master_command(
         check_output_options(bit_depth, over_limit, format_name, sample_rate)
         resolved = resolve_preset(preset, preset_file, platform, target_lufs, ceiling_dbtp, max_limiting_db)
         plan = plan_master(inputs, output_dir, format_name, dry_run)
-    except AutomixError as error:
-        fail(str(error))
+    except (AutomixError, OSError) as error:  # OSError: a path the system refuses (name too long...)
+        fail(describe_error(error))
         raise typer.Exit(EXIT_USAGE)
     for note in plan.notes:
         _note(note, quiet)
@@ -339,8 +343,8 @@ def mix_command(
         resolved = resolve_preset(preset, preset_file, platform, target_lufs, ceiling_dbtp, max_limiting_db)
         overrides = parse_role_overrides(roles)
         check_mix_arguments(folder, output, format_name, role_overrides=overrides, export_stems=export_stems, report_path=report)
-    except AutomixError as error:
-        fail(str(error))
+    except (AutomixError, OSError) as error:  # OSError: a path the system refuses (name too long...)
+        fail(describe_error(error))
         raise typer.Exit(EXIT_USAGE)
     options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run=False)
     with _progress(1, quiet, f"mixing {folder.name}") as progress:

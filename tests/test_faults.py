@@ -382,3 +382,48 @@ def test_the_next_run_removes_temp_files_of_a_killed_run(tmp_path):
     result = automix("master", source, "-o", out)
     assert result.returncode == 0, result.stderr
     assert not stale.exists() and (out / "a.wav").exists()
+
+
+SLOW_WRITER = """
+import sys, time
+from pathlib import Path
+from automix.io.audio import atomic_output
+from automix.jobs.safety import Stopped, install_stop_handlers, run_batch
+
+def write_slowly(path):
+    with atomic_output(Path(path)) as temp:
+        Path(temp).write_bytes(b"half")
+        time.sleep(60)  # stopped here, mid-write
+    return {"status": "ok"}
+
+install_stop_handlers()
+out = Path(sys.argv[1])
+try:
+    for _ in run_batch(write_slowly, [(out / f"{i}.wav",) for i in range(4)], list("abcd"), workers=2):
+        pass
+except Stopped as stop:
+    sys.exit(stop.exit_code)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_workers_stopped_mid_write_remove_their_temp_files(tmp_path, sig):
+    out = tmp_path / "out"
+    out.mkdir()
+    process = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(out)], start_new_session=True,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(part_files(out)) < 2:  # both workers inside atomic_output
+            time.sleep(0.05)
+        assert len(part_files(out)) == 2
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 128 + sig, stderr
+    assert stderr == ""
+    assert part_files(out) == [] and list(out.iterdir()) == []
+    assert _group_members(process.pid) == []

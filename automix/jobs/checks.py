@@ -28,6 +28,7 @@ from automix.io.paths import (
     clean_stale_parts,
     existing_output_target,
     is_automix_output,
+    os_error_reason,
 )
 
 __all__ = ["check_mix_arguments", "clean_stale_parts", "is_automix_output", "plan_master", "scan_stems_folder"]
@@ -116,7 +117,7 @@ def expand_master_inputs(paths: list[Path], notes: list[str]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            for child in sorted(path.iterdir()):
+            for child in _list_folder(path):
                 if child.name.startswith(".") or not child.is_file() or child.suffix.lower() not in READABLE_EXTENSIONS:
                     continue
                 if is_automix_output(child):
@@ -201,7 +202,7 @@ def scan_stems_folder(folder: Path) -> StemScan:
     if not folder.is_dir():
         raise AutomixError(f"{folder}: not a folder of stems")
     files, skipped = [], []
-    for child in sorted(folder.iterdir()):
+    for child in _list_folder(folder):
         if child.name.startswith("."):
             continue
         if child.is_dir():
@@ -219,6 +220,13 @@ def scan_stems_folder(folder: Path) -> StemScan:
             raise AutomixError(f"{folder}: no audio files besides automix's own outputs")
         raise AutomixError(f"{folder}: no audio files in the folder")
     return StemScan(tuple(files), tuple(skipped))
+
+
+def _list_folder(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as error:
+        raise AutomixError(f"{folder}: cannot list the folder ({os_error_reason(error)})") from None
 
 
 def check_role_overrides(role_overrides: dict[str, str], stems: tuple[Path, ...]) -> None:

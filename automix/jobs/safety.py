@@ -15,7 +15,6 @@ Three guarantees, shared by ``master``, ``mix`` and ``analyze``:
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import time
@@ -26,6 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from automix.errors import AutomixError
+from automix.io.paths import os_error_reason
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -58,21 +58,6 @@ class Stopped(BaseException):
 
 # --- errors -> one line --------------------------------------------------------------
 
-_OS_REASONS = {
-    errno.ENOSPC: "no space left on the device (disk full)",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EFBIG: "file too large for the file system or the file-size limit (disk full?)",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EROFS: "read-only file system",
-    errno.EISDIR: "is a folder",
-    errno.ENOTDIR: "a part of the path is not a folder",
-    errno.EEXIST: "already exists",
-    errno.ENOENT: "no such file or folder",
-    errno.EIO: "input/output error",
-}
-
-
 def describe_error(error: BaseException, subject: str | os.PathLike | None = None) -> str:
     """One line for the user: what went wrong with ``subject`` (a file, usually).
 
@@ -87,7 +72,7 @@ def describe_error(error: BaseException, subject: str | os.PathLike | None = Non
     if isinstance(error, MemoryError):
         return f"{where}out of memory"
     if isinstance(error, OSError):
-        reason = _OS_REASONS.get(error.errno or 0) or (error.strerror or str(error) or type(error).__name__)
+        reason = os_error_reason(error) if error.errno else (str(error) or type(error).__name__)
         name = error.filename if error.filename is not None else subject
         return f"{name}: {reason}" if name is not None else reason
     text = " ".join(str(error).split()) or "no message"
@@ -123,9 +108,15 @@ def _raise_stopped(signum, frame) -> None:
 
 
 def install_stop_handlers() -> None:
-    """In the main process: SIGINT and SIGTERM raise :class:`Stopped`."""
+    """In the main process: SIGINT and SIGTERM raise :class:`Stopped`.
+
+    A signal the process was started with ignored stays ignored (a shell runs
+    background jobs with SIGINT ignored, so Ctrl-C meant for the foreground job does
+    not stop them), as Python itself does for SIGINT.
+    """
     for sig in STOP_SIGNALS:
-        signal.signal(sig, _raise_stopped)
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _raise_stopped)
 
 
 _IN_JOB = False
@@ -142,7 +133,8 @@ def _worker_signal(signum, frame) -> None:
 
 def _worker_init() -> None:
     for sig in STOP_SIGNALS:
-        signal.signal(sig, _worker_signal)
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # inherited from the parent
+            signal.signal(sig, _worker_signal)
     # Forked while the parent held these signals blocked (see _submit): a signal that
     # arrived in between is pending and is delivered now, to the handler above.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
