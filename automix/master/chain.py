@@ -67,7 +67,8 @@ class MasterResult:
     renders: int
     warnings: tuple[str, ...]
     settings: MasterSettings
-    codec_true_peaks_dbtp: dict = field(default_factory=dict)
+    codec_true_peaks_dbtp: dict = field(default_factory=dict)  # decoded, of the final master
+    codec_attenuation_db: float = 0.0  # how much lower the limiter sat for --codec-safe
 
     def to_dict(self) -> dict:
         data = {key: value for key, value in asdict(self).items() if key not in ("tonal_eq", "settings", "glue")}
@@ -170,6 +171,10 @@ class Sink(Protocol):
 
     def finish(self) -> None: ...
 
+    def read(self) -> np.ndarray:
+        """The last render, whole (only for ``--codec-safe``, which encodes it)."""
+        ...
+
 
 class ArraySink:
     """Keep the output in memory (the library's :func:`master` and the mix bus)."""
@@ -188,6 +193,9 @@ class ArraySink:
     def finish(self) -> None:
         if self._at != self.samples.shape[1]:
             raise AutomixError(f"internal error: the chain wrote {self._at} of {self.samples.shape[1]} frames")
+
+    def read(self) -> np.ndarray:
+        return self.samples
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,7 +253,8 @@ def collect_loop_features(source: BlockSource, plan: ChainPlan):
 
 
 def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, bit_depth: str = "24",
-                  over_limit: str = "fail", analysis: AudioAnalysis | None = None) -> MasterResult:
+                  over_limit: str = "fail", analysis: AudioAnalysis | None = None,
+                  codec_safe: str | None = None) -> MasterResult:
     """Master a stream of blocks into ``sink`` (see the module docstring).
 
     Parameters
@@ -265,6 +274,10 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
         loudness).
     analysis : AudioAnalysis, optional
         The input's analysis, if already measured.
+    codec_safe : str, optional
+        Lossy codecs (e.g. ``"mp3,aac"``, see :mod:`automix.master.codecs`) whose decoded
+        true peak must also hold the ceiling: the final render is encoded and decoded
+        with each, and the limiter lowered until every decoded peak is under it.
     """
     if over_limit not in OVER_LIMIT_CHOICES:
         raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}")
@@ -280,7 +293,17 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
         return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink)
 
     # TODO(lead): precise_peak=lambda r: r.precise_true_peak_dbtp once the precise meter stops over-reading
-    loop = run_loop(features, settings, over_limit, render_with)
+    codec_check = None
+    if codec_safe:
+        from automix.master import codecs
+
+        codecs.parse_codecs(codec_safe)  # a bad name fails before any rendering
+
+        def codec_check(rendered: Render, ceiling_dbtp: float) -> tuple[float, dict]:
+            checked = codecs.codec_safe_gain_db(sink.read(), source.sample_rate, ceiling_dbtp, codec_safe, verify=False)
+            return checked.attenuation_db, dict(checked.peaks_before_dbtp)
+
+    loop = run_loop(features, settings, over_limit, render_with, codec_attenuation=codec_check)
     return _result(analysis, plan, loop, settings, source.warnings)
 
 
@@ -298,7 +321,7 @@ def analyze_source(source: BlockSource) -> AudioAnalysis:
 
 
 def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", over_limit: str = "fail",
-           analysis: AudioAnalysis | None = None) -> tuple[np.ndarray, MasterResult]:
+           analysis: AudioAnalysis | None = None, codec_safe: str | None = None) -> tuple[np.ndarray, MasterResult]:
     """Master ``audio`` held in memory (:func:`master_stream` over its blocks).
 
     Returns
@@ -309,7 +332,7 @@ def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", ove
     """
     sink = ArraySink(audio.channels, audio.frames)
     result = master_stream(array_source(audio), settings, sink, bit_depth=bit_depth, over_limit=over_limit,
-                           analysis=analysis)
+                           analysis=analysis, codec_safe=codec_safe)
     return sink.samples, result
 
 
@@ -338,6 +361,7 @@ def _result(analysis: AudioAnalysis, plan: ChainPlan, loop: LoopResult, settings
         warnings=tuple(source_warnings) + input_warnings(analysis),
         settings=settings,
         codec_true_peaks_dbtp=loop.codec_true_peaks_dbtp,
+        codec_attenuation_db=loop.codec_attenuation_db,
     )
 
 

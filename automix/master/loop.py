@@ -52,6 +52,9 @@ RELEASES_MS = (60.0, 30.0, 15.0, 5.0)
 SATURATION_SLOPE = 0.1
 #: Most gain the loop will ever try above a linear gain to the target.
 MAX_EXTRA_GAIN_DB = 40.0
+#: Times the loop lowers its threshold for ``--codec-safe`` before accepting (each is
+#: a render plus one encode per codec).
+MAX_CODEC_ROUNDS = 3
 #: Ways to handle a target that needs more limiting than ``max_limiting_db`` allows.
 OVER_LIMIT_CHOICES = ("fail", "quieter", "force")
 #: Samples per hop of the cheap model: 1.45 ms at 44.1 kHz, fine enough for a limiter
@@ -390,7 +393,7 @@ def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, 
     status, message, choice = _choose(features, settings, over_limit, threshold)
     aim_loudness = status in ("ok", "forced")
     gain, release = choice.gain_db, choice.release_ms
-    renders, first_error, codec_db, codec_peaks = 0, None, 0.0, {}
+    renders, first_error, codec_db, codec_peaks, codec_rounds = 0, None, 0.0, {}, 0
     history: list[tuple[float, float]] = []  # (gain, measured LUFS) at the current limiter setting
     precise = math.nan
     while True:
@@ -405,10 +408,13 @@ def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, 
         if loud_ok and peak_excess <= 0:
             precise = precise_peak(rendered) if precise_peak else measured.true_peak_dbtp
             peak_excess = max(peak_excess, precise - ceiling)
-            if peak_excess <= 0 and codec_attenuation is not None and codec_db == 0.0 and not codec_peaks:
-                codec_db, codec_peaks = codec_attenuation(rendered, ceiling)
-                if codec_db > 0:  # lower the ceiling for the codecs; loudness is then met by more limiting
-                    threshold -= codec_db
+            if peak_excess <= 0 and codec_attenuation is not None:
+                extra_db, codec_peaks = codec_attenuation(rendered, ceiling)
+                if extra_db > 0 and codec_rounds < MAX_CODEC_ROUNDS:
+                    # lower the limiter for the codecs; loudness then comes from more limiting
+                    codec_rounds += 1
+                    codec_db += extra_db
+                    threshold -= extra_db
                     history.clear()
                     continue
             if peak_excess <= 0:
