@@ -47,6 +47,16 @@ DECORRELATION_S = 2.0
 #: the move: the same size as the dead-band, the smallest difference the EQ acts on.
 UNCERTAINTY_HALF_DB = 1.5
 
+#: Fewer spectrum frames than this cannot show how a band varies over time; the bands'
+#: uncertainty is then taken as ``UNKNOWN_UNCERTAINTY_DB`` (a fifth of the move).
+MIN_FRAMES_FOR_SPREAD = 4
+UNKNOWN_UNCERTAINTY_DB = 3.0
+
+#: The target describes full mixes. If fewer than this share of the judged bands hold
+#: content (the rest empty, see ``ABSENT_BELOW_TARGET_DB``), the signal is a solo
+#: instrument, a sparse arrangement or a test tone, not comparable with it: no EQ.
+MIN_PRESENT_SHARE = 0.5
+
 #: Loudness range (EBU Tech 3342) above which a programme counts as very dynamic and its
 #: average spectrum as less representative of any moment of it: commercial pop and rock
 #: masters mostly measure 3-10 LU, orchestral and film music 15-25 LU. Confidence falls
@@ -128,8 +138,8 @@ def band_uncertainty_db(samples: np.ndarray, sample_rate: int, band_count: int) 
         band_power[batch] = spectrum.astype(np.float64) @ membership.T
     total = band_power.sum(axis=1)
     active = total >= total.max() * 1e-4 if total.max() > 0 else np.zeros(total.size, bool)
-    if active.sum() < 1:
-        return np.full(band_count, np.inf)
+    if active.sum() < MIN_FRAMES_FOR_SPREAD:  # one or two looks say nothing about variation
+        return np.where(membership.sum(axis=1) > 0, UNKNOWN_UNCERTAINTY_DB, np.inf)
     power = band_power[active]
     floor = max(power.max(), 1e-30) * 1e-12  # 120 dB under the loudest: "empty" stays finite
     levels_db = 10 * np.log10(power + floor)
@@ -219,6 +229,11 @@ def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples:
     # aside), so a bright instrument alone (a snare, white noise) gets no sub boost from
     # the tilt correction below.
     absent = used & (~present | (difference - level < -targets.ABSENT_BELOW_TARGET_DB))
+
+    if present.sum() < MIN_PRESENT_SHARE * used.sum():
+        return TonalMove(tuple(float(c) for c in centres), flat,
+                         f"no EQ: only {int(present.sum())} of {int(used.sum())} bands hold content, "
+                         "too sparse to compare with a full mix")  # fmt: skip
 
     # The broad tilt beyond the tolerance, as a straight line through the fit's centre,
     # held flat outside the body (the edges are the roll-off allowance's business).
