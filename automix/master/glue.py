@@ -182,6 +182,8 @@ def decide_glue(analysis: AudioAnalysis, settings: MasterSettings, *, samples: n
         return decision(False, 0.0, "no glue: the preset turns bus compression off")
     if analysis.is_silent or not math.isfinite(analysis.loud_rms_dbfs):
         return decision(False, 0.0, "no glue: nothing to compress")
+    if getattr(analysis, "too_short", False) or analysis.duration_s < 0.4 or plr <= 0.0:
+        return decision(False, 0.0, "no glue: too short to measure its dynamics (under one 400 ms loudness block)")
     if lra > WIDE_LRA_LU:
         return decision(False, 0.0, f"no glue: loudness range {lra:.1f} LU is over {WIDE_LRA_LU:.0f} LU, the dynamics are the music's")
     if depth < MIN_DEPTH_DB:
@@ -189,7 +191,7 @@ def decide_glue(analysis: AudioAnalysis, settings: MasterSettings, *, samples: n
         return decision(False, 0.0, f"no glue: already dense (peak-to-loudness {plr:.1f} dB, glue starts over {dense_limit:.0f} dB)")
     slope = 1.0 - 1.0 / ratio
     initial = 0.0
-    if samples is not None:
+    if samples is not None and samples.shape[1] >= sample_rate_floor(analysis.sample_rate):
         threshold, initial = calibrate(samples, analysis.sample_rate, depth, ratio=ratio, attack_ms=attack_ms,
                                        release_ms=release_ms)  # fmt: skip
         how = "calibrated on its gain envelope"
@@ -202,6 +204,12 @@ def decide_glue(analysis: AudioAnalysis, settings: MasterSettings, *, samples: n
                     f"glue {ratio:g}:1, about {depth:.1f} dB off the loud passages ({how}): peak-to-loudness "
                     f"{plr:.1f} dB is over {DENSE_PLR_DB + MIN_DEPTH_DB / DEPTH_PER_PLR_DB:.0f} dB, a dynamic mix",
                     initial)  # fmt: skip
+
+
+def sample_rate_floor(sample_rate: int) -> int:
+    """Shortest signal the calibration runs on (0.4 s, the loudness block); shorter
+    ones use the estimate."""
+    return max(int(0.4 * sample_rate), 4 * CALIBRATION_DECIMATION)
 
 
 def calibrate_threshold_db(samples: np.ndarray, sample_rate: int, depth_db: float, *, ratio: float, attack_ms: float,
