@@ -4,8 +4,8 @@ The target is the long-term spectrum of finished music (:mod:`automix.master.ton
 the MUSDB18 average, moved by the genre's documented deviations). The EQ corrects only
 what a mastering engineer would call a fault:
 
-1. The broad level and tilt of the mix's difference from the target are fitted (weighted
-   least squares over the bands, in octaves). The tilt is left alone up to
+1. The broad level and tilt of the mix's difference from the target are fitted (robust,
+   weighted least squares over the bands, in octaves). The tilt is left alone up to
    ``TILT_TOLERANCE_DB_PER_OCTAVE``: records differ most by their slope, legitimately.
 2. What remains is smoothed over about 2/3 octave and corrected only beyond a dead-band
    (``DEAD_BAND_DB``, wider where the average record rolls off).
@@ -13,7 +13,9 @@ what a mastering engineer would call a fault:
    is absent) and never boosted.
 4. Every move is scaled by how sure the measurement is: a short file, a band whose level
    swings a lot over time (sparse or very dynamic material) or a very dynamic programme
-   get smaller moves. Then ``tonal_amount`` scales and ``tonal_max_db`` caps.
+   get smaller moves. Then ``tonal_amount`` scales and ``tonal_max_db`` caps
+   (``FINISHED_MAX_DB`` on already mastered material). A signal with content in under
+   half the bands (a solo instrument, a test tone) is not compared with a full mix.
 
 The EQ itself is a linear-phase FIR (no phase shift between bands); :class:`StreamingEQ`
 applies it block by block, :func:`apply_eq` to a whole signal.
