@@ -113,3 +113,24 @@ def test_the_same_input_gives_the_same_bytes():
     a, _ = master(Audio(x, RATE), POP, bit_depth="16")
     b, _ = master(Audio(x.copy(), RATE), POP, bit_depth="16")
     assert np.array_equal(a, b)
+
+
+def test_amount_scales_the_corrections_and_keeps_the_loudness():
+    """--amount 0 is loudness only (gain and limiter): the master is the input times one
+    gain wherever the limiter is idle; 1 applies the tonal EQ; both hit the target."""
+    from signals import sine
+
+    rate = RATE
+    dull = music_like(6, rate, seed=3)
+    # a boomy mix: +8 dB of 100 Hz tone under the music, so the tonal EQ has work to do
+    dull = dull + sine(-14, 6, rate, 100.0)
+    settings = replace(POP, target_lufs=-16.0)
+    none_out, none = master(Audio(dull, rate), settings, amount=0.0, bit_depth="32f")
+    full_out, full = master(Audio(dull, rate), settings, amount=1.0, bit_depth="32f")
+    assert none.tonal_eq.max_abs_db == 0.0 and full.tonal_eq.max_abs_db > 1.0
+    assert not none.glue.act and none.stereo_width == 1.0 and none.mono_below_hz == 0.0
+    for out in (none_out, full_out):
+        assert ebur128(out, rate)[0] == pytest.approx(-16.0, abs=0.1)
+    if none.limiter_max_gain_reduction_db < 0.01:
+        ratio = none_out[:, rate:-rate] / np.where(np.abs(dull[:, rate:-rate]) > 1e-3, dull[:, rate:-rate], np.nan)
+        assert np.nanstd(ratio) < 1e-4  # one gain: no EQ, no width, no glue

@@ -8,6 +8,7 @@ on the block size, not on the length of the file.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -17,7 +18,17 @@ import soundfile as sf
 import soxr
 
 from automix.errors import AutomixError
-from automix.io.audio import BIT_DEPTHS, SOFTWARE, Audio, output_format, read_audio, sniff_container
+from automix.io.audio import (  # the private helpers word write failures as write_audio does
+    BIT_DEPTHS,
+    SOFTWARE,
+    Audio,
+    _describe,
+    _sndfile_error_detail,
+    _write_failure,
+    output_format,
+    read_audio,
+    sniff_container,
+)  # fmt: skip
 from automix.io.validate import validate_audio
 
 #: Frames per block: 1.5 s at 44.1 kHz. Large enough that per-block overheads vanish,
@@ -139,21 +150,36 @@ class BlockWriter:
     """Write blocks to a (temporary) file as they come: libsndfile, no whole-file array.
 
     Use inside :func:`automix.io.audio.atomic_output`, which gives the temporary name and
-    renames it into place only when everything was written.
+    renames it into place only when everything was written. Failures (disk full,
+    permission denied) are AutomixErrors worded as :func:`automix.io.audio.write_audio`
+    words them.
     """
 
     def __init__(self, temp_name: str, destination: Path, sample_rate: int, channels: int, bit_depth: str,
                  format_name: str | None = None) -> None:
+        self.destination = destination
         container = output_format(destination, format_name)
         subtype = BIT_DEPTHS[bit_depth]
         if container == "FLAC" and subtype == "FLOAT":
             raise AutomixError(f"{destination}: FLAC cannot hold 32-bit float; use --bit-depth 16 or 24, or WAV")
-        self._file = sf.SoundFile(temp_name, "w", samplerate=sample_rate, channels=channels, subtype=subtype,
-                                  format=container)
-        self._file.software = SOFTWARE
+        try:
+            self._file = sf.SoundFile(temp_name, "w", samplerate=sample_rate, channels=channels, subtype=subtype,
+                                      format=container)
+            self._file.software = SOFTWARE  # before the data: FLAC writes its tags with the header
+        except Exception as error:  # noqa: BLE001
+            raise AutomixError(_write_failure(destination, _describe(error))) from None
 
     def write(self, block: np.ndarray) -> None:
-        self._file.write(block.T)
+        try:
+            self._file.write(np.ascontiguousarray(block.T))
+        except Exception as error:  # noqa: BLE001
+            detail = _sndfile_error_detail(self._file) or _describe(error)
+            with suppress(Exception):
+                self._file.close()
+            raise AutomixError(_write_failure(self.destination, detail)) from None
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()  # rewrites the header: can fail on a full disk too
+        except Exception as error:  # noqa: BLE001
+            raise AutomixError(_write_failure(self.destination, _sndfile_error_detail(self._file) or _describe(error))) from None

@@ -25,23 +25,30 @@ Every stage is a function of the signal's shape, not its level: the same mix upl
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from automix.errors import AutomixError
-from automix.io.audio import Audio
+from automix.io.audio import Audio, atomic_output
 from automix.io.dither import Dither
-from automix.io.stream import BlockSource, array_source
+from automix.io.stream import BlockSource, BlockWriter, array_source
 from automix.master import glue as glue_stage
 from automix.master.limiter import LimiterStats, TruePeakLimiter
-from automix.master.loop import OVER_LIMIT_CHOICES, FeatureCollector, LoopResult, run_loop
+from automix.master.loop import (
+    OVER_LIMIT_CHOICES,
+    FeatureCollector,
+    LoopResult,
+    run_loop,
+)
 from automix.master.stereo import StereoShaper
 from automix.master.tonal import StreamingEQ, TonalMove, tonal_balance
 from automix.measure import loudness
 from automix.measure.analyzer import AudioAnalysis, analyze
 from automix.presets import MasterSettings
+
 
 @dataclass(frozen=True)
 class MasterResult:
@@ -64,6 +71,9 @@ class MasterResult:
     limiter_release_ms: float
     glue: glue_stage.GlueDecision
     tonal_eq: TonalMove
+    stereo_width: float
+    mono_below_hz: float
+    amount: float
     renders: int
     warnings: tuple[str, ...]
     settings: MasterSettings
@@ -90,14 +100,28 @@ class ChainPlan:
     mono_below_hz: float
     stereo_width: float
     glue: glue_stage.GlueDecision
+    amount: float = 1.0
 
 
-def plan_chain(analysis: AudioAnalysis, settings: MasterSettings) -> ChainPlan:
-    """Decide the tonal EQ, stereo shaping and glue from the analysis alone."""
-    tonal = tonal_balance(analysis, settings)
+def plan_chain(analysis: AudioAnalysis, settings: MasterSettings, amount: float = 1.0) -> ChainPlan:
+    """Decide the tonal EQ, stereo shaping and glue from the analysis alone.
+
+    ``amount`` (0..1) scales every corrective move between none (0: the loudness stage
+    alone, gain and limiter) and the full correction (1): each tonal band's gain, the
+    width's distance from 1, the mono-bass frequency, and the glue's ratio above 1:1.
+    """
+    if not 0.0 <= amount <= 1.0:
+        raise AutomixError(f"--amount must be between 0 and 1, not {amount:g}")
+    full = tonal_balance(analysis, settings)
+    tonal = replace(full, gains_db=tuple(g * amount for g in full.gains_db),
+                    reason=full.reason if amount == 1.0 else f"{full.reason} (at amount {amount:g})")
     # The glue is decided on the input's analysis and follows the EQ's change of level.
     glue = glue_stage.decide_glue(analysis, settings).at_gain(tonal_loudness_change_db(analysis, tonal))
-    return ChainPlan(tonal, settings.mono_below_hz, settings.stereo_width, glue)
+    if glue.act and amount < 1.0:
+        glue = replace(glue, ratio=1.0 + (glue.ratio - 1.0) * amount, act=amount > 0,
+                       reason=f"{glue.reason} (at amount {amount:g})" if amount > 0 else "no glue: --amount 0")
+    width = 1.0 + (settings.stereo_width - 1.0) * amount
+    return ChainPlan(tonal, settings.mono_below_hz * amount, width, glue, amount)
 
 
 def tonal_loudness_change_db(analysis: AudioAnalysis, tonal: TonalMove) -> float:
@@ -198,6 +222,72 @@ class ArraySink:
         return self.samples
 
 
+class FileSink:
+    """Write each render to a temporary file (see :func:`master_to_file`)."""
+
+    def __init__(self, temp_name: str, destination: Path, sample_rate: int, channels: int, bit_depth: str,
+                 format_name: str | None = None) -> None:
+        self._args = (temp_name, destination, sample_rate, channels, bit_depth, format_name)
+        self._writer: BlockWriter | None = None
+
+    def start(self) -> None:
+        self._writer = BlockWriter(*self._args)  # truncates the previous render
+
+    def write(self, block: np.ndarray) -> None:
+        self._writer.write(block)
+
+    def finish(self) -> None:
+        self._writer.close()
+
+    def read(self) -> np.ndarray:
+        import soundfile as sf
+
+        data, _ = sf.read(self._args[0], dtype="float32", always_2d=True)
+        return np.ascontiguousarray(data.T)
+
+
+class NullSink:
+    """Measure only (``--dry-run``)."""
+
+    def start(self) -> None: ...
+
+    def write(self, block: np.ndarray) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def read(self) -> np.ndarray:
+        raise AutomixError("--codec-safe needs the master written: it cannot be checked in a dry run")
+
+
+class _TargetMissed(Exception):
+    """Abandon the temporary output: nothing is written when the target was missed."""
+
+
+def master_to_file(source: BlockSource, output_path: Path, settings: MasterSettings, *, bit_depth: str = "24",
+                   format_name: str | None = None, over_limit: str = "fail", codec_safe: str | None = None,
+                   dry_run: bool = False, amount: float = 1.0) -> MasterResult:
+    """Master ``source`` straight into ``output_path``, block by block, atomically.
+
+    Each render writes a temporary file beside the output; the last one is renamed into
+    place (or removed, if the target was missed, or with ``dry_run``). Memory depends
+    on the block size, not on the length of the audio. The caller checks that the
+    output is no input (:func:`automix.io.paths.check_output_paths`).
+    """
+    if dry_run:
+        return master_stream(source, settings, NullSink(), bit_depth=bit_depth, over_limit=over_limit, amount=amount)
+    result = None
+    try:
+        with atomic_output(output_path) as temp_name:
+            sink = FileSink(temp_name, Path(output_path), source.sample_rate, source.channels, bit_depth, format_name)
+            result = master_stream(source, settings, sink, bit_depth=bit_depth, over_limit=over_limit, codec_safe=codec_safe,
+                                   amount=amount)
+            if result.status == "target_missed":
+                raise _TargetMissed
+    except _TargetMissed:
+        pass
+    return result
+
+
 @dataclass(frozen=True, eq=False)
 class Render:
     """One full-rate render, measured as written."""
@@ -254,7 +344,7 @@ def collect_loop_features(source: BlockSource, plan: ChainPlan):
 
 def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, bit_depth: str = "24",
                   over_limit: str = "fail", analysis: AudioAnalysis | None = None,
-                  codec_safe: str | None = None) -> MasterResult:
+                  codec_safe: str | None = None, amount: float = 1.0) -> MasterResult:
     """Master a stream of blocks into ``sink`` (see the module docstring).
 
     Parameters
@@ -278,6 +368,9 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
         Lossy codecs (e.g. ``"mp3,aac"``, see :mod:`automix.master.codecs`) whose decoded
         true peak must also hold the ceiling: the final render is encoded and decoded
         with each, and the limiter lowered until every decoded peak is under it.
+    amount : float
+        0..1: how much of the corrective moves (tonal EQ, width, glue) to apply; the
+        loudness target and ceiling hold at any amount (see :func:`plan_chain`).
     """
     if over_limit not in OVER_LIMIT_CHOICES:
         raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}")
@@ -286,7 +379,7 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
         raise AutomixError(f"{source.name}: the audio is silent; there is nothing to master")
     if analysis.duration_s < 0.4:
         raise AutomixError(f"{source.name}: {analysis.duration_s:.2f} s is too short to master (loudness needs at least 0.4 s)")
-    plan = plan_chain(analysis, settings)
+    plan = plan_chain(analysis, settings, amount)
     features = collect_loop_features(source, plan)
 
     def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
@@ -321,7 +414,8 @@ def analyze_source(source: BlockSource) -> AudioAnalysis:
 
 
 def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", over_limit: str = "fail",
-           analysis: AudioAnalysis | None = None, codec_safe: str | None = None) -> tuple[np.ndarray, MasterResult]:
+           analysis: AudioAnalysis | None = None, codec_safe: str | None = None,
+           amount: float = 1.0) -> tuple[np.ndarray, MasterResult]:
     """Master ``audio`` held in memory (:func:`master_stream` over its blocks).
 
     Returns
@@ -332,7 +426,7 @@ def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", ove
     """
     sink = ArraySink(audio.channels, audio.frames)
     result = master_stream(array_source(audio), settings, sink, bit_depth=bit_depth, over_limit=over_limit,
-                           analysis=analysis, codec_safe=codec_safe)
+                           analysis=analysis, codec_safe=codec_safe, amount=amount)
     return sink.samples, result
 
 
@@ -357,6 +451,9 @@ def _result(analysis: AudioAnalysis, plan: ChainPlan, loop: LoopResult, settings
         limiter_release_ms=loop.release_ms,
         glue=plan.glue,
         tonal_eq=plan.tonal,
+        stereo_width=plan.stereo_width,
+        mono_below_hz=plan.mono_below_hz,
+        amount=plan.amount,
         renders=loop.renders,
         warnings=tuple(source_warnings) + input_warnings(analysis),
         settings=settings,
