@@ -35,6 +35,7 @@ from automix.errors import AutomixError
 from automix.io.audio import Audio, atomic_output
 from automix.io.dither import Dither
 from automix.io.stream import BlockSource, BlockWriter, array_source
+from automix.io.validate import validate_audio
 from automix.master import glue as glue_stage
 from automix.master.limiter import LimiterStats, TruePeakLimiter
 from automix.master.loop import (
@@ -424,6 +425,7 @@ def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", ove
         The master, float32 ``(channels, samples)``, already on the output's grid.
     MasterResult
     """
+    validate_audio(audio.samples, audio.sample_rate, name=audio.name)
     sink = ArraySink(audio.channels, audio.frames)
     result = master_stream(array_source(audio), settings, sink, bit_depth=bit_depth, over_limit=over_limit,
                            analysis=analysis, codec_safe=codec_safe, amount=amount)
