@@ -63,13 +63,41 @@ def smpte_imd_percent(x: np.ndarray, sample_rate: int, *, low_hz: float = 60.0, 
 
 
 def true_peak_8x_db(x: np.ndarray) -> float:
-    """Peak of the signal resampled 8x with scipy's polyphase resampler (long Kaiser filter).
+    """Peak of the signal interpolated 8x through a long filter (320 taps per phase, Kaiser
+    beta 10: flat to about 0.49 fs), by FFT convolution of the zero-stuffed signal.
 
-    An independent check of the 4x BS.1770 meter: near-ideal reconstruction, as a DAC sees it.
+    An independent check of the 4x BS.1770 meter: near-ideal reconstruction, as a good
+    DAC sees it (see ``true_peak_ideal_db`` for the brick-wall extreme).
     """
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    up = signal.resample_poly(x, 8, 1, axis=-1, window=("kaiser", 10.0), padtype="constant")
+    h = signal.firwin(8 * 320 + 1, 1.0 / 8, window=("kaiser", 10.0)) * 8
+    stuffed = np.zeros((x.shape[0], x.shape[1] * 8))
+    stuffed[:, ::8] = x
+    up = signal.oaconvolve(stuffed, h[None, :], mode="full", axes=-1)
     return float(20 * np.log10(max(np.abs(up).max(), 1e-300)))
+
+
+def true_peak_ideal_db(x: np.ndarray, up: int = 16) -> float:
+    """Peak of the ideal (brick-wall, sinc) reconstruction, read on a ``up``-times grid.
+
+    Computed by FFT: the spectrum is zero-padded (the Nyquist bin split between its two
+    images), with the signal padded by silence so the circular reconstruction does not
+    wrap. Content right up to Nyquist counts in full, as no real DAC passes it: the
+    strictest reading there is. Grid error: at most ``1 - cos(pi / 2 up)`` (0.04 dB at 16x).
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    pad = 4096
+    x = np.pad(x, ((0, 0), (pad, pad)))
+    frames = x.shape[1]
+    spectrum = np.fft.rfft(x, axis=1)
+    padded = np.zeros((x.shape[0], frames * up // 2 + 1), dtype=complex)
+    padded[:, : spectrum.shape[1]] = spectrum
+    if frames % 2 == 0:
+        padded[:, frames // 2] *= 0.5
+    peak = 0.0
+    for row in padded:  # one channel at a time: memory
+        peak = max(peak, float(np.abs(np.fft.irfft(row, frames * up) * up).max()))
+    return float(20 * np.log10(max(peak, 1e-300)))
 
 
 def attack_to_body_db(x: np.ndarray, sample_rate: int, onsets: np.ndarray, *, attack_s: float = 0.01,
