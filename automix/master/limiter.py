@@ -319,21 +319,33 @@ def _refine_points(points: np.ndarray, factor: int) -> np.ndarray:
     return peak
 
 
+def limiter_detector(sample_rate: int, channels: int, refine_above: float = 0.0, decimation: int = 1, *,
+                     hold_ms: float = HOLD_MS, lookahead_ms: float = LOOKAHEAD_MS, precise: bool = True,
+                     factor: int | None = None) -> PeakDetector:
+    """A streaming ``PeakDetector`` set up exactly as ``TruePeakLimiter``'s own.
+
+    Feed it the signal before the limiter to get the envelope its gain computer sees (at
+    unit gain: the envelope of ``g * x`` is ``g`` times it). ``refine_above``: the lowest
+    level that can matter, i.e. the threshold over the largest input gain to be tried
+    (0: everywhere). Rows that cannot be the largest in any hold + lookahead window are
+    left unrefined, which changes no gain (a window's maximum is all the gain computer
+    uses), even after max-pooling by ``decimation``.
+    """
+    factor = factor or (detector_factor(sample_rate) if precise else loudness.oversampling_factor(sample_rate))
+    detector = PeakDetector(channels, factor, refine_above, decimation=decimation, precise=precise,
+                            meter_factor=loudness.oversampling_factor(sample_rate))
+    window = GainComputer(sample_rate, 0.0, RELEASE_MS, hold_ms=hold_ms, lookahead_ms=lookahead_ms).window_frames
+    detector.window_frames = window + 1  # env[n] spans rows n-1 and n
+    return detector
+
+
 def detector_envelope(samples: np.ndarray, sample_rate: int, factor: int | None = None,
                       refine_above: float = 0.0, block_frames: int = BLOCK_FRAMES, decimation: int = 1,
                       precise: bool = True) -> np.ndarray:
-    """The limiter's detector over a whole signal (in blocks): linear, one value per frame
-    (or per ``decimation`` frames, their maximum).
-
-    Scales with the input: the envelope of ``g * x`` is ``g`` times this one, so the loop
-    computes it once and tries gains on it. ``refine_above``: the lowest level that
-    matters (the threshold over the largest gain to be tried); 0 refines everywhere.
-    """
+    """``limiter_detector`` over a whole signal (in blocks): linear, one value per frame
+    (or per ``decimation`` frames, their maximum)."""
     samples = _as_audio(samples)
-    detector = PeakDetector(samples.shape[0], factor or (detector_factor(sample_rate) if precise else
-                                                         loudness.oversampling_factor(sample_rate)),
-                            refine_above, decimation=decimation, precise=precise,
-                            meter_factor=loudness.oversampling_factor(sample_rate))
+    detector = limiter_detector(sample_rate, samples.shape[0], refine_above, decimation, precise=precise, factor=factor)
     parts = [detector.process(samples[:, i : i + block_frames]) for i in range(0, samples.shape[1], block_frames)]
     parts.append(detector.flush())
     return np.concatenate(parts)
@@ -581,14 +593,12 @@ class TruePeakLimiter:
         if channels < 1 or sample_rate < 1:
             raise AutomixError(f"the limiter needs at least one channel and a positive rate (got {channels}, {sample_rate})")
         self.sample_rate, self.channels, self.threshold_db = int(sample_rate), int(channels), float(threshold_db)
-        factor = factor or (detector_factor(sample_rate) if precise else loudness.oversampling_factor(sample_rate))
         threshold = 10.0 ** (threshold_db / 20.0)
-        # refine only where a peak could reach the threshold (cos(pi/2f) of it is the
-        # most refinement can add); a little lower still, against float32 rounding
-        self._detector = PeakDetector(channels, factor, refine_above=0.999 * threshold, precise=precise,
-                                      meter_factor=loudness.oversampling_factor(sample_rate))
+        # refine only where a peak could reach the threshold (a little lower still,
+        # against float32 rounding)
+        self._detector = limiter_detector(sample_rate, channels, 0.999 * threshold, hold_ms=hold_ms,
+                                          lookahead_ms=lookahead_ms, precise=precise, factor=factor)
         self._gain = GainComputer(sample_rate, threshold_db, release_ms, hold_ms=hold_ms, lookahead_ms=lookahead_ms)
-        self._detector.window_frames = self._gain.window_frames + 1  # env[n] spans rows n-1 and n
         self.latency_frames = self._detector.latency_frames + self._gain.latency_frames
         self._pending = np.zeros((channels, 0), dtype=np.float32)  # input not yet output
         self._stats = _StatsAccumulator(self.sample_rate)
