@@ -71,6 +71,22 @@ def test_round_trip_is_aligned_same_shape_and_level(codec):
     assert abs(level_db) < 0.5, f"{codec}: 1 kHz comes back {level_db:+.2f} dB"
 
 
+@pytest.mark.parametrize("codec", MAIN_CODECS)
+def test_mono_at_48k_round_trip_is_aligned(codec):
+    rate = 48000
+    noise = signal.sosfilt(signal.butter(4, 8000, fs=rate, output="sos"), np.random.default_rng(5).standard_normal(rate))
+    x = (0.2 * noise[None, :]).astype(np.float32)
+    y = codecs.encode_decode(x, rate, codec)
+    assert y.shape == x.shape
+    xc = signal.correlate(y[0, rate // 4 - 50 : rate // 4 * 3 + 50], x[0, rate // 4 : rate // 4 * 3], mode="valid")
+    assert int(np.argmax(xc)) == 50
+
+
+def test_garbage_bytes_do_not_decode_with_a_traceback():
+    with pytest.raises(AutomixError, match="cannot decode"):
+        codecs.decode(b"not an mp3 file at all" * 10)
+
+
 def test_opus_runs_at_48k_and_is_reported_so():
     x = tone_plus_noise(1.0)
     decoded, rate = codecs.encode_decode_native(x, SR, "opus")

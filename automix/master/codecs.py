@@ -235,8 +235,14 @@ def encode(samples: np.ndarray, sample_rate: int, codec: str, bitrate_kbps: int 
         av.codec.Codec(spec.encoder, "w")
     except Exception:  # noqa: BLE001 - PyAV raises several types for a missing codec
         raise AutomixError(f"this PyAV/FFmpeg build has no '{spec.encoder}' encoder for {spec.name}") from None
+    try:
+        return _encode(av, spec, np.ascontiguousarray(samples, dtype=np.float32), sample_rate, kbps, layout)
+    except av.FFmpegError as error:
+        raise AutomixError(f"{spec.name} encoding at {kbps} kbit/s failed: {error}") from None
+
+
+def _encode(av, spec: CodecSpec, data: np.ndarray, sample_rate: int, kbps: int, layout: str) -> bytes:
     buffer = io.BytesIO()
-    data = np.ascontiguousarray(samples, dtype=np.float32)
     with av.open(buffer, "w", format=spec.container, options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(spec.encoder, rate=sample_rate, options={"flags": "+bitexact", **spec.options})
         stream.bit_rate = kbps * 1000
@@ -261,6 +267,13 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
     header, MP4 edit list, Opus pre-skip), so sample 0 is the input's sample 0.
     """
     av = _av()
+    try:
+        return _decode(av, data)
+    except (av.FFmpegError, IndexError) as error:
+        raise AutomixError(f"cannot decode the encoded audio ({error or 'no audio stream'})") from None
+
+
+def _decode(av, data: bytes) -> tuple[np.ndarray, int]:
     chunks = []
     with av.open(io.BytesIO(data), "r") as container:
         stream = container.streams.audio[0]
