@@ -3,18 +3,20 @@
 API
 ---
 ``TruePeakLimiter(sample_rate, channels, threshold_db, release_ms=RELEASE_MS, *,
-hold_ms=HOLD_MS, lookahead_ms=LOOKAHEAD_MS, factor=None)``
+hold_ms=HOLD_MS, lookahead_ms=LOOKAHEAD_MS, factor=None, precise=True)``
     Streaming limiter; all state is carried across blocks, memory depends on the block
     size only. ``process(block) -> ndarray`` takes ``(channels, n)`` float32 and returns
     the output that is ready: the output stream is aligned with the input stream (output
-    frame ``k`` is input frame ``k`` times its gain) but lags it by ``latency_frames``, so
-    the first calls return fewer frames than they get. ``flush() -> ndarray`` returns the
+    frame ``k`` is input frame ``k`` times its gain) but lags it by up to
+    ``latency_frames`` (the detector works in fixed chunks of ~16k frames), so the first
+    calls return fewer frames than they get, or none. ``flush() -> ndarray`` returns the
     rest; the concatenated output has exactly as many frames as the input. Any split of
     the input into blocks gives a bit-identical output. ``stats() -> LimiterStats``.
 ``limit(samples, sample_rate, ceiling=None, *, threshold_db=None, release_ms=RELEASE_MS,
 hold_ms=HOLD_MS, lookahead_ms=LOOKAHEAD_MS, factor=None, passes=1, block_frames=65536)
 -> LimiterResult``
-    The whole-signal wrapper: same length, aligned, ``.samples`` and ``.stats``. Give the
+    The whole-signal wrapper: same length, aligned, ``.samples`` and ``.stats`` (plus
+    ``.max_gain_reduction_db`` / ``.mean_gain_reduction_db`` as before). Give the
     threshold either as ``threshold_db`` (dBTP) or, as the old API did, as a linear
     ``ceiling``. ``hold_ms`` below ``HOLD_MS`` is raised to it (the old loop shortened the
     hold with the release, which let the gain follow a bass waveform); ``passes`` is
@@ -22,21 +24,33 @@ hold_ms=HOLD_MS, lookahead_ms=LOOKAHEAD_MS, factor=None, passes=1, block_frames=
 ``gain_reduction_db(envelope, sample_rate, threshold_db, release_ms=RELEASE_MS, *,
 hold_ms=HOLD_MS, lookahead_ms=LOOKAHEAD_MS) -> ndarray``
     The gain computer alone, a pure function at any rate: gain reduction (dB, >= 0) per
-    envelope value, aligned with it. Run it on ``decimate_envelope(envelope, 32)`` at
-    ``sample_rate / 32`` to predict the limiter cheaply; an input gain ``g`` dB is the same
-    as ``threshold_db - g``.
-``PeakDetector(channels, factor=None, refine_above=0.0)``, ``detector_envelope(samples,
-sample_rate)``, ``decimate_envelope(envelope, factor)``
-    The true-peak detector (streaming / whole signal) the limiter uses, and max-pooling.
+    envelope value, aligned with it. ``GainComputer`` is the same, streaming.
+``limiter_detector(sample_rate, channels, refine_above=0.0, decimation=1) -> PeakDetector``
+    The limiter's own detector, streaming (``process``/``flush``), optionally max-pooled
+    by ``decimation``; ``detector_envelope(samples, sample_rate, ...)`` runs it on a whole
+    signal, ``decimate_envelope(envelope, factor)`` max-pools.
 ``peak_envelope(samples, factor, spans=None)``, ``smooth_gain_reduction(...)``
     Kept from the previous limiter for existing callers.
 
+The loop's cheap model: the envelope of the signal before the limiter, once, at unit
+gain and max-pooled by ``D`` (``limiter_detector(sr, ch, refine_above=threshold / largest
+gain, decimation=D)``); then for each candidate input gain ``g`` dB,
+``gain_reduction_db(pooled, sr / D, threshold_db - g, release_ms)`` is the gain
+reduction per ``D`` frames. Integrated loudness predicted that way against the rendered
+output (pink noise, kicks, snares, a mix; 3-10 dB of reduction; 60 and 5 ms): D = 8:
+-0.003..+0.001 LU, D = 32: -0.020..0.000 LU, D = 64: -0.033..0.000 LU (the pooled model
+limits a little more: it never predicts too loud by more than 0.001 LU).
+
 How it works
 ------------
-Detector: each input sample is oversampled once (``loudness.oversample``); per sample
-``n`` the largest ``|x|`` over all channels on the oversampled grid from ``n - 1`` to
-``n + 1``, refined between grid points near the threshold (the sinusoid through three
-grid points, as the BS.1770 meter in ``automix.measure.loudness`` reads peaks).
+Detector: per sample ``n``, the largest ``|x|`` over all channels on the oversampled
+signal from ``n - 1`` to ``n + 1``. Two grids, each sample interpolated once, by FFT over
+chunks at fixed stream positions: the near-ideal 8x reconstruction of
+``loudness.true_peak_precise`` (256 taps per phase) and the BS.1770 4x meter's own
+(16 taps per phase; its short filter can read a little above the ideal). Near the
+threshold each grid is refined between grid points (the sinusoid through three points,
+as the meters do). So both meters read the output at the threshold (measured: 4x
++0.000 dB, near-ideal <= +0.002 dB) without re-detecting the output.
 
 Gain computer, in dB, all of it windows and one recursive filter (no per-sample Python):
 
@@ -57,6 +71,11 @@ Gain computer, in dB, all of it windows and one recursive filter (no per-sample 
 
 ``release_ms`` only sets step 3: it never shortens the hold, so every release the loop
 may choose keeps a steady bass note at a constant gain.
+
+Measured (44.1 kHz, 6 dB of gain reduction, releases 60/30/15/5 ms; bench/limiter_quality.py):
+THD+N -149 dB at 50 Hz, 100 Hz and 1 kHz at every release (previous limiter: -40/-27/
+-23/-21 dB at 50 Hz); SMPTE IMD 0.00 % (previous 0.2-8 %); snare attack-to-body loss
+1.5/1.8/2.0/2.2 dB (previous 2.7/2.8/3.1/3.4 dB).
 """
 
 from __future__ import annotations
