@@ -386,7 +386,6 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
     def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
         return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink)
 
-    # TODO(lead): precise_peak=lambda r: r.precise_true_peak_dbtp once the precise meter stops over-reading
     codec_check = None
     if codec_safe:
         from automix.master import codecs
@@ -397,7 +396,8 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
             checked = codecs.codec_safe_gain_db(sink.read(), source.sample_rate, ceiling_dbtp, codec_safe, verify=False)
             return checked.attenuation_db, dict(checked.peaks_before_dbtp)
 
-    loop = run_loop(features, settings, over_limit, render_with, codec_attenuation=codec_check)
+    loop = run_loop(features, settings, over_limit, render_with, precise_peak=lambda r: r.precise_true_peak_dbtp,
+                    codec_attenuation=codec_check)
     return _result(analysis, plan, loop, settings, source.warnings)
 
 
