@@ -350,7 +350,7 @@ class _FramePowers:
         data = np.concatenate((self._partial, per_sample)) if self._partial.size else per_sample
         whole = data.size // self.hop
         if whole:
-            self._done.append(data[: whole * self.hop].reshape(whole, self.hop).sum(axis=1) / self.hop)
+            loudness._append(self._done, data[: whole * self.hop].reshape(whole, self.hop).sum(axis=1) / self.hop)
         self._partial = data[whole * self.hop :].copy()
 
     def result(self) -> np.ndarray:

@@ -334,7 +334,7 @@ class LoudnessMeter:
         sums = np.add.reduceat(power, np.concatenate(([0], cuts)).astype(np.intp))
         if edges.size:
             sums[0] += self._partial
-            self._sub_energies.append(sums[: edges.size].copy())
+            _append(self._sub_energies, sums[: edges.size].copy())
             self._partial = float(sums[edges.size]) if sums.size > edges.size else 0.0
         else:
             self._partial += float(sums[0])
@@ -406,6 +406,14 @@ class LoudnessMeter:
             sample_peak_dbfs=amplitude_to_db(self._sample_peak),
             true_peak_dbtp=amplitude_to_db(self.true_peak()),
         )
+
+
+def _append(parts: list[np.ndarray], part: np.ndarray) -> None:
+    """Append to a list of small arrays, merging it now and then (an hour of 10 ms
+    energies is 20 000 chunks' worth: one array, not 20 000 objects)."""
+    parts.append(part)
+    if len(parts) >= 256:
+        parts[:] = [np.concatenate(parts)]
 
 
 def _meter_for(samples: np.ndarray, sample_rate: int, *, true_peak: bool) -> LoudnessMeter:
