@@ -17,6 +17,7 @@ at other levels get the same plan apart from their input gains, and so the same 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
@@ -31,6 +32,8 @@ RHYTHM_ROLES = frozenset({"kick", "snare", "toms", "hats", "overheads", "room", 
 #: Roles that can lead without a vocal, most likely first (a melody instrument's name is
 #: a prior; the audio decides between them, see :func:`choose_lead`).
 LEAD_ORDER = ("vocal", "woodwinds", "brass", "guitar", "piano", "synth", "keys", "strings", "backing_vocal", "other")
+#: Words in a file name that say the stem leads (a strong prior, not a rule).
+LEAD_WORDS = frozenset({"lead", "solo", "melody", "main", "leadsynth", "leadvox"})
 #: The band where a lead's intelligibility and presence live (speech-intelligibility range).
 PRESENCE_BAND_HZ = (250.0, 5000.0)
 #: The "presence" band mixing engineers mean: where a lead line cuts through (1-5 kHz).
@@ -203,7 +206,8 @@ def choose_lead(stems: list[StemInfo]) -> tuple[str | None, str]:
     three audio scores -- it plays most of the time (continuity), it has the most of its
     energy in the 1-5 kHz presence band, and one clear pitch at a time (melodic) -- plus
     a small prior from the role's name (0.3 for a horn or woodwind down to 0 for
-    "other"), which only decides between stems that sound alike. Else none.
+    "other"), which only decides between stems that sound alike, and 0.5 more when the
+    file name says so ("lead", "solo", "melody"). Else none.
     """
     vocals = [s for s in stems if s.role == "vocal"]
     if vocals:
@@ -217,6 +221,8 @@ def choose_lead(stems: list[StemInfo]) -> tuple[str | None, str]:
     for stem in candidates:
         features = stem.lead_features or estimated_lead_features(stem.analysis)
         prior = 0.3 * (1.0 - LEAD_ORDER.index(stem.role) / (len(LEAD_ORDER) - 1))
+        if LEAD_WORDS & set(re.split(r"[^a-z]+", stem.name.lower())):
+            prior += 0.5  # "lead_synth", "solo gtr": the name says who leads
         total = features.continuity + features.presence + features.melodic + prior
         scored.append((total, stem.name, stem, features, prior))
     scored.sort(key=lambda item: (-item[0], item[1]))

@@ -212,11 +212,13 @@ def process_stem(samples: np.ndarray, sample_rate: int, plan: StemPlan) -> tuple
         c = plan.compressor
         result = dynamics.compress(x, sample_rate, threshold_db=c.threshold_db, ratio=c.ratio, attack_ms=c.attack_ms, release_ms=c.release_ms)
         x, reduction_db = result.samples, result.max_gain_reduction_db
-    # Filters and compression change the level: measure and restore the planned loudness.
+    # Filters, compression and panning a stereo stem (its far side turned down) change
+    # the level: measure the stem as it enters the mix and restore the planned loudness.
+    x = pan(x, plan.pan)
     measured = loudness.integrated_loudness(x, sample_rate, absolute_gate_lufs=ACTIVE_GATE_LUFS)
     makeup_db = plan.target_lufs - measured if measured > loudness.SILENCE_DB else 0.0
-    x = x * np.float32(10 ** (makeup_db / 20))
-    return pan(x, plan.pan), makeup_db, reduction_db
+    x *= np.float32(10 ** (makeup_db / 20))
+    return x, makeup_db, reduction_db
 
 
 def pan(x: np.ndarray, position: float) -> np.ndarray:

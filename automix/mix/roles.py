@@ -27,12 +27,12 @@ NAME_RULES: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ("backing_vocal", "bv bvs bgv bgvs bgvox backing backings backingvocal backingvocals harmony harmonies choir adlib adlibs double doubles bvox"),
         ("woodwinds", "bassoon bassoons flute flutes clarinet clarinets oboe oboes sax saxophone tenorsax altosax woodwind woodwinds piccolo"),
         ("kick", "kick kik kck bd bassdrum kickin kickout"),
-        ("snare", "snare snr sn snaretop snarebottom rimshot"),
+        ("snare", "snare snr sn snaretop snarebottom rimshot clap claps handclap"),  # a clap plays the backbeat
         ("hats", "hh hat hats hihat hihats"),
         ("toms", "tom toms floortom racktom"),
         ("overheads", "oh ohs overhead overheads cymbal cymbals ride crash"),
         ("room", "room rooms amb ambience ambient"),
-        ("percussion", "perc percs percussion shaker shakers tamb tambourine conga congas bongo bongos clap claps cowbell timpani glockenspiel"),
+        ("percussion", "perc percs percussion shaker shakers tamb tambourine conga congas bongo bongos cowbell timpani glockenspiel"),
         ("bass", "bass basses bassline bassdi subbass sub 808 doublebass contrabass upright uprightbass bassgtr bassguitar"),
         ("drums", "drum drums kit drumkit beat beats breakbeat"),
         ("piano", "piano pianos pno pf grand"),
@@ -43,6 +43,7 @@ NAME_RULES: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ("brass", "brass trumpet trumpets tpt trombone trombones tbn horn horns tuba flugelhorn"),
         ("guitar", "gtr gtrs guitar guitars gt egtr agtr acoustic electric elecgtr strat tele"),
         ("fx", "fx sfx effect effects riser risers sweep impact impacts noise reverse foley"),
+        ("other", "other others accompaniment instrumental rest"),  # MUSDB18's fourth stem
         ("vocal", "vox vocal vocals voc lv leadvox leadvocal voice voices singer sing lead main speech dialog dialogue narration host"),
     )
 )  # fmt: skip
