@@ -331,6 +331,11 @@ def test_unsupported_sample_rates_are_refused(sample_rate):
         loudness.oversampling_factor(sample_rate)
 
 
+def test_a_transposed_array_is_refused_by_the_meter():
+    with pytest.raises(AutomixError, match="channels, samples"):
+        loudness.measure(np.zeros((48000, 2), np.float32), 48000)
+
+
 def test_extreme_supported_rates_measure():
     for rate in (8000, 768000):
         x = sine(-20, 1.0, rate, 1000.0)

@@ -22,7 +22,7 @@ from scipy import signal
 
 from automix.errors import AutomixError
 from automix.io.audio import Audio
-from automix.io.validate import validate_audio
+from automix.io.validate import MAX_CHANNELS, validate_audio
 from automix.measure import loudness
 
 #: Below this many dB under the stem's own loudest blocks, a stem counts as silent
@@ -162,8 +162,10 @@ def analyze(audio: Audio) -> AudioAnalysis:
             and 0 < samples.shape[1] <= samples.shape[0]):
         # an in-memory array with no more samples than channels is ambiguous (transposed?)
         validate_audio(samples, sample_rate, name=audio.name)
-    elif not np.isfinite(samples).all():
-        raise AutomixError(f"{audio.name}: holds NaN or infinite samples")
+    elif samples.shape[0] > MAX_CHANNELS:
+        raise AutomixError(f"{audio.name}: {samples.shape[0]} channels; at most {MAX_CHANNELS} are supported")
+    elif not np.issubdtype(samples.dtype, np.floating) or not np.isfinite(samples).all():
+        raise AutomixError(f"{audio.name}: expected finite floating-point samples")
     analyzer = Analyzer(sample_rate, samples.shape[0], total_frames=samples.shape[1])
     analyzer.add(samples)
     return analyzer.result()

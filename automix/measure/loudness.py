@@ -45,7 +45,7 @@ import scipy.fft
 from scipy import signal
 
 from automix.errors import AutomixError
-from automix.io.validate import validate_sample_rate
+from automix.io.validate import MAX_CHANNELS, validate_sample_rate
 
 #: Blocks quieter than this never count (BS.1770-4 absolute gate).
 ABSOLUTE_GATE_LUFS = -70.0
@@ -248,6 +248,9 @@ class LoudnessMeter:
         check_sample_rate(sample_rate)
         if not isinstance(channels, (int, np.integer)) or channels < 1:
             raise AutomixError(f"meter: channel count must be a positive whole number, not {channels!r}")
+        if channels > MAX_CHANNELS:
+            raise AutomixError(f"meter: {channels} channels (at most {MAX_CHANNELS}); is the array (samples, channels)? "
+                               "automix expects (channels, samples)")
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
         self._sos = k_weighting_sos(self.sample_rate)
