@@ -76,19 +76,25 @@ def _default_threads() -> int:
 THREADS = _default_threads()
 
 _pool_lock = threading.Lock()
-_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (workers, pid, pool)
 
 
 def _executor() -> ThreadPoolExecutor | None:
-    """The module-wide worker pool (``THREADS - 1`` workers), or None when single-threaded."""
+    """The module-wide worker pool (``THREADS - 1`` workers), or None when single-threaded.
+
+    Re-created when ``THREADS`` changes, and in a forked child (a pool inherited through
+    fork has no threads behind it: a job submitted there would never run).
+    """
     global _pool
     workers = int(THREADS) - 1
     if workers < 1:
         return None
     with _pool_lock:
-        if _pool is None or _pool[0] != workers:
-            _pool = (workers, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="automix-meter"))
-        return _pool[1]
+        if _pool is None or _pool[0] != workers or _pool[1] != os.getpid():
+            if _pool is not None and _pool[1] == os.getpid():
+                _pool[2].shutdown(wait=False)
+            _pool = (workers, os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="automix-meter"))
+        return _pool[2]
 
 
 def check_sample_rate(sample_rate: int) -> None:
