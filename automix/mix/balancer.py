@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from automix.measure.analyzer import THIRD_OCTAVE_CENTRES_HZ, AudioAnalysis
+from automix.mix import reference_levels
 from automix.presets import ROLE_GROUPS, Preset, RoleRules
 
 #: Roles that are never the "lead", and never get masking cuts for it: the rhythm
@@ -443,3 +444,15 @@ def pan_positions(stems: list[StemInfo], preset: Preset, lead: str | None = None
             for stem, pan in zip(group, np.linspace(-spread, spread, len(group))):
                 positions[stem.name] = (float(pan), f"{len(group)} {role} stems spread across +-{spread:g}")
     return positions
+
+
+def compare_to_reference(analysis: AudioAnalysis, preset: Preset, samples: np.ndarray | None = None) -> dict:
+    """The finished mix's third-octave balance and width against the preset's average.
+
+    The expected spectrum is the MUSDB18 class spectra added at the preset's group
+    levels (:func:`automix.mix.reference_levels.compare_to_reference`); pass the mix's
+    ``samples`` to also compare its panning similarity.
+    """
+    result = reference_levels.compare_to_reference(analysis, preset.groups.as_dict(), samples)
+    result["preset"] = preset.name
+    return result

@@ -9,6 +9,7 @@ low-frequency share, crest factor, spectral centroid and syllable-rate modulatio
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -49,8 +50,8 @@ NAME_RULES: tuple[tuple[str, frozenset[str]], ...] = tuple(
 )  # fmt: skip
 
 #: Words that identify a stereo pair's side.
-LEFT_WORDS = frozenset("l left lft lt".split())
-RIGHT_WORDS = frozenset("r right rgt rt".split())
+LEFT_WORDS = frozenset({"l", "left", "lft", "lt"})
+RIGHT_WORDS = frozenset({"r", "right", "rgt", "rt"})
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def role_from_name(file_stem: str) -> RoleGuess | None:
     words = name_words(file_stem)
     joined = "".join(w for w in words if not w.isdigit())
     # Two-word names first ("double bass", "bass drum", "hi hat"), then single words.
-    compounds = [a + b for a, b in zip(words, words[1:])]
+    compounds = [a + b for a, b in itertools.pairwise(words)]
     for candidates in (compounds, words):
         for role, names in NAME_RULES:
             hits = [w for w in candidates if w in names]
