@@ -449,6 +449,11 @@ def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, 
                     continue
         gain += loud_error / float(np.clip(slope, 0.1, 1.0))
     final = predict(features, gain, threshold, release)
+    if codec_db > 0:
+        # The user asked for it, so it is not held to max_limiting_db; the report says so.
+        note = (f"--codec-safe lowered the limiter {codec_db:.2f} dB so decoded peaks hold the ceiling "
+                f"(programme limiting now {final.programme_gain_reduction_db:.1f} dB)")
+        message = f"{message}; {note}" if message else note
     return LoopResult(
         status=status, message=message, rendered=rendered, gain_db=gain, threshold_db=threshold, release_ms=release,
         renders=renders, programme_gain_reduction_db=final.programme_gain_reduction_db,
