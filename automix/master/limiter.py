@@ -255,7 +255,10 @@ class PeakDetector:
             branches = scipy.fft.irfft(product, _DETECTOR_FFT, axis=-1)[:, :, taps - 1 : taps - 1 + rows]
             branches = np.abs(branches, dtype=np.float32)  # (channels, all grids' branches, rows)
             row_peak = np.maximum(branches.max(axis=1), samples[:, :rows]).max(axis=0)
-            binding = self._binding_level(row_peak)
+            lowest_cos = math.cos(math.pi / (2 * min(factor for factor, _ in self._grids)))
+            candidates = np.count_nonzero(row_peak > self.refine_above * lowest_cos)
+            # few rows near the threshold: refine them all rather than pay for two rank filters
+            binding = self._binding_level(row_peak) if candidates > rows // 16 else np.zeros_like(row_peak)
             first = 0
             for index, (factor, _) in enumerate(self._grids):
                 grid = branches[:, first : first + factor - 1]
