@@ -218,3 +218,22 @@ def test_bad_input_is_a_clear_error():
         limiter.TruePeakLimiter(FS, 2, -1.0, release_ms=0.0)
     with pytest.raises(AutomixError):
         limiter.TruePeakLimiter(FS, 2, -1.0).process(np.zeros((1, 10), dtype=np.float32))
+
+
+@pytest.mark.parametrize("sample_rate", [22050, 48000, 96000])
+def test_other_rates_hold_the_ceiling_and_the_low_end(sample_rate):
+    x = pink_noise(0.5, sample_rate)
+    x = (x * 10 ** ((THRESHOLD_DB + 6 - true_peak_8x_db(x)) / 20)).astype(np.float32)
+    y = limiter.limit(x, sample_rate, threshold_db=THRESHOLD_DB).samples
+    assert true_peak_8x_db(y) <= THRESHOLD_DB + 0.05
+    t = np.arange(int(0.8 * sample_rate)) / sample_rate
+    bass = (10 ** ((THRESHOLD_DB + 6) / 20) * np.sin(2 * np.pi * 50 * t)).astype(np.float32)[None]
+    assert thd_n_db(limiter.limit(bass, sample_rate, threshold_db=THRESHOLD_DB, release_ms=5.0).samples, sample_rate, 50.0) <= -60
+
+
+def test_empty_and_tiny_signals():
+    assert limiter.limit(np.zeros((2, 0), dtype=np.float32), FS, threshold_db=-1.0).samples.shape == (2, 0)
+    spike = np.zeros((1, 1), dtype=np.float32)
+    spike[0, 0] = 3.0
+    y = limiter.limit(spike, FS, threshold_db=-1.0).samples
+    assert y.shape == (1, 1) and true_peak_8x_db(y) <= -1.0 + 0.05
