@@ -28,8 +28,13 @@ from rich.table import Table
 from automix import __version__
 from automix.errors import AutomixError
 from automix.io.audio import find_audio_files, read_audio
-from automix.jobs.checks import check_mix_arguments, clean_stale_parts, plan_master
-from automix.jobs.pipeline import OutputOptions, master_job, mix_folder
+from automix.jobs.checks import check_mix_arguments
+from automix.jobs.pipeline import (
+    OutputOptions,
+    mix_folder,
+    plan_master,
+    run_master_batch,
+)
 from automix.jobs.safety import (
     BUG_NOTE,
     Stopped,
@@ -37,7 +42,6 @@ from automix.jobs.safety import (
     describe_error,
     error_record,
     install_stop_handlers,
-    run_batch,
 )
 from automix.master.loop import OVER_LIMIT_CHOICES
 from automix.master.platforms import PLATFORMS, resolve_targets
@@ -212,44 +216,18 @@ def master_command(
     if capped:
         _note(capped, quiet)
     options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run)
-    if not dry_run and output_dir.is_dir():
-        clean_stale_parts(output_dir)  # temp files a killed run left behind
-    protected = tuple(src for src, _ in plan.jobs)
-    runnable = [i for i in range(len(plan.jobs)) if i not in plan.problems]
-    arguments = [(src, dst, resolved.master, options, protected) for src, dst in (plan.jobs[i] for i in runnable)]
-    labels = [str(plan.jobs[i][0]) for i in runnable]
     counts = {"ok": 0, "error": 0, "target_missed": 0}
-
-    def emit(src: Path, dst: Path, record: dict) -> None:
-        record = {"input": str(src), "output": None if dry_run or record["status"] in ("error", "target_missed") else str(dst), **record}
-        counts[record["status"] if record["status"] in counts else "ok"] += 1
-        if as_json:
-            print(json.dumps(record), flush=True)
-        _report_line(record, quiet, progress)
-        progress.advance()
-
-    try:
-        with _progress(len(plan.jobs), quiet, "mastering") as progress, closing(run_batch(master_job, arguments, labels, workers)) as results:
-            _emit_in_order(plan, runnable, results, emit)
-    finally:
-        if not dry_run:
-            clean_stale_parts(output_dir)  # a worker that was killed could not remove its temp file
+    with _progress(len(plan.jobs), quiet, "mastering") as progress, \
+            closing(run_master_batch(plan, output_dir, resolved.master, options, workers)) as records:
+        for record in records:
+            counts[record["status"] if record["status"] in counts else "ok"] += 1
+            if as_json:
+                print(json.dumps(record), flush=True)
+            _report_line(record, quiet, progress)
+            progress.advance()
     if not quiet:
         stderr.print(f"{counts['ok']} mastered, {counts['target_missed']} missed the target, {counts['error']} failed", highlight=False)
     raise typer.Exit(EXIT_FAILED if counts["error"] else EXIT_TARGET_MISSED if counts["target_missed"] else EXIT_OK)
-
-
-def _emit_in_order(plan, runnable: list[int], results, emit) -> None:
-    """Report every job in input order: the ones refused before running in their place."""
-    done = 0
-    for position, record in results:
-        index = runnable[position]
-        for refused in range(done, index):
-            emit(*plan.jobs[refused], {"status": "error", "error": plan.problems[refused]})
-        emit(*plan.jobs[index], record)
-        done = index + 1
-    for refused in range(done, len(plan.jobs)):
-        emit(*plan.jobs[refused], {"status": "error", "error": plan.problems[refused]})
 
 
 def _note(text: str, quiet: bool) -> None:

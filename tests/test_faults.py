@@ -46,13 +46,15 @@ def refuse(monkeypatch):
     """Run the CLI in this process with every audio reader replaced by one that fails
     the test: a usage error must be found before any audio is read."""
     import automix.io.audio
-    import automix.jobs.pipeline
+    import automix.jobs.master_files
+    import automix.jobs.mix_folder
 
     def no_reading(*args, **kwargs):
         raise AssertionError("audio was read before the arguments were checked")
 
     monkeypatch.setattr(automix.io.audio, "read_audio", no_reading)
-    monkeypatch.setattr(automix.jobs.pipeline, "read_audio", no_reading)
+    monkeypatch.setattr(automix.jobs.master_files, "read_audio", no_reading)
+    monkeypatch.setattr(automix.jobs.mix_folder, "read_audio", no_reading)
 
     def run(*args):
         result = CliRunner().invoke(app, list(map(str, args)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from automix.errors import AutomixError
@@ -31,7 +31,7 @@ from automix.io.paths import (
     os_error_reason,
 )
 
-__all__ = ["check_mix_arguments", "clean_stale_parts", "is_automix_output", "plan_master", "scan_stems_folder"]
+__all__ = ["check_mix_arguments", "clean_stale_parts", "is_automix_output", "list_folder", "scan_stems_folder"]
 
 
 #: Exported stems are named ``NN_<stem>.wav`` (see ``mix_folder``).
@@ -99,86 +99,6 @@ def check_outputs_against_inputs(inputs, outputs: dict[str, Path]) -> None:
     check_output_paths(list(map(Path, inputs)), [path for _, path in items])
 
 
-# --- master --------------------------------------------------------------------------
-
-
-@dataclass
-class MasterPlan:
-    """Which files ``master`` will process, where each goes, and what was left out."""
-
-    jobs: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output)
-    problems: dict[int, str] = field(default_factory=dict)  # job index -> why it cannot run
-    notes: list[str] = field(default_factory=list)
-
-
-def expand_master_inputs(paths: list[Path], notes: list[str]) -> list[Path]:
-    """Files named explicitly, as given; folders expanded to their audio files, minus the
-    ones automix wrote (with a note)."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            for child in _list_folder(path):
-                if child.name.startswith(".") or not child.is_file() or child.suffix.lower() not in READABLE_EXTENSIONS:
-                    continue
-                if is_automix_output(child):
-                    notes.append(f"left out {child}: written by automix; name it explicitly to master it again")
-                    continue
-                files.append(child)
-        else:
-            files.append(path)
-    return files
-
-
-def plan_master(inputs: list[Path], output_dir: Path, format_name: str | None, dry_run: bool = False) -> MasterPlan:
-    """Check ``master``'s arguments and choose every output name, reading no audio.
-
-    Raises
-    ------
-    AutomixError
-        For a usage error: ``-o`` is an existing file, or a folder that cannot be
-        written. Per-file problems (an output name that is a folder, a device...) are
-        returned in ``problems`` so the other files still run.
-    """
-    from automix.jobs.pipeline import output_path_for
-
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise AutomixError(f"-o {output_dir}: exists and is not a folder (master writes one file per input into a folder)")
-    if not dry_run:
-        check_writable_folder(output_dir, f"-o {output_dir}")
-    plan = MasterPlan()
-    files = expand_master_inputs(list(inputs), plan.notes)
-    taken = {f.resolve() for f in files}
-    input_ids = set()
-    for f in files:
-        try:
-            st = f.stat()
-            input_ids.add((st.st_dev, st.st_ino))
-        except OSError:
-            pass
-    for src in files:
-        dst = output_path_for(src, output_dir, format_name, taken)
-        while _file_id(dst) in input_ids:  # a hard link or symlink to an input
-            taken.add(dst.resolve())
-            dst = output_path_for(src, output_dir, format_name, taken)
-        index = len(plan.jobs)
-        plan.jobs.append((src, dst))
-        if not dry_run:
-            try:
-                check_writable_file(dst, "output")
-            except AutomixError as error:
-                plan.problems[index] = str(error)
-    return plan
-
-
-def _file_id(path: Path):
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
 # --- mix -----------------------------------------------------------------------------
 
 
@@ -202,7 +122,7 @@ def scan_stems_folder(folder: Path) -> StemScan:
     if not folder.is_dir():
         raise AutomixError(f"{folder}: not a folder of stems")
     files, skipped = [], []
-    for child in _list_folder(folder):
+    for child in list_folder(folder):
         if child.name.startswith("."):
             continue
         if child.is_dir():
@@ -222,7 +142,7 @@ def scan_stems_folder(folder: Path) -> StemScan:
     return StemScan(tuple(files), tuple(skipped))
 
 
-def _list_folder(folder: Path) -> list[Path]:
+def list_folder(folder: Path) -> list[Path]:
     try:
         return sorted(folder.iterdir())
     except OSError as error:

@@ -1,0 +1,207 @@
+"""Master finished mixes: one file (:func:`master_file`), or a batch of them with
+per-file isolation, workers and signal handling (:func:`run_master_batch`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from automix.errors import AutomixError
+from automix.io.audio import (
+    READABLE_EXTENSIONS,
+    WRITABLE_FORMATS,
+    Audio,
+    read_audio,
+    resample,
+    write_audio,
+)
+from automix.jobs.checks import (
+    check_writable_file,
+    check_writable_folder,
+    clean_stale_parts,
+    is_automix_output,
+    list_folder,
+)
+from automix.jobs.options import MIN_MEASURABLE_S, OutputOptions
+from automix.jobs.safety import describe_error, run_batch
+from automix.master.chain import MasterResult, master
+from automix.presets import MasterSettings
+
+
+def master_file(input_path: Path, output_path: Path, settings: MasterSettings, options: OutputOptions,
+                protected: tuple[Path, ...] = ()) -> MasterResult:
+    """Read, master and write one file. Nothing is written if the target was missed.
+
+    Raises
+    ------
+    AutomixError
+        If the input cannot be read or the output cannot be written.
+    """
+    audio = read_audio(input_path)
+    if audio.frames < MIN_MEASURABLE_S * audio.sample_rate:
+        raise AutomixError(f"{input_path}: {audio.frames} samples ({audio.duration_s:.3f} s) is too short to master "
+                           f"(loudness needs at least {MIN_MEASURABLE_S} s)")
+    if options.sample_rate and options.sample_rate != audio.sample_rate:
+        audio = Audio(resample(audio.samples, audio.sample_rate, options.sample_rate), options.sample_rate, audio.path, audio.warnings)
+    samples, result = master(audio, settings, bit_depth=options.bit_depth, over_limit=options.over_limit)
+    if audio.warnings:  # what reading noticed (a truncated file...) belongs with the result
+        result = dataclasses.replace(result, warnings=(*audio.warnings, *result.warnings))
+    if not options.dry_run and result.status != "target_missed":
+        write_audio(samples, audio.sample_rate, output_path, options.bit_depth,
+                    protected=protected + (input_path,), format_name=options.format_name)
+    return result
+
+
+def master_job(input_path: Path, output_path: Path, settings: MasterSettings, options: OutputOptions,
+               protected: tuple[Path, ...] = ()) -> dict:
+    """:func:`master_file` as a batch job: returns a record, never raises for one file.
+
+    The record is :meth:`MasterResult.to_dict` without the settings, or
+    ``{"status": "error", "error": one line}`` for any exception (bad input, disk full,
+    permission denied, out of memory, a defect). ``Stopped`` (a signal) propagates.
+    """
+    try:
+        result = master_file(input_path, output_path, settings, options, protected)
+    except Exception as error:  # noqa: BLE001 - one file's failure is its record
+        return {"status": "error", "error": describe_error(error, input_path)}
+    data = result.to_dict()
+    data.pop("settings")
+    return data
+
+
+def output_path_for(input_path: Path, out_dir: Path, format_name: str | None, taken: set[Path]) -> Path:
+    """Where the master of ``input_path`` goes: ``out_dir/<name>.<ext>``, never a name
+    already used by another input or output of the same run."""
+    if format_name:
+        suffix = "." + format_name.lower().lstrip(".")
+    else:
+        suffix = input_path.suffix.lower() if input_path.suffix.lower() in WRITABLE_FORMATS else ".wav"
+    candidate = out_dir / f"{input_path.stem}{suffix}"
+    if candidate.resolve() in taken:
+        candidate = out_dir / f"{input_path.stem}-{input_path.suffix.lstrip('.').lower()}{suffix}"
+    counter = 2
+    while candidate.resolve() in taken:
+        candidate = out_dir / f"{input_path.stem}-{counter}{suffix}"
+        counter += 1
+    taken.add(candidate.resolve())
+    return candidate
+
+
+# --- a batch --------------------------------------------------------------------------
+
+
+@dataclass
+class MasterPlan:
+    """Which files ``master`` will process, where each goes, and what was left out."""
+
+    jobs: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output)
+    problems: dict[int, str] = field(default_factory=dict)  # job index -> why it cannot run
+    notes: list[str] = field(default_factory=list)
+
+
+def expand_master_inputs(paths: list[Path], notes: list[str]) -> list[Path]:
+    """Files named explicitly, as given; folders expanded to their audio files, minus the
+    ones automix wrote (with a note)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            for child in list_folder(path):
+                if child.name.startswith(".") or not child.is_file() or child.suffix.lower() not in READABLE_EXTENSIONS:
+                    continue
+                if is_automix_output(child):
+                    notes.append(f"left out {child}: written by automix; name it explicitly to master it again")
+                    continue
+                files.append(child)
+        else:
+            files.append(path)
+    return files
+
+
+def plan_master(inputs: list[Path], output_dir: Path, format_name: str | None, dry_run: bool = False) -> MasterPlan:
+    """Check ``master``'s arguments and choose every output name, reading no audio.
+
+    Raises
+    ------
+    AutomixError
+        For a usage error: ``-o`` is an existing file, or a folder that cannot be
+        written. Per-file problems (an output name that is a folder, a device...) are
+        returned in ``problems`` so the other files still run.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise AutomixError(f"-o {output_dir}: exists and is not a folder (master writes one file per input into a folder)")
+    if not dry_run:
+        check_writable_folder(output_dir, f"-o {output_dir}")
+    plan = MasterPlan()
+    files = expand_master_inputs(list(inputs), plan.notes)
+    taken = {f.resolve() for f in files}
+    input_ids = set()
+    for f in files:
+        try:
+            st = f.stat()
+            input_ids.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+    for src in files:
+        dst = output_path_for(src, output_dir, format_name, taken)
+        while _file_id(dst) in input_ids:  # a hard link or symlink to an input
+            taken.add(dst.resolve())
+            dst = output_path_for(src, output_dir, format_name, taken)
+        index = len(plan.jobs)
+        plan.jobs.append((src, dst))
+        if not dry_run:
+            try:
+                check_writable_file(dst, "output")
+            except AutomixError as error:
+                plan.problems[index] = str(error)
+    return plan
+
+
+def _file_id(path: Path):
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def run_master_batch(plan: MasterPlan, output_dir: Path, settings: MasterSettings, options: OutputOptions,
+                     workers: int = 1) -> Iterator[dict]:
+    """Master every file of ``plan``; yield one record per file, in input order.
+
+    Each record has ``input``, ``output`` (None if nothing was written) and the fields
+    of :func:`master_job`. A file ``plan`` refused (its output name is a folder...) gets
+    an error record in its place; the others still run. Temporary files that a killed
+    run left in ``output_dir`` are removed before, and those of a worker that had to be
+    killed after.
+    """
+    if not options.dry_run:
+        clean_stale_parts(output_dir)
+    protected = tuple(src for src, _ in plan.jobs)
+    runnable = [i for i in range(len(plan.jobs)) if i not in plan.problems]
+    arguments = [(src, dst, settings, options, protected) for src, dst in (plan.jobs[i] for i in runnable)]
+    labels = [str(plan.jobs[i][0]) for i in runnable]
+
+    def record(index: int, fields: dict) -> dict:
+        src, dst = plan.jobs[index]
+        written = not options.dry_run and fields["status"] not in ("error", "target_missed")
+        return {"input": str(src), "output": str(dst) if written else None, **fields}
+
+    def refused(index: int) -> dict:
+        return record(index, {"status": "error", "error": plan.problems[index]})
+
+    try:
+        with closing(run_batch(master_job, arguments, labels, workers)) as results:
+            done = 0
+            for position, fields in results:
+                index = runnable[position]
+                yield from (refused(i) for i in range(done, index))
+                yield record(index, fields)
+                done = index + 1
+            yield from (refused(i) for i in range(done, len(plan.jobs)))
+    finally:
+        if not options.dry_run:
+            clean_stale_parts(output_dir)

@@ -1,0 +1,20 @@
+"""How a job writes its results (shared by ``master`` and ``mix``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: BS.1770 gating blocks are 0.4 s: a shorter signal has no measurable loudness (and a
+#: stem raised to its role's level would get tens of dB of gain).
+MIN_MEASURABLE_S = 0.4
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How results are written."""
+
+    bit_depth: str = "24"
+    sample_rate: int | None = None  # None: keep the input's
+    format_name: str | None = None  # None: from the output's extension
+    over_limit: str = "fail"
+    dry_run: bool = False
