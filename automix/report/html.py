@@ -377,8 +377,9 @@ class _Page:
         if _is_number(numbers["sample_peak_dbfs"]):
             rows.append(("Sample peak", _num(numbers["sample_peak_dbfs"], ".2f", "dBFS")))
         if _is_number(master.get("input_lufs")):
-            rows.append(("Into the master", f"{_num(master['input_lufs'], '.1f', 'LUFS')}, true peak "
-                                             f"{_num(master.get('input_true_peak_dbtp'), '.2f', 'dBTP')}"))
+            into = (f"{_num(master['input_lufs'], '.1f', 'LUFS')}, true peak "
+                    f"{_num(master.get('input_true_peak_dbtp'), '.2f', 'dBTP')}")
+            rows.append(("Into the master", into))
         if _is_number(master.get("gain_db")):
             rows.append(("Master gain", _num(master["gain_db"], "+.2f", "dB")))
         format_bits = []

@@ -75,7 +75,7 @@ def _to_svg(fig, figure_id: str) -> str:
     plt.close(fig)
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.DOTALL)
     # Drop the fixed size (points) so CSS scales the figure; the viewBox keeps its shape.
     head_end = text.index(">")
     head = re.sub(r'\s(width|height)="[^"]*"', "", text[:head_end])
