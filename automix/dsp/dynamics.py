@@ -84,20 +84,34 @@ class StreamingCompressor:
         Where the gain smoothing starts (dB of reduction, >= 0): the programme's settled
         reduction, if known, so a track that starts loud does not start a second too
         loud while the smoothing catches up. Only with ``gain_smoothing_ms``.
+    control_decimation : int
+        1 (default): every stage at the sample rate, exactly :func:`compress`. ``D > 1``:
+        the detector's power is averaged over groups of ``D`` samples on a grid fixed
+        from the start of the stream, the rest of the control path (attack, curve,
+        release, smoothing) runs once per group in float64, and each group gets the
+        gain computed from the group before it (one group of lag, held). For a slow,
+        smoothed gain (the glue: 30 ms attack, 500 ms smoothing) this changes the gain
+        by far less than 0.01 dB per group, at about a third of the cost.
 
     Notes
     -----
     No latency: ``process`` returns as many samples as it is given and ``flush`` returns
-    nothing. ``max_gain_reduction_db`` and ``mean_gain_reduction_db`` (over the samples
-    where it acted by more than 0.01 dB) accumulate over the stream.
+    nothing; any blocking gives the same samples. ``max_gain_reduction_db`` and
+    ``mean_gain_reduction_db`` (over the samples where it acted by more than 0.01 dB)
+    accumulate over the stream.
     """
 
     latency = 0
 
     def __init__(self, sample_rate: int, channels: int, *, threshold_db: float, ratio: float, attack_ms: float,
                  release_ms: float, knee_db: float = 6.0, sidechain_highpass_hz: float = 0.0,
-                 gain_smoothing_ms: float = 0.0, initial_gain_reduction_db: float = 0.0):
+                 gain_smoothing_ms: float = 0.0, initial_gain_reduction_db: float = 0.0,
+                 control_decimation: int = 1):
         self.sample_rate, self.channels = sample_rate, channels
+        self.control_decimation = max(1, int(control_decimation))
+        self._partial = np.zeros(0, dtype=np.float32)  # detector power of an unfinished group
+        self._position = 0  # samples received
+        self._last_control_db = float(max(initial_gain_reduction_db, 0.0)) if gain_smoothing_ms > 0 else 0.0
         self.gain_smoothing_ms = gain_smoothing_ms
         self._smooth_zi = None
         self.initial_gain_reduction_db = initial_gain_reduction_db
@@ -123,6 +137,8 @@ class StreamingCompressor:
         """Compress one ``(channels, samples)`` float32 block."""
         if self.ratio <= 1.0 or block.shape[1] == 0:
             return block
+        if self.control_decimation > 1:
+            return self._process_decimated(block)
         if self._sidechain is not None:
             if self._sidechain_zi is None:  # start at rest, as a filter run over the whole signal
                 self._sidechain_zi = np.zeros((self._sidechain.shape[0], block.shape[0], 2))
@@ -160,6 +176,61 @@ class StreamingCompressor:
     def flush(self) -> np.ndarray:
         return np.zeros((self.channels, 0), dtype=np.float32)
 
+    def _process_decimated(self, block: np.ndarray) -> np.ndarray:
+        decimation = self.control_decimation
+        if self._sidechain is not None:
+            if self._sidechain_zi is None:
+                self._sidechain_zi = np.zeros((self._sidechain.shape[0], block.shape[0], 2), dtype=np.float32)
+            sos = self._sidechain.astype(np.float32)  # a detector needs no more than float32
+            detector, self._sidechain_zi = signal.sosfilt(sos, block, axis=-1, zi=self._sidechain_zi)
+            power = np.mean(np.square(detector), axis=0, dtype=np.float32)
+        else:
+            power = np.mean(np.square(block), axis=0, dtype=np.float32)
+        if self._partial.size:
+            power = np.concatenate([self._partial, power])
+        groups = power.size // decimation
+        self._partial = power[groups * decimation :].copy()
+        group_power = power[: groups * decimation].reshape(groups, decimation).mean(axis=1, dtype=np.float64)
+        controls = self._control(group_power) if groups else np.zeros(0)
+        # Group j of the stream is given the gain computed from group j - 1 (causal, held).
+        lagged = np.concatenate(([self._last_control_db], controls))
+        if groups:
+            self._last_control_db = float(controls[-1])
+        start = self._position
+        self._position += block.shape[1]
+        index = np.arange(start, self._position) // decimation - start // decimation
+        reduction = lagged[index]
+        linear = np.power(10.0, -lagged / 20.0).astype(np.float32)[index]
+        acting = reduction > 0.01
+        if acting.any():
+            self._max_reduction = max(self._max_reduction, float(reduction.max()))
+            self._acting_sum += float(reduction[acting].sum())
+            self._acting_count += int(acting.sum())
+        return block * linear
+
+    def _control(self, group_power: np.ndarray) -> np.ndarray:
+        """Attack, static curve, release and smoothing at the group rate (float64)."""
+        rate = self.sample_rate / self.control_decimation
+        smoothed, self._attack_zi = _one_pole_state(group_power, self.attack_ms, rate, self._attack_zi)
+        over = 10.0 * np.log10(np.maximum(smoothed, 1e-20)) - self.threshold_db
+        reduction = static_curve_db(over, self.ratio, self.knee_db)
+        released, self._release_zi = _one_pole_state(reduction, self.release_ms, rate, self._release_zi)
+        held = np.maximum(reduction, released)
+        if self.gain_smoothing_ms > 0:
+            if self._smooth_zi is None:
+                coefficient = math.exp(-1000.0 / (self.gain_smoothing_ms * rate))
+                self._smooth_zi = np.array([coefficient * max(self.initial_gain_reduction_db, 0.0)])
+            held, self._smooth_zi = _one_pole_state(held, self.gain_smoothing_ms, rate, self._smooth_zi)
+        return held
+
+
+def static_curve_db(over_db: np.ndarray, ratio: float, knee_db: float) -> np.ndarray:
+    """Gain reduction (dB, >= 0) for a detector ``over_db`` above the threshold: soft knee
+    (quadratic over +-knee/2), slope ``1 - 1/ratio`` above it, 0 below."""
+    slope = 1.0 - 1.0 / ratio
+    half_knee = knee_db / 2
+    return np.where(over_db >= half_knee, slope * over_db, slope * np.maximum(over_db + half_knee, 0.0) ** 2 / (2 * knee_db))
+
 
 def compress_in_blocks(samples: np.ndarray, compressor: StreamingCompressor, block_size: int = 1 << 16) -> CompressorResult:
     """Run ``compressor`` over a whole signal block by block into one preallocated output.
@@ -175,7 +246,7 @@ def compress_in_blocks(samples: np.ndarray, compressor: StreamingCompressor, blo
     return CompressorResult(out, compressor.max_gain_reduction_db, compressor.mean_gain_reduction_db)
 
 
-def _one_pole_state(x: np.ndarray, time_ms: float, sample_rate: int, zi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _one_pole_state(x: np.ndarray, time_ms: float, sample_rate: float, zi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`one_pole` with its state returned: started at the first value, then carried."""
     coefficient = math.exp(-1000.0 / (time_ms * sample_rate))
     b = np.array([1.0 - coefficient], dtype=x.dtype)

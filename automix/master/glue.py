@@ -32,6 +32,7 @@ from automix.dsp.dynamics import (
     CompressorResult,
     StreamingCompressor,
     compress_in_blocks,
+    static_curve_db,
 )
 from automix.measure import loudness
 from automix.measure.analyzer import THIRD_OCTAVE_CENTRES_HZ, AudioAnalysis
@@ -87,9 +88,12 @@ CALIBRATION_WHOLE_S = 120.0
 CALIBRATION_EXCERPTS = 30
 CALIBRATION_EXCERPT_S = 4.0
 CALIBRATION_SETTLE_S = 1.0
-#: The control path is calibrated at the sample rate over this (the detector after its
-#: 10-30 ms attack has no content above ~20 Hz, so 1.4 kHz at 44.1 kHz is plenty).
-CALIBRATION_DECIMATION = 32
+#: The glue's control path (attack, curve, release, smoothing) runs once per this many
+#: samples, on the detector's mean power over them (see ``control_decimation`` of
+#: :class:`automix.dsp.dynamics.StreamingCompressor`): its gain is smoothed over 500 ms,
+#: so 0.7 ms steps at 44.1 kHz are far finer than it moves. The calibration runs the
+#: same path at the same rate.
+CONTROL_DECIMATION = 32
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ class GlueDecision:
             sample_rate, channels, threshold_db=self.threshold_db, ratio=self.ratio, attack_ms=self.attack_ms,
             release_ms=self.release_ms, sidechain_highpass_hz=self.sidechain_highpass_hz,
             gain_smoothing_ms=self.gain_smoothing_ms, initial_gain_reduction_db=self.initial_reduction_db,
+            control_decimation=CONTROL_DECIMATION,
         )  # fmt: skip
 
 
@@ -209,7 +214,7 @@ def decide_glue(analysis: AudioAnalysis, settings: MasterSettings, *, samples: n
 def sample_rate_floor(sample_rate: int) -> int:
     """Shortest signal the calibration runs on (0.4 s, the loudness block); shorter
     ones use the estimate."""
-    return max(int(0.4 * sample_rate), 4 * CALIBRATION_DECIMATION)
+    return max(int(0.4 * sample_rate), 4 * CONTROL_DECIMATION)
 
 
 def calibrate_threshold_db(samples: np.ndarray, sample_rate: int, depth_db: float, *, ratio: float, attack_ms: float,
@@ -228,27 +233,34 @@ def calibrate(samples: np.ndarray, sample_rate: int, depth_db: float, *, ratio: 
     :class:`automix.dsp.dynamics.StreamingCompressor`) on the signal, or on excerpts of
     a long one, and bisects the threshold until the 95th percentile of the gain
     reduction over the active part (detector within 40 dB of its loudest) equals
-    ``depth_db`` within 0.05 dB. The detector runs once at the full rate; the rest at
-    1/``CALIBRATION_DECIMATION`` of it.
+    ``depth_db`` within 0.05 dB. The detector runs once (:func:`_detector_db`); each
+    bisection step runs the rest at the group rate only.
 
     Returns
     -------
     threshold_db : float
         ``-inf`` for a signal with nothing above the sidechain high-pass.
     initial_reduction_db : float
-        The mean unsmoothed reduction over the signal's first ``2 * GAIN_SMOOTHING_MS``
+        The median unsmoothed reduction over the signal's first ``2 * GAIN_SMOOTHING_MS``
         at that threshold: where the gain smoothing should start.
     """
     detector_db, counted = _detector_db(samples, sample_rate, attack_ms)
     if detector_db.size == 0 or detector_db.max() <= -200.0:
         return -math.inf, 0.0
-    rate = sample_rate / CALIBRATION_DECIMATION
+    rate = sample_rate / CONTROL_DECIMATION
+    first = max(1, int(2 * GAIN_SMOOTHING_MS / 1000.0 * rate))
+    # The signal's first second is the smoothing settling from its start value: not
+    # counted (unless that is all there is).
+    counted = counted.copy()
+    if counted.sum() > 2 * first:
+        counted[:first] = False
     active = counted & (detector_db >= detector_db.max() - 40.0)
     low, high = float(detector_db.max()) - 60.0, float(detector_db.max())
     for _ in range(40):
         middle = 0.5 * (low + high)
         held = _held_reduction(detector_db, middle, ratio, knee_db, release_ms, rate)
-        smoothed = _one_pole(held, GAIN_SMOOTHING_MS, rate)
+        initial = float(np.median(held[:first]))  # the median: a first hit must not set it
+        smoothed = _one_pole(held, GAIN_SMOOTHING_MS, rate, start=initial)  # as the compressor starts
         reduction = float(np.percentile(smoothed[active], 95)) if active.any() else 0.0
         if abs(reduction - depth_db) < 0.05:
             break
@@ -256,8 +268,7 @@ def calibrate(samples: np.ndarray, sample_rate: int, depth_db: float, *, ratio: 
             low = middle  # too much: raise the threshold
         else:
             high = middle
-    first = max(1, int(2 * GAIN_SMOOTHING_MS / 1000.0 * rate))
-    return middle, float(np.mean(held[:first]))
+    return middle, initial
 
 
 def _excerpts(frames: int, sample_rate: int) -> list[tuple[int, int, int]]:
@@ -270,48 +281,51 @@ def _excerpts(frames: int, sample_rate: int) -> list[tuple[int, int, int]]:
 
 
 def _detector_db(samples: np.ndarray, sample_rate: int, attack_ms: float) -> tuple[np.ndarray, np.ndarray]:
-    """The attack-smoothed, high-passed detector in dB, decimated, excerpts joined.
+    """The glue's detector, as its compressor computes it, at the control rate, in dB.
 
-    Each excerpt is processed in 2^16-sample blocks with the filters' state carried
-    (float64 on one block at a time, never on the whole signal). Also returns which
-    values count (not an excerpt's settling stretch, which is run through but skipped).
+    High-passed sidechain (float32), power averaged over channels and over groups of
+    ``CONTROL_DECIMATION`` samples, one-pole attack at the group rate started at the
+    first value -- per excerpt, excerpts joined. Each excerpt is read in 2^16-sample
+    blocks with the filter state carried (never a copy of the whole signal). Also
+    returns which values count (not an excerpt's settling stretch).
     """
-    sos = signal.butter(2, SIDECHAIN_HIGHPASS_HZ, "highpass", fs=sample_rate, output="sos")
-    coefficient = math.exp(-1000.0 / (attack_ms * sample_rate))
+    sos = signal.butter(2, SIDECHAIN_HIGHPASS_HZ, "highpass", fs=sample_rate, output="sos").astype(np.float32)
+    rate = sample_rate / CONTROL_DECIMATION
     parts, counted = [], []
     for start, stop, settle in _excerpts(samples.shape[1], sample_rate):
-        zi_hp = np.zeros((sos.shape[0], samples.shape[0], 2))
-        zi_attack = None
-        values = []
-        for block_start in range(start, stop, 1 << 16):
-            block = samples[:, block_start : min(stop, block_start + (1 << 16))].astype(np.float64)
-            filtered, zi_hp = signal.sosfilt(sos, block, axis=-1, zi=zi_hp)
-            power = np.mean(filtered * filtered, axis=0)
-            if zi_attack is None:
-                zi_attack = np.array([coefficient * power[0]])
-            smoothed, zi_attack = signal.lfilter([1.0 - coefficient], [1.0, -coefficient], power, zi=zi_attack)
-            values.append(smoothed[::CALIBRATION_DECIMATION])  # blocks are multiples of it: one phase
-        detector = np.concatenate(values)
-        parts.append(10.0 * np.log10(np.maximum(detector, 1e-20)))
-        mask = np.ones(detector.size, dtype=bool)
-        mask[: settle // CALIBRATION_DECIMATION] = False
+        zi = np.zeros((sos.shape[0], samples.shape[0], 2), dtype=np.float32)
+        groups = []
+        for block_start in range(start, stop, 1 << 16):  # 2^16 is a multiple of the group size
+            block = np.asarray(samples[:, block_start : min(stop, block_start + (1 << 16))], dtype=np.float32)
+            filtered, zi = signal.sosfilt(sos, block, axis=-1, zi=zi)
+            power = np.mean(np.square(filtered), axis=0, dtype=np.float32)
+            whole = power.size // CONTROL_DECIMATION
+            groups.append(power[: whole * CONTROL_DECIMATION].reshape(whole, -1).mean(axis=1, dtype=np.float64))
+        group_power = np.concatenate(groups)
+        if group_power.size == 0:
+            continue
+        smoothed = _one_pole(group_power, attack_ms, rate)
+        parts.append(10.0 * np.log10(np.maximum(smoothed, 1e-20)))
+        mask = np.ones(group_power.size, dtype=bool)
+        mask[: settle // CONTROL_DECIMATION] = False
         counted.append(mask)
+    if not parts:
+        return np.zeros(0), np.zeros(0, dtype=bool)
     return np.concatenate(parts), np.concatenate(counted)
 
 
 def _held_reduction(detector_db: np.ndarray, threshold_db: float, ratio: float, knee_db: float, release_ms: float,
                     rate: float) -> np.ndarray:
     """Static curve and release of the control path (before the gain smoothing)."""
-    over = detector_db - threshold_db
-    slope = 1.0 - 1.0 / ratio
-    half_knee = knee_db / 2
-    reduction = np.where(over >= half_knee, slope * over, slope * np.maximum(over + half_knee, 0.0) ** 2 / (2 * knee_db))
+    reduction = static_curve_db(detector_db - threshold_db, ratio, knee_db)
     return np.maximum(reduction, _one_pole(reduction, release_ms, rate))
 
 
-def _one_pole(x: np.ndarray, time_ms: float, rate: float) -> np.ndarray:
+def _one_pole(x: np.ndarray, time_ms: float, rate: float, start: float | None = None) -> np.ndarray:
+    """One-pole low-pass started at ``start`` (default: the first value), as the compressor's."""
     coefficient = math.exp(-1000.0 / (time_ms * rate))
-    return signal.lfilter([1.0 - coefficient], [1.0, -coefficient], x, zi=[coefficient * x[0]])[0]
+    initial = x[0] if start is None else start
+    return signal.lfilter([1.0 - coefficient], [1.0, -coefficient], x, zi=[coefficient * initial])[0]
 
 
 def estimated_loud_detector_db(analysis: AudioAnalysis) -> float:
