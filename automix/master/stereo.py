@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from automix.dsp.fir import StreamingFIR, filter_whole
+from automix.dsp.fir import StreamingFIR
 
 #: Stop-band depth of the side's high-pass: side content an octave below the crossover
 #: is removed to -60 dB (0.1%), far below any audible image in the low end.
@@ -91,7 +91,8 @@ class StereoShaper:
         return np.stack([mid_out + side, mid_out - side])
 
 
-def shape_stereo(samples: np.ndarray, sample_rate: int, mono_below_hz: float, width: float) -> np.ndarray:
+def shape_stereo(samples: np.ndarray, sample_rate: int, mono_below_hz: float, width: float,
+                 *, block_size: int = 1 << 18) -> np.ndarray:
     """Mono below ``mono_below_hz`` and side gain ``width``, in mid/side (whole signal).
 
     Parameters
@@ -103,6 +104,10 @@ def shape_stereo(samples: np.ndarray, sample_rate: int, mono_below_hz: float, wi
         Crossover of the side's linear-phase high-pass (-6 dB point; 0 = none).
     width : float
         Side gain after the high-pass.
+    block_size : int
+        :class:`StereoShaper` runs over the signal in blocks of this many samples into
+        one preallocated output (memory: the output plus one block's temporaries); the
+        result does not depend on it.
 
     Returns
     -------
@@ -112,10 +117,13 @@ def shape_stereo(samples: np.ndarray, sample_rate: int, mono_below_hz: float, wi
     """
     if samples.shape[0] != 2 or (mono_below_hz <= 0 and width == 1.0):
         return samples
-    x = np.asarray(samples, dtype=np.float32)
-    mid = np.float32(0.5) * (x[0] + x[1])
-    side = np.float32(0.5) * (x[0] - x[1])
-    if mono_below_hz > 0:
-        side = filter_whole(side[None, :], side_highpass_taps(sample_rate, mono_below_hz))[0]
-    side *= np.float32(width)
-    return np.stack([mid + side, mid - side])
+    shaper = StereoShaper(sample_rate, mono_below_hz, width)
+    out = np.empty(samples.shape, dtype=np.float32)
+    at = 0
+    for start in range(0, samples.shape[1], block_size):
+        part = shaper.process(samples[:, start : start + block_size])
+        out[:, at : at + part.shape[1]] = part
+        at += part.shape[1]
+    part = shaper.flush()
+    out[:, at : at + part.shape[1]] = part
+    return out
