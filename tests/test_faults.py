@@ -162,11 +162,12 @@ def test_master_rerun_into_the_input_folder_does_not_master_its_masters(tmp_path
     write_input(folder / "a.wav", 1.5)
     write_input(folder / "b.flac", 1.5, seed=1)
     originals = digests(folder)
-    for _ in range(2):
-        result = automix("master", folder, "-o", folder, "-j", "2")
+    for inputs in ([folder], [folder, folder / "a.wav"]):  # a.wav named twice is mastered once
+        result = automix("master", *inputs, "-o", folder, "-j", "2")
         assert result.returncode == 0, result.stderr
         assert len(list(folder.iterdir())) == 4  # 2 inputs + 2 masters, not 2 -> 4 -> 8
     assert "left out" in result.stderr and "written by automix" in result.stderr
+    assert "mastered once" in result.stderr
     assert {k: v for k, v in digests(folder).items() if k in originals} == originals
     # named explicitly, an automix output is mastered like any file
     master = next(p for p in folder.iterdir() if p.name not in originals)

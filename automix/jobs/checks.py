@@ -172,6 +172,8 @@ def check_mix_arguments(folder: Path, output: Path, format_name: str | None, *, 
     """
     scan = scan_stems_folder(folder)
     output = Path(output)
+    if output.is_dir():
+        raise AutomixError(f"-o {output}: is a folder; name the mix file, e.g. {output / 'mix.wav'}")
     check_audio_output_name(output, format_name)
     check_role_overrides(role_overrides or {}, scan.files)
     if export_stems is not None:

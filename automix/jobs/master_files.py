@@ -104,7 +104,31 @@ class MasterPlan:
 
 def expand_master_inputs(paths: list[Path], notes: list[str]) -> list[Path]:
     """Files named explicitly, as given; folders expanded to their audio files, minus the
-    ones automix wrote (with a note)."""
+    ones automix wrote (with a note). A file given twice (also through a link, or by
+    name and in a folder) is mastered once."""
+    return _unique(_expand(paths, notes), notes)
+
+
+def _unique(paths: list[Path], notes: list[str]) -> list[Path]:
+    seen: dict[tuple[int, int], Path] = {}
+    unique = []
+    for path in paths:
+        try:
+            st = path.stat()
+            key = (st.st_dev, st.st_ino)
+        except OSError:  # missing: reported by its job
+            unique.append(path)
+            continue
+        if key in seen:
+            same = "given twice" if str(path) == str(seen[key]) else f"is the same file as {seen[key]}"
+            notes.append(f"{path} {same}: mastered once")
+            continue
+        seen[key] = path
+        unique.append(path)
+    return unique
+
+
+def _expand(paths: list[Path], notes: list[str]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
