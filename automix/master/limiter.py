@@ -81,8 +81,6 @@ THD+N -149 dB at 50 Hz, 100 Hz and 1 kHz at every release (previous limiter: -40
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -759,6 +757,6 @@ def peak_envelope(samples: np.ndarray, factor: int, spans: list[tuple[int, int]]
         per_sample[:-1] = np.maximum(per_sample[:-1], per_sample[1:])
         envelope[start:stop] = per_sample[start - lo : stop - lo]
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(pool.map(run, chunks))
+    for chunk in chunks:  # one thread: parallelism belongs to the caller (files, channels)
+        run(chunk)
     return envelope
