@@ -130,8 +130,9 @@ class GlueDecision:
     initial_reduction_db: float = 0.0
 
     def at_gain(self, gain_db: float) -> GlueDecision:
-        """The same decision for the signal after a gain change of ``gain_db``."""
-        return replace(self, threshold_db=self.threshold_db + gain_db)
+        """The same decision for the signal after a gain change of ``gain_db`` (a decision
+        not to act is returned as it is)."""
+        return replace(self, threshold_db=self.threshold_db + gain_db) if self.act else self
 
     def compressor(self, sample_rate: int, channels: int) -> StreamingCompressor | None:
         """The streaming compressor (``process(block)``/``flush()``, no latency), or None."""
