@@ -321,9 +321,11 @@ class StreamingEQ:
         self.latency = self._fir.latency if self._fir else 0
 
     def process(self, block: np.ndarray) -> np.ndarray:
+        """Equalise one ``(channels, samples)`` block; returns the aligned output ready so far."""
         return self._fir.process(block) if self._fir else block
 
     def flush(self) -> np.ndarray:
+        """The output still owed at the end of the stream."""
         return self._fir.flush() if self._fir else np.zeros((self.channels, 0), dtype=np.float32)
 
 
