@@ -41,9 +41,10 @@ from automix.presets import MasterSettings
 #: Peak-to-loudness ratio (true peak - integrated loudness) at or under which the
 #: material is taken to be as dense as a finished master and left alone. Mastered pop
 #: and rock since the 1990s sit at about 8-11 dB (the DR database's album means fell from
-#: ~13 dB in 1985 to 8-9 dB in the 2000s; DR, peak over the loudest 20% RMS, reads a dB
-#: or two under PLR), while a balanced but unmastered mix peaks 14-20 dB over its
-#: loudness. Glue starts 2 dB above this (``MIN_DEPTH_DB / DEPTH_PER_PLR_DB``).
+#: ~13 dB in 1985 to 8-9 dB in the 2000s: analysis of the Pleasurize Music DR database,
+#: themindgap.nl/?p=114; DR, peak over the loudest 20% RMS, reads a dB or two under
+#: PLR), while a balanced but unmastered mix peaks 14-20 dB over its loudness (automix's
+#: own mixes of sample_stems/: 13.7 and 14.5 dB). Glue starts 2 dB above this (``MIN_DEPTH_DB / DEPTH_PER_PLR_DB``).
 DENSE_PLR_DB = 12.0
 
 #: Loudness range (EBU Tech 3342) above which the dynamics are the music's intent
