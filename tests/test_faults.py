@@ -279,6 +279,17 @@ def test_a_dying_worker_fails_only_its_file():
     assert "bug in automix" in records[4][1]["error"]
 
 
+def test_no_worker_can_start_so_the_batch_runs_in_process(monkeypatch):
+    import automix.jobs.safety
+
+    def fork_fails(*args):
+        raise BlockingIOError(11, "Resource temporarily unavailable")  # EAGAIN, as fork under RLIMIT_NPROC
+
+    monkeypatch.setattr(automix.jobs.safety, "_submit", fork_fails)
+    records = list(run_batch(_job, [(i,) for i in (0, 1, 3, 4)], ["a", "b", "c", "d"], workers=2))
+    assert [r["status"] for _, r in records] == ["ok", "ok", "ok", "error"]
+
+
 def test_an_internal_error_is_one_line_unless_debugging(tmp_path):
     source = write_input(tmp_path / "a.wav", 1.0)
     patch = "import automix.cli\ndef _bad(*a, **k):\n    raise ValueError('plan went wrong')\nautomix.cli.plan_master = _bad\n"

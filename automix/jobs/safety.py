@@ -234,17 +234,39 @@ def run_batch(fn: Callable[..., dict], arguments: Sequence[tuple], labels: Seque
     in_flight: dict = {}
     next_out = 0
     pool = _new_pool(workers)
+    inline = False  # no worker could be started: run the rest in this process
+
+    def start(index: int) -> None:
+        nonlocal pool, inline
+        for _ in range(2):
+            if inline:
+                break
+            try:
+                in_flight[_submit(pool, fn, arguments[index])] = index
+                return
+            except BrokenProcessPool:  # a worker died while idle: a fresh pool, once
+                terminate_pool(pool)
+                pool = _new_pool(workers)
+            except OSError:  # fork failed (process or memory limits)
+                inline = True
+        inline = True
+        try:
+            results[index] = fn(*arguments[index])
+        except Exception as error:  # noqa: BLE001
+            results[index] = error_record(error, labels[index])
+
     try:
         while next_out < count:
             if alone:
                 if not in_flight:
                     index = alone.popleft()
                     ran_alone.add(index)
-                    in_flight[_submit(pool, fn, arguments[index])] = index
+                    start(index)
             else:
                 while pending and len(in_flight) < workers:
-                    index = pending.popleft()
-                    in_flight[_submit(pool, fn, arguments[index])] = index
+                    start(pending.popleft())
+                    if inline:
+                        break  # report this one before running the next
             if in_flight:
                 done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                 broken = []
