@@ -178,3 +178,15 @@ def test_the_estimate_without_samples_is_close_to_the_calibration():
         assert estimated.act == with_samples.act
         if estimated.act:
             assert estimated.threshold_db == pytest.approx(with_samples.threshold_db, abs=1.5)
+
+
+def test_a_meter_fed_block_by_block_calibrates_like_the_samples():
+    x = kit_and_pad(8.0, kick=0.5, snare=0.8, pad=0.05)
+    analysis = analyze(Audio(x, SR))
+    meter = glue.GlueDetectorMeter(SR, 2)
+    for start in range(0, x.shape[1], 5000):
+        meter.add(x[:, start : start + 5000])
+    streamed = glue.decide_glue(analysis, POP, detector=meter)
+    whole = glue.decide_glue(analysis, POP, samples=x)
+    assert streamed.act and streamed.threshold_db == pytest.approx(whole.threshold_db, abs=0.05)
+    assert streamed.initial_reduction_db == pytest.approx(whole.initial_reduction_db, abs=0.05)

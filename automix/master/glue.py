@@ -147,7 +147,8 @@ class GlueDecision:
         )  # fmt: skip
 
 
-def decide_glue(analysis: AudioAnalysis, settings: MasterSettings, *, samples: np.ndarray | None = None) -> GlueDecision:
+def decide_glue(analysis: AudioAnalysis, settings: MasterSettings, *, samples: np.ndarray | None = None,
+                detector: GlueDetectorMeter | None = None) -> GlueDecision:
     """Choose the glue from the material's dynamics.
 
     Parameters
@@ -167,6 +168,9 @@ def decide_glue(analysis: AudioAnalysis, settings: MasterSettings, *, samples: n
         (:func:`estimated_loud_detector_db` less the depth over the slope): within about
         1.5 dB of the calibrated threshold on the test material, so within ~0.7 dB of
         the aimed reduction at 2:1.
+    detector : GlueDetectorMeter, optional
+        The same calibration from a meter fed the signal block by block (the streaming
+        chain's analysis pass), when the samples are not held in memory.
 
     Returns
     -------
@@ -198,9 +202,14 @@ def decide_glue(analysis: AudioAnalysis, settings: MasterSettings, *, samples: n
         return decision(False, 0.0, f"no glue: already dense (peak-to-loudness {plr:.1f} dB, glue starts over {dense_limit:.0f} dB)")
     slope = 1.0 - 1.0 / ratio
     initial = 0.0
-    if samples is not None and samples.shape[1] >= sample_rate_floor(analysis.sample_rate):
-        threshold, initial = calibrate(samples, analysis.sample_rate, depth, ratio=ratio, attack_ms=attack_ms,
-                                       release_ms=release_ms)  # fmt: skip
+    groups = None
+    if detector is not None and detector.frames >= sample_rate_floor(analysis.sample_rate):
+        groups = [(detector.group_power(), 0)]
+    elif samples is not None and samples.shape[1] >= sample_rate_floor(analysis.sample_rate):
+        groups = _excerpt_group_powers(samples, analysis.sample_rate)
+    if groups is not None:
+        threshold, initial = _calibrate_groups(groups, analysis.sample_rate, depth, ratio=ratio, attack_ms=attack_ms,
+                                               release_ms=release_ms)  # fmt: skip
         how = "calibrated on its gain envelope"
     else:
         threshold = estimated_loud_detector_db(analysis) - depth / slope
@@ -246,7 +255,15 @@ def calibrate(samples: np.ndarray, sample_rate: int, depth_db: float, *, ratio: 
         The median unsmoothed reduction over the signal's first ``2 * GAIN_SMOOTHING_MS``
         at that threshold: where the gain smoothing should start.
     """
-    detector_db, counted = _detector_db(samples, sample_rate, attack_ms)
+    return _calibrate_groups(_excerpt_group_powers(samples, sample_rate), sample_rate, depth_db, ratio=ratio,
+                             attack_ms=attack_ms, release_ms=release_ms, knee_db=knee_db)  # fmt: skip
+
+
+def _calibrate_groups(groups: list[tuple[np.ndarray, int]], sample_rate: int, depth_db: float, *, ratio: float,
+                      attack_ms: float, release_ms: float, knee_db: float = 6.0) -> tuple[float, float]:
+    """:func:`calibrate` on the detector's group powers (``(powers, settling groups)``
+    per excerpt)."""
+    detector_db, counted = _detector_db(groups, sample_rate, attack_ms)
     if detector_db.size == 0 or detector_db.max() <= -200.0:
         return -math.inf, 0.0
     rate = sample_rate / CONTROL_DECIMATION
@@ -282,38 +299,74 @@ def _excerpts(frames: int, sample_rate: int) -> list[tuple[int, int, int]]:
     return [(int(s), int(s) + length, settle) for s in starts]
 
 
-def _detector_db(samples: np.ndarray, sample_rate: int, attack_ms: float) -> tuple[np.ndarray, np.ndarray]:
-    """The glue's detector, as its compressor computes it, at the control rate, in dB.
+def _excerpt_group_powers(samples: np.ndarray, sample_rate: int) -> list[tuple[np.ndarray, int]]:
+    """The glue detector's power per group of ``CONTROL_DECIMATION`` samples, per excerpt.
 
-    High-passed sidechain (float32), power averaged over channels and over groups of
-    ``CONTROL_DECIMATION`` samples, one-pole attack at the group rate started at the
-    first value -- per excerpt, excerpts joined. Each excerpt is read in 2^16-sample
-    blocks with the filter state carried (never a copy of the whole signal). Also
-    returns which values count (not an excerpt's settling stretch).
+    High-passed sidechain (float32), power averaged over channels and over each group,
+    as its compressor computes it. Each excerpt is read in 2^16-sample blocks with the
+    filter state carried (never a copy of the whole signal). Returns ``(powers,
+    settling groups)`` per excerpt.
     """
-    sos = signal.butter(2, SIDECHAIN_HIGHPASS_HZ, "highpass", fs=sample_rate, output="sos").astype(np.float32)
+    parts = []
+    for start, stop, settle in _excerpts(samples.shape[1], sample_rate):
+        meter = GlueDetectorMeter(sample_rate, samples.shape[0])
+        for block_start in range(start, stop, 1 << 16):
+            meter.add(samples[:, block_start : min(stop, block_start + (1 << 16))])
+        parts.append((meter.group_power(), settle // CONTROL_DECIMATION))
+    return parts
+
+
+def _detector_db(groups: list[tuple[np.ndarray, int]], sample_rate: int, attack_ms: float) -> tuple[np.ndarray, np.ndarray]:
+    """The attack-smoothed detector (dB) at the group rate, excerpts joined, and which
+    values count (not an excerpt's settling stretch)."""
     rate = sample_rate / CONTROL_DECIMATION
     parts, counted = [], []
-    for start, stop, settle in _excerpts(samples.shape[1], sample_rate):
-        zi = np.zeros((sos.shape[0], samples.shape[0], 2), dtype=np.float32)
-        groups = []
-        for block_start in range(start, stop, 1 << 16):  # 2^16 is a multiple of the group size
-            block = np.asarray(samples[:, block_start : min(stop, block_start + (1 << 16))], dtype=np.float32)
-            filtered, zi = signal.sosfilt(sos, block, axis=-1, zi=zi)
-            power = np.mean(np.square(filtered), axis=0, dtype=np.float32)
-            whole = power.size // CONTROL_DECIMATION
-            groups.append(power[: whole * CONTROL_DECIMATION].reshape(whole, -1).mean(axis=1, dtype=np.float64))
-        group_power = np.concatenate(groups)
+    for group_power, settle in groups:
         if group_power.size == 0:
             continue
-        smoothed = _one_pole(group_power, attack_ms, rate)
+        smoothed = _one_pole(group_power.astype(np.float64), attack_ms, rate)
         parts.append(10.0 * np.log10(np.maximum(smoothed, 1e-20)))
         mask = np.ones(group_power.size, dtype=bool)
-        mask[: settle // CONTROL_DECIMATION] = False
+        mask[:settle] = False
         counted.append(mask)
     if not parts:
         return np.zeros(0), np.zeros(0, dtype=bool)
     return np.concatenate(parts), np.concatenate(counted)
+
+
+class GlueDetectorMeter:
+    """Collects the glue detector's group powers from a stream, for :func:`decide_glue`.
+
+    ``add(block)`` for every ``(channels, samples)`` block of the signal the glue will
+    process; memory is 4 bytes per ``CONTROL_DECIMATION`` samples (20 MB for an hour at
+    44.1 kHz), cost one float32 2nd-order high-pass over the signal.
+    """
+
+    def __init__(self, sample_rate: int, channels: int):
+        self._sos = signal.butter(2, SIDECHAIN_HIGHPASS_HZ, "highpass", fs=sample_rate, output="sos").astype(np.float32)
+        self._zi = np.zeros((self._sos.shape[0], channels, 2), dtype=np.float32)
+        self._partial = np.zeros(0, dtype=np.float32)
+        self._groups: list[np.ndarray] = []
+        self.frames = 0
+
+    def add(self, block: np.ndarray) -> None:
+        """Feed the next block (any length)."""
+        block = np.asarray(block, dtype=np.float32)
+        if block.shape[1] == 0:
+            return
+        self.frames += block.shape[1]
+        filtered, self._zi = signal.sosfilt(self._sos, block, axis=-1, zi=self._zi)
+        power = np.mean(np.square(filtered), axis=0, dtype=np.float32)
+        if self._partial.size:
+            power = np.concatenate([self._partial, power])
+        whole = power.size // CONTROL_DECIMATION
+        self._partial = power[whole * CONTROL_DECIMATION :].copy()
+        if whole:
+            self._groups.append(power[: whole * CONTROL_DECIMATION].reshape(whole, -1).mean(axis=1, dtype=np.float64).astype(np.float32))
+
+    def group_power(self) -> np.ndarray:
+        """Mean detector power of every complete group so far (float32)."""
+        return np.concatenate(self._groups) if self._groups else np.zeros(0, dtype=np.float32)
 
 
 def _held_reduction(detector_db: np.ndarray, threshold_db: float, ratio: float, knee_db: float, release_ms: float,
