@@ -173,3 +173,20 @@ def test_a_sparse_signal_is_not_compared_with_a_full_mix():
     move, y = master_eq(x)
     assert move.max_abs_db == 0.0 and "sparse" in move.reason
     assert y is x
+
+
+def test_band_spread_meter_streams_what_the_samples_give():
+    """Sparse material (a snare alone) is uncertain in its sparse bands, steady noise is
+    not, whether measured from the samples or fed block by block."""
+    from automix.master.tonal import BandSpreadMeter, band_uncertainty_db
+
+    for x, expect_uncertain in ((_snare(12), True), (pink_noise(12, SR), False)):
+        meter = BandSpreadMeter(SR, 2)
+        for start in range(0, x.shape[1], 10000):
+            meter.add(x[:, start : start + 10000])
+        streamed, whole = meter.uncertainty_db(), band_uncertainty_db(x, SR, meter.band_count)
+        mids = (CENTRES[: meter.band_count] >= 200) & (CENTRES[: meter.band_count] <= 5000)
+        if expect_uncertain:
+            assert np.median(streamed[mids]) > 3.0 and np.median(whole[mids]) > 3.0
+        else:
+            assert np.median(streamed[mids]) < 0.6 and np.median(whole[mids]) < 0.6

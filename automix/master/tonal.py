@@ -130,26 +130,82 @@ def band_uncertainty_db(samples: np.ndarray, sample_rate: int, band_count: int) 
     available = max(1, (frames - segment) // (segment // 2) + 1)
     starts = np.linspace(0, frames - segment, min(available, 256)).astype(np.int64)
     window = signal.get_window("hann", segment).astype(np.float32)
-    frequencies = np.fft.rfftfreq(segment, 1.0 / sample_rate)
-    centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[:band_count])
-    membership = np.stack([(frequencies >= c / 2 ** (1 / 6)) & (frequencies < c * 2 ** (1 / 6)) for c in centres]).astype(np.float64)
+    membership = _band_membership(sample_rate, segment, band_count)
     band_power = np.zeros((starts.size, band_count))
     for batch in np.array_split(np.arange(starts.size), -(-starts.size // 32)):
         block = samples[:, starts[batch][:, None] + np.arange(segment)[None, :]] * window  # (ch, n, segment)
         spectrum = (np.abs(np.fft.rfft(block, axis=-1)) ** 2).sum(axis=0)  # summed over channels
         band_power[batch] = spectrum.astype(np.float64) @ membership.T
+    return _uncertainty_from_frames(band_power, frames / sample_rate, membership.sum(axis=1) > 0)
+
+
+def _band_membership(sample_rate: int, segment: int, band_count: int) -> np.ndarray:
+    frequencies = np.fft.rfftfreq(segment, 1.0 / sample_rate)
+    centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[:band_count])
+    return np.stack([(frequencies >= c / 2 ** (1 / 6)) & (frequencies < c * 2 ** (1 / 6)) for c in centres]).astype(np.float64)
+
+
+def _uncertainty_from_frames(band_power: np.ndarray, duration_s: float, measured: np.ndarray) -> np.ndarray:
+    """Standard error per band from per-frame band powers ``(frames, bands)``."""
+    if band_power.shape[0] == 0:
+        return np.where(measured, UNKNOWN_UNCERTAINTY_DB, np.inf)
     total = band_power.sum(axis=1)
     active = total >= total.max() * 1e-4 if total.max() > 0 else np.zeros(total.size, bool)
     if active.sum() < MIN_FRAMES_FOR_SPREAD:  # one or two looks say nothing about variation
-        return np.where(membership.sum(axis=1) > 0, UNKNOWN_UNCERTAINTY_DB, np.inf)
+        return np.where(measured, UNKNOWN_UNCERTAINTY_DB, np.inf)
     power = band_power[active]
     floor = max(power.max(), 1e-30) * 1e-12  # 120 dB under the loudest: "empty" stays finite
     levels_db = 10 * np.log10(power + floor)
     spread_db = levels_db.std(axis=0)
-    duration_s = frames / sample_rate
     looks = max(1.0, min(float(active.sum()), duration_s / DECORRELATION_S))
-    uncertainty = spread_db / math.sqrt(looks)
-    return np.where(membership.sum(axis=1) > 0, uncertainty, np.inf)
+    return np.where(measured, spread_db / math.sqrt(looks), np.inf)
+
+
+class BandSpreadMeter:
+    """:func:`band_uncertainty_db` from a stream, for ``tonal_balance(uncertainty_db=)``.
+
+    ``add(block)`` for every ``(channels, samples)`` block; every ``stride``-th
+    8192-sample frame of a grid fixed from the stream's start is measured (Hann window,
+    power summed over channels, per third-octave band). Memory: one frame of tail and
+    the bands' powers per measured frame (2 MB for an hour); cost: an FFT of every
+    other frame. Frames differ from :func:`band_uncertainty_db`'s (which spreads up to
+    256 half-overlapping frames over a signal in memory), so the values differ slightly.
+    """
+
+    SEGMENT = 8192
+
+    def __init__(self, sample_rate: int, channels: int, band_count: int | None = None, stride: int = 2):
+        self.sample_rate, self.channels, self.stride = sample_rate, channels, max(1, int(stride))
+        if band_count is None:
+            band_count = sum(1 for c in THIRD_OCTAVE_CENTRES_HZ if c * 2 ** (1 / 6) <= sample_rate / 2)
+        self.band_count = band_count
+        self._membership = _band_membership(sample_rate, self.SEGMENT, band_count)
+        self._window = signal.get_window("hann", self.SEGMENT).astype(np.float32)
+        self._tail = np.zeros((channels, 0), dtype=np.float32)
+        self._frame_index = 0
+        self._rows: list[np.ndarray] = []
+        self.frames = 0
+
+    def add(self, block: np.ndarray) -> None:
+        """Feed the next block (any length)."""
+        block = np.asarray(block, dtype=np.float32)
+        self.frames += block.shape[1]
+        buffer = np.concatenate([self._tail, block], axis=1) if self._tail.shape[1] else block
+        count = buffer.shape[1] // self.SEGMENT
+        if count:
+            frames = buffer[:, : count * self.SEGMENT].reshape(self.channels, count, self.SEGMENT)
+            keep = (self._frame_index + np.arange(count)) % self.stride == 0
+            if keep.any():
+                chosen = frames[:, keep] * self._window
+                spectrum = (np.abs(np.fft.rfft(chosen, axis=-1)) ** 2).sum(axis=0)
+                self._rows.append(spectrum.astype(np.float64) @ self._membership.T)
+            self._frame_index += count
+        self._tail = buffer[:, count * self.SEGMENT :].copy()
+
+    def uncertainty_db(self) -> np.ndarray:
+        """Standard error (dB) of each band's long-term level, as :func:`band_uncertainty_db`."""
+        rows = np.concatenate(self._rows) if self._rows else np.zeros((0, self.band_count))
+        return _uncertainty_from_frames(rows, self.frames / self.sample_rate, self._membership.sum(axis=1) > 0)
 
 
 def confidence(analysis: AudioAnalysis, band_count: int, uncertainty_db: np.ndarray | None = None) -> np.ndarray:
@@ -186,7 +242,8 @@ def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples:
         analysis's ``band_spread_db`` (per-band standard deviation of the level over its
         spectrum frames) if it has one, else only the duration and loudness range do.
     uncertainty_db : numpy.ndarray, optional
-        Precomputed per-band uncertainty (overrides ``samples``).
+        Precomputed per-band uncertainty (overrides ``samples``), e.g. from a
+        :class:`BandSpreadMeter` fed during a streaming analysis pass.
 
     Returns
     -------
