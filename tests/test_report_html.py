@@ -19,7 +19,13 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from automix.report import FIGURE_IDS, ReportCurves, render_html, write_html
+from automix.report import (
+    FIGURE_IDS,
+    ReportCurves,
+    curves_from_audio,
+    render_html,
+    write_html,
+)
 
 #: A file name a browser would take for markup if it were not escaped (no "/": it is one name).
 HOSTILE = "<b>x<b> & \"quote\" 'tick' $a$ <script>alert(1)<script>.wav"
@@ -326,3 +332,26 @@ def test_figures_show_in_a_real_browser(tmp_path, page, width, height, figure_wi
         assert np.count_nonzero(spread > 80) > 150, f"{figure_id}: no coloured data drawn"
         # ink spread over the figure, not one stripe: most rows of the plot area carry some
         assert np.mean(ink.any(axis=1)) > 0.5, f"{figure_id}: ink in too few rows"
+
+
+def test_curves_from_audio_measure_a_known_sine():
+    """A 997 Hz sine at 0.1 peak in both channels reads -20.0 LUFS (BS.1770: 0 dBFS in one
+    channel reads -3.01 LUFS; two channels +3.01 dB); half the amplitude 6.02 dB less."""
+    from automix.presets import load_preset
+
+    rate = 48000
+    t = np.arange(5 * rate) / rate
+    before = np.tile(0.1 * np.sin(2 * np.pi * 997.0 * t), (2, 1)).astype(np.float32)
+    curves = curves_from_audio(before, before * 0.5, rate, load_preset("pop").master,
+                               limiter_gain_reduction_db=np.zeros(50))
+    assert curves.hop_s == 0.1
+    # one reading every 100 ms: 5 s holds 47 momentary (400 ms) and 21 short-term (3 s) windows
+    assert curves.input_momentary_lufs.size == 47 and curves.input_short_term_lufs.size == 21
+    assert np.allclose(curves.input_momentary_lufs, -20.0, atol=0.05)
+    assert np.allclose(curves.output_short_term_lufs, -26.02, atol=0.05)
+    centres = 1000.0 * 10 ** (np.arange(-16, 14) / 10)
+    assert centres[np.argmax(curves.input_bands_db)] == pytest.approx(1000.0, rel=0.01)
+    assert np.max(curves.output_bands_db) > -1.0  # nearly all the power in that one band
+    assert curves.target_bands_db.shape == (30,) and np.all(np.isfinite(curves.target_bands_db))
+    page = render_html(sample_report(), curves)
+    assert page.count("<svg") == 4

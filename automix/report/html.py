@@ -84,6 +84,49 @@ class ReportCurves:
     hop_s: float = 0.1
 
 
+#: The report file suffixes that mean "the HTML page" (anything else: the JSON).
+HTML_SUFFIXES = (".html", ".htm")
+
+
+def curves_from_audio(before: np.ndarray | None, after: np.ndarray | None, sample_rate: int, settings=None, *,
+                      limiter_gain_reduction_db: np.ndarray | None = None,
+                      glue_gain_reduction_db: np.ndarray | None = None) -> ReportCurves:
+    """Measure the curves of :class:`ReportCurves` from the audio before and after the master.
+
+    Parameters
+    ----------
+    before, after : numpy.ndarray or None
+        float32 ``(channels, samples)``: the master's input (for a mix, the balanced mix,
+        ``RenderResult.mix``) and the output as written (the master, on the output grid).
+    settings : MasterSettings or None
+        The preset's mastering settings, for the target spectrum.
+    limiter_gain_reduction_db, glue_gain_reduction_db : numpy.ndarray or None
+        Passed through (``LimiterStats.timeline_db`` of the final render).
+
+    Costs one loudness measurement and one analysis per signal (no true-peak scan).
+    """
+    from automix.io.audio import Audio
+    from automix.measure.analyzer import analyze
+    from automix.measure.loudness import measure
+
+    def curves_of(samples):
+        if samples is None or np.asarray(samples).size == 0:
+            return None, None, None
+        measured = measure(samples, sample_rate, true_peak=False)
+        bands = np.asarray(analyze(Audio(samples, sample_rate)).band_levels_db, dtype=np.float64)
+        return measured.momentary_lufs, measured.short_term_lufs, bands
+
+    in_momentary, in_short, in_bands = curves_of(before)
+    out_momentary, out_short, out_bands = curves_of(after)
+    target = None
+    if settings is not None:
+        from automix.master.tonal import target_curve_db
+
+        target = target_curve_db(np.asarray(THIRD_OCTAVE_CENTRES_HZ, dtype=np.float64), settings)
+    return ReportCurves(in_momentary, in_short, out_momentary, out_short, in_bands, out_bands, target,
+                        limiter_gain_reduction_db, glue_gain_reduction_db, hop_s=0.1)
+
+
 def write_html(report: dict, curves: ReportCurves | None, path: str | Path) -> None:
     """Write :func:`render_html` to ``path`` atomically (UTF-8), like the audio.
 
@@ -504,11 +547,14 @@ class _Page:
             return head + text + '<p class="missing">Gain reduction over time: no limiter timeline was given to the report.</p></section>'
         from automix.report import plots
 
+        # The mark sits on the drawn timeline (its deepest granule); without one, where the
+        # report says.
         deepest = None
-        if _is_number(master.get("limiter_max_gain_reduction_db")) and _is_number(master.get("limiter_deepest_at_s")):
+        if limiter is not None:
+            if limiter.max() > 0:
+                deepest = ((float(np.argmax(limiter)) + 0.5) * c.hop_s, float(limiter.max()))
+        elif _is_number(master.get("limiter_max_gain_reduction_db")) and _is_number(master.get("limiter_deepest_at_s")):
             deepest = (float(master["limiter_deepest_at_s"]), float(master["limiter_max_gain_reduction_db"]))
-        elif limiter is not None and limiter.max() > 0:
-            deepest = (float(np.argmax(limiter)) * c.hop_s, float(limiter.max()))
         caption = (f"Gain reduction, the deepest in each {_num(c.hop_s * 1000, '.0f', 'ms')}, drawn downward"
                    + ("; the triangle marks the deepest moment." if deepest else "."))
         figure = self.figure("fig-gain-reduction", caption,
@@ -534,10 +580,12 @@ class _Page:
         groups = mix.get("groups") if isinstance(mix.get("groups"), list) else []
         if groups:
             rows = "".join(
-                f"<tr><td>{_e(g.get('name'))}</td><td class=\"n\">{_num(g.get('target_lufs'), '+.2f', 'LU')}</td>"
-                f"<td>{_e(', '.join(str(s) for s in g.get('stems') or []))}</td><td>{self.why(g.get('rule'))}</td></tr>"
+                f"<tr><td class=\"file\">{_e(g.get('name'))}</td>"
+                f"<td data-label=\"level\" class=\"n\">{_num(g.get('target_lufs'), '+.2f', 'LU')}</td>"
+                f"<td data-label=\"stems\">{_e(', '.join(str(s) for s in g.get('stems') or []))}</td>"
+                f"<td data-label=\"rule\">{self.why(g.get('rule'))}</td></tr>"
                 for g in groups if isinstance(g, dict))
-            parts.append("<h3>Groups (loudness relative to the lead)</h3><div class=\"scroll\"><table class=\"plan\">"
+            parts.append("<h3>Groups (loudness relative to the lead)</h3><div class=\"scroll\"><table class=\"plan cards\">"
                          "<thead><tr><th>group</th><th>level</th><th>stems</th><th>rule</th></tr></thead>"
                          f"<tbody>{rows}</tbody></table></div>")
         parts.append("</section>")

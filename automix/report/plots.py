@@ -178,7 +178,7 @@ def spectrum_svg(figure_id: str, centres_hz, curves: list[tuple[str, object, str
                     marker="o" if style == "-" else None, ms=2.5, label=label)
         ax.set_xscale("log")
         ax.set_ylabel("dB re total power")
-        ax.legend(loc="lower left")
+        ax.legend(loc="upper right")  # music's spectrum falls to the right: that corner is free
         bottom_ax = ax
         if eq_ax is not None:
             if eq_move_db:
