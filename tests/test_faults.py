@@ -279,6 +279,26 @@ def test_a_dying_worker_fails_only_its_file():
     assert "bug in automix" in records[4][1]["error"]
 
 
+def test_a_worker_killed_mid_file_through_the_cli(tmp_path):
+    files = [write_input(tmp_path / f"{name}.wav", 1.0, seed=i) for i, name in enumerate("abc")]
+    patch = (
+        "import os, automix.jobs.master_files as m\n"
+        "real = m.master_file\n"
+        "def dies_on_b(src, *a, **k):\n"
+        "    if src.name == 'b.wav':\n"
+        "        os.kill(os.getpid(), 9)  # as the OOM killer would\n"
+        "    return real(src, *a, **k)\n"
+        "m.master_file = dies_on_b\n"
+    )
+    result = automix_patched(patch, "master", *files, "-o", tmp_path / "out", "-j", "2", "--json")
+    assert result.returncode == 1, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in records] == ["ok", "error", "ok"]
+    assert "worker process stopped" in records[1]["error"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.wav", "c.wav"]
+    no_traceback(result)
+
+
 def test_no_worker_can_start_so_the_batch_runs_in_process(monkeypatch):
     import automix.jobs.safety
 
