@@ -355,3 +355,15 @@ def test_curves_from_audio_measure_a_known_sine():
     assert curves.target_bands_db.shape == (30,) and np.all(np.isfinite(curves.target_bands_db))
     page = render_html(sample_report(), curves)
     assert page.count("<svg") == 4
+
+
+def test_long_programme_keeps_its_deepest_moment_and_the_page_small():
+    """Ten minutes at 100 ms: the timeline is drawn pooled (the deepest of each run), so a
+    single 4 dB granule still shows, and is marked, and the figure stays small."""
+    limiter = np.full(6000, 0.2)
+    limiter[3000] = 4.0  # the granule from 300.0 s to 300.1 s
+    page = render_html(sample_report(), ReportCurves(limiter_gain_reduction_db=limiter))
+    figure = re.search(r'<figure id="fig-gain-reduction">(.*?)</figure>', page, re.DOTALL).group(1)
+    assert len(figure) < 300_000
+    assert "deepest 4.00 dB at 300." in figure.replace("\u2212", "-")
+    assert "the deepest in each 800&nbsp;ms" in figure  # 6000 granules drawn as 750 steps of 8

@@ -203,6 +203,19 @@ def _array(values) -> np.ndarray | None:
     return values if values.size else None
 
 
+#: Widest gain-reduction timeline drawn, in steps (a 10-minute programme at 100 ms is
+#: 6000; the figure is at most 640 px wide).
+MAX_STEPS = 800
+
+
+def _pool_max(values: np.ndarray | None, pool: int) -> np.ndarray | None:
+    """The maximum of each run of ``pool`` values (the last run may be shorter)."""
+    if values is None or pool == 1:
+        return values
+    padded = np.concatenate((values, np.full(-values.size % pool, -np.inf)))
+    return padded.reshape(-1, pool).max(axis=1)
+
+
 _RULE_KEY = re.compile(r"(^|_)(rule|reason)$")
 
 
@@ -555,10 +568,16 @@ class _Page:
                 deepest = ((float(np.argmax(limiter)) + 0.5) * c.hop_s, float(limiter.max()))
         elif _is_number(master.get("limiter_max_gain_reduction_db")) and _is_number(master.get("limiter_deepest_at_s")):
             deepest = (float(master["limiter_deepest_at_s"]), float(master["limiter_max_gain_reduction_db"]))
-        caption = (f"Gain reduction, the deepest in each {_num(c.hop_s * 1000, '.0f', 'ms')}, drawn downward"
+        # A long programme is drawn at most MAX_STEPS steps wide, each the deepest of the
+        # granules it covers (peaks kept; the page stays small).
+        steps = max(x.size for x in (limiter, glue_curve) if x is not None)
+        pool = max(1, math.ceil(steps / MAX_STEPS))
+        limiter, glue_curve = _pool_max(limiter, pool), _pool_max(glue_curve, pool)
+        hop_s = c.hop_s * pool
+        caption = (f"Gain reduction, the deepest in each {_num(hop_s * 1000, '.0f', 'ms')}, drawn downward"
                    + ("; the triangle marks the deepest moment." if deepest else "."))
         figure = self.figure("fig-gain-reduction", caption,
-                             lambda: plots.gain_reduction_svg("fig-gain-reduction", c.hop_s, limiter, glue_curve, deepest))
+                             lambda: plots.gain_reduction_svg("fig-gain-reduction", hop_s, limiter, glue_curve, deepest))
         return head + figure + text + "</section>"
 
     # --- the mix ----------------------------------------------------------------------
