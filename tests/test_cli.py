@@ -100,3 +100,20 @@ def test_master_command_batch(tmp_path):
     assert abs(json.loads(dry.stdout)["output_lufs"] + 16) <= 0.1
     usage = automix("master", tmp_path / "a.wav", "-o", tmp_path / "x", "--bit-depth", "12")
     assert usage.returncode == 2 and "bit-depth" in usage.stderr
+
+
+def test_master_output_name_taken_by_a_folder_fails_only_that_file(tmp_path):
+    import soundfile as sf
+    from signals import music_like
+
+    for i, name in enumerate("abc"):
+        sf.write(tmp_path / f"{name}.wav", music_like(1.0, 44100, seed=i).T, 44100, subtype="PCM_24")
+    out = tmp_path / "out"
+    (out / "b.wav").mkdir(parents=True)  # the name b's master would take
+    result = automix("master", tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "c.wav", "-o", out, "--json")
+    assert result.returncode == 1, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in records] == ["ok", "error", "ok"]
+    assert "folder" in records[1]["error"] and records[1]["output"] is None
+    assert (out / "b.wav").is_dir() and (out / "a.wav").is_file() and (out / "c.wav").is_file()
+    assert "Traceback" not in result.stderr
