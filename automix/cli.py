@@ -15,7 +15,6 @@ environment adds the traceback.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -39,6 +38,7 @@ from automix.jobs.safety import (
     BUG_NOTE,
     Stopped,
     cap_jobs,
+    debug_traceback,
     describe_error,
     error_record,
     install_stop_handlers,
@@ -330,6 +330,7 @@ def mix_command(
             result = mix_folder(folder, output, resolved, options, role_overrides=overrides, no_master=no_master,
                                 export_stems=export_stems, report_path=report, strict=strict)
         except Exception as error:  # noqa: BLE001 - AutomixError, disk full, out of memory...: one line
+            debug_traceback(error)
             message = describe_error(error)
             if as_json:
                 print(json.dumps({"input": str(folder), "status": "error", "error": message}), flush=True)
@@ -480,10 +481,7 @@ def main() -> None:
         fail(str(error))
         sys.exit(EXIT_USAGE)
     except Exception as error:  # noqa: BLE001 - a defect: one line, not a traceback
-        if os.environ.get("AUTOMIX_DEBUG") == "1":
-            import traceback
-
-            traceback.print_exc()
+        debug_traceback(error)
         message = describe_error(error)
         fail(message if BUG_NOTE in message else f"{message}; {BUG_NOTE}")
         sys.exit(EXIT_FAILED)

@@ -26,7 +26,7 @@ from automix.jobs.checks import (
     list_folder,
 )
 from automix.jobs.options import MIN_MEASURABLE_S, OutputOptions
-from automix.jobs.safety import describe_error, run_batch
+from automix.jobs.safety import error_record, run_batch
 from automix.master.chain import MasterResult, master
 from automix.presets import MasterSettings
 
@@ -66,7 +66,7 @@ def master_job(input_path: Path, output_path: Path, settings: MasterSettings, op
     try:
         result = master_file(input_path, output_path, settings, options, protected)
     except Exception as error:  # noqa: BLE001 - one file's failure is its record
-        return {"status": "error", "error": describe_error(error, input_path)}
+        return error_record(error, input_path)
     data = result.to_dict()
     data.pop("settings")
     return data

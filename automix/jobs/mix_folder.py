@@ -23,7 +23,7 @@ from automix.jobs.checks import (
 )
 from automix.jobs.options import MIN_MEASURABLE_S, OutputOptions
 from automix.jobs.report import build_report, write_report
-from automix.jobs.safety import describe_error
+from automix.jobs.safety import debug_traceback, describe_error
 from automix.master.chain import MasterResult, master
 from automix.measure.analyzer import analyze
 from automix.mix.balancer import MixPlan, StemInfo, balance
@@ -70,6 +70,7 @@ def load_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = 
         try:
             audio = read_audio(path)
         except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
+            debug_traceback(error)
             if strict:
                 raise AutomixError(describe_error(error, path)) from None
             skipped.append((path.name, describe_error(error, path), "unreadable"))
@@ -201,6 +202,8 @@ def _analyse_stems(stems: LoadedStems, strict: bool) -> tuple[LoadedStems, list]
     finally:  # on a signal, do not analyse the stems still queued
         pool.shutdown(wait=True, cancel_futures=True)
     failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    for i in failed:
+        debug_traceback(results[i])
     if not failed:
         return stems, results
     if strict:

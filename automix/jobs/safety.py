@@ -83,7 +83,19 @@ def describe_error(error: BaseException, subject: str | os.PathLike | None = Non
 
 
 def error_record(error: BaseException, subject) -> dict:
+    """``{"status": "error", "error": one line}``; the traceback too, on stderr, with
+    ``AUTOMIX_DEBUG=1``."""
+    debug_traceback(error)
     return {"status": "error", "error": describe_error(error, subject)}
+
+
+def debug_traceback(error: BaseException) -> None:
+    """Print ``error``'s traceback on stderr if ``AUTOMIX_DEBUG=1`` (for developers;
+    users get one line)."""
+    if os.environ.get("AUTOMIX_DEBUG") == "1" and not isinstance(error, AutomixError):
+        import traceback
+
+        traceback.print_exception(type(error), error, error.__traceback__)
 
 
 # --- signals -------------------------------------------------------------------------
