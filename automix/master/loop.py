@@ -112,24 +112,20 @@ def hop_edge(index: np.ndarray | int, sample_rate: int, per_granule: int) -> np.
 class FeatureCollector:
     """Collect :class:`LoopFeatures` block by block, with every filter's state carried.
 
-    The true-peak envelope is taken on the same oversampled grid as the meter
-    (:func:`automix.measure.loudness.oversample`). The last ``2 * TAPS_PER_PHASE``
-    samples are kept between blocks as interpolation context, so a sample's envelope
-    value is emitted once the samples after it have arrived, and any block size gives
-    the same features.
+    The peak envelope is the limiter's own detector (:func:`limiter.limiter_detector`,
+    at unit gain: the envelope of ``g * x`` is ``g`` times it), so the model sees exactly
+    the peaks the render's gain computer will see; any block size gives the same
+    features.
     """
 
     def __init__(self, sample_rate: int, channels: int) -> None:
         self.sample_rate, self.channels = sample_rate, channels
         self._per_granule = hops_per_granule(sample_rate)
-        self._factor = loudness.oversampling_factor(sample_rate)
-        self._context = loudness.TAPS_PER_PHASE
-        self._history = np.zeros((channels, 2 * self._context), dtype=np.float32)  # zeros before the start
+        self._detector = limiter.limiter_detector(sample_rate, channels)
         self._sos = loudness.k_weighting_sos(sample_rate)
         self._zi = np.zeros((self._sos.shape[0], channels, 2))
         self._weights = loudness.channel_weights(channels)[:, None]
-        self._frames = 0  # samples received
-        self._next_envelope = -self._context  # stream index of the next envelope value
+        self._frames = 0
         self._peak_pool = _HopPool(sample_rate, self._per_granule, np.maximum, np.float32)
         self._energy_pool = _HopPool(sample_rate, self._per_granule, np.add, np.float64)
 
@@ -139,26 +135,12 @@ class FeatureCollector:
             return
         self._frames += block.shape[1]
         filtered, self._zi = signal.sosfilt(self._sos, block, axis=-1, zi=self._zi)
-        energy = (self._weights * (filtered * filtered)).sum(axis=0)
-        self._energy_pool.add(energy)
-        self._add_envelope(np.concatenate((self._history, block.astype(np.float32, copy=False)), axis=1))
-
-    def _add_envelope(self, x: np.ndarray, keep: int | None = None) -> None:
-        """Envelope of the positions of ``x`` that have full context on both sides."""
-        c = self._context
-        up = np.abs(loudness.oversample(x, self._factor)).reshape(x.shape[0], x.shape[1], self._factor).max(axis=(0, 2))
-        up[:-1] = np.maximum(up[:-1], up[1:])  # each value covers the interval [n, n+1]
-        envelope = up[c : x.shape[1] - c]
-        skip = max(0, -self._next_envelope)  # positions before the start of the signal
-        self._next_envelope += envelope.size
-        envelope = envelope[skip:keep]
-        self._peak_pool.add(envelope)
-        self._history = np.ascontiguousarray(x[:, x.shape[1] - 2 * c :])
+        self._energy_pool.add((self._weights * (filtered * filtered)).sum(axis=0))
+        self._peak_pool.add(self._detector.process(block))
 
     def result(self) -> LoopFeatures:
-        """Flush the last samples and partial hop, and return the features."""
-        pending = self._frames - max(0, self._next_envelope)  # samples whose envelope is not out yet
-        self._add_envelope(np.concatenate((self._history, np.zeros_like(self._history)), axis=1), keep=pending)
+        """Flush the detector and the last partial hop, and return the features."""
+        self._peak_pool.add(self._detector.flush())
         return LoopFeatures(self.sample_rate, self._frames, self._per_granule, self._peak_pool.result(),
                             self._energy_pool.result())
 
