@@ -143,13 +143,30 @@ def _worker_signal(signum, frame) -> None:
     os._exit(128 + signum)  # idle: nothing to clean up
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int | None = None) -> None:
     for sig in STOP_SIGNALS:
         if signal.getsignal(sig) is not signal.SIG_IGN:  # inherited from the parent
             signal.signal(sig, _worker_signal)
+    if parent_pid is not None:
+        _stop_with_parent(parent_pid)
     # Forked while the parent held these signals blocked (see _submit): a signal that
     # arrived in between is pending and is delivered now, to the handler above.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _stop_with_parent(parent_pid: int) -> None:
+    """Have the kernel send this worker SIGTERM when its parent dies, even by SIGKILL
+    (Linux ``PR_SET_PDEATHSIG``): it then removes its temp file and exits instead of
+    finishing its file, and lingering, for nobody."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's own cleanup still applies
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(128 + signal.SIGTERM)
 
 
 def _submit(pool: ProcessPoolExecutor, fn: Callable, args: tuple):
@@ -195,7 +212,7 @@ def cap_jobs(requested: int, files: int) -> tuple[int, str | None]:
 
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+    return ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
 
 
 def terminate_pool(pool: ProcessPoolExecutor) -> None:
