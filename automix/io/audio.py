@@ -34,6 +34,7 @@ import soxr
 
 from automix import __version__
 from automix.errors import AutomixError
+from automix.io.metadata import LoudnessTags, Provenance, write_metadata
 from automix.io.paths import (
     PROVENANCE_PREFIX,
     existing_output_target,
@@ -580,6 +581,8 @@ def write_audio(
     *,
     protected: tuple[Path, ...] = (),
     format_name: str | None = None,
+    loudness: LoudnessTags | None = None,
+    provenance: Provenance | None = None,
 ) -> Path:
     """Write audio atomically: to a temporary file beside ``path``, then rename.
 
@@ -598,6 +601,14 @@ def write_audio(
         Files that must never be overwritten (the inputs of the run).
     format_name : str, optional
         "wav", "flac" or "aiff", overriding the extension.
+    loudness : LoudnessTags, optional
+        The loudness of ``samples`` as written (measure the quantised samples): a BWF
+        ``bext`` chunk for WAV, ReplayGain 2.0 tags for FLAC and AIFF
+        (:func:`automix.io.metadata.write_metadata`).
+    provenance : Provenance, optional
+        What made the file: in the bext CodingHistory (WAV) or an
+        ``AUTOMIX_PROVENANCE`` tag. Both are added to the temporary file before the
+        rename, so the output never appears without them.
 
     Returns
     -------
@@ -624,7 +635,19 @@ def write_audio(
             raise AutomixError(f"{path}: refusing to write over an input file")
     with atomic_output(path) as temp_name:
         _write_sndfile(temp_name, samples, int(sample_rate), subtype, container, path)
+        if loudness is not None or provenance is not None:
+            _write_metadata_or_fail(temp_name, container, loudness, provenance, path)
     return path
+
+
+def _write_metadata_or_fail(temp_name: str, container: str, loudness: LoudnessTags | None,
+                            provenance: Provenance | None, path: Path) -> tuple[str, ...]:
+    """Add the metadata to the temp file; word a failure (disk full...) for ``path``."""
+    try:
+        return write_metadata(temp_name, container, loudness, provenance)
+    except AutomixError as error:
+        # the temp name means nothing to the user: name the destination
+        raise AutomixError(str(error).replace(str(temp_name), str(path))) from None
 
 
 def _check_writable_array(samples: np.ndarray, sample_rate: int, path: Path) -> None:
