@@ -403,7 +403,10 @@ def bext_chunk_body(loudness: LoudnessTags | None, provenance: Provenance | None
         b"",  # Reserved
     )
     assert len(fixed) == BEXT_FIXED_BYTES
-    return fixed + _ascii(history)
+    coded = _ascii(history)
+    # An even size: RIFF allows odd chunks (plus a pad byte), but libsndfile 1.2.2's RF64
+    # reader does not skip the pad and then finds no data chunk. A NUL ends the text.
+    return fixed + coded + (b"\0" if len(coded) & 1 else b"")
 
 
 def _chunk(chunk_id: bytes, body: bytes) -> bytes:
