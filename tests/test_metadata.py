@@ -25,6 +25,7 @@ from automix.io.metadata import (
     Provenance,
     input_digest,
     read_metadata,
+    tagged_loudness,
     write_metadata,
 )
 from automix.io.paths import is_automix_output
@@ -297,6 +298,27 @@ def test_vorbis_and_mp3_get_replaygain(tmp_path):
     assert id3["TXXX:REPLAYGAIN_TRACK_PEAK"].text == [f"{10 ** (-1 / 20):.6f}"]
     assert Provenance.from_text(id3["TXXX:AUTOMIX_PROVENANCE"].text[0]) == provenance()
     assert read_metadata(mp3)["replaygain"]["track_gain_db"] == -8.13
+    assert tagged_loudness(read_metadata(vorbis)) == {"integrated_lufs": -9.87, "true_peak_dbtp": pytest.approx(-1.0, abs=1e-5),
+                                                      "source": "replaygain"}
+
+
+def test_m4a_gets_itunes_replaygain_atoms(tmp_path):
+    av = pytest.importorskip("av")
+    path = tmp_path / "x.m4a"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=RATE, layout="stereo")
+        x = (pink_noise(0.5, RATE) * 0.1).astype(np.float32)
+        for start in range(0, x.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, start : start + 1024]), format="fltp", layout="stereo")
+            frame.sample_rate = RATE
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    write_metadata(path, None, LoudnessTags(-14.0, true_peak_dbtp=-1.0), provenance())
+    tags = mutagen.File(path).tags
+    assert bytes(tags["----:com.apple.iTunes:replaygain_track_gain"][0]) == b"-4.00 dB"
+    assert Provenance.from_text(bytes(tags["----:com.apple.iTunes:AUTOMIX_PROVENANCE"][0]).decode()) == provenance()
 
 
 # --- provenance --------------------------------------------------------------------------
@@ -336,3 +358,6 @@ def test_read_metadata_of_a_plain_file(tmp_path):
     found = read_metadata(path)
     assert found["container"] == "WAV" and found["software"].startswith("automix ")
     assert "loudness" not in found and "provenance" not in found
+    assert tagged_loudness(found) == {}
+    write_metadata(path, "WAV", LoudnessTags(-14.004, true_peak_dbtp=-1.006), None)
+    assert tagged_loudness(read_metadata(path)) == {"integrated_lufs": -14.0, "true_peak_dbtp": -1.01, "source": "bext"}

@@ -338,6 +338,8 @@ def write_metadata(path: str | os.PathLike, container: str | None, loudness: Lou
             return _write_mp4(path, loudness, provenance)
     except AutomixError:
         raise
+    except ImportError:
+        raise AutomixError(f"{path}: cannot tag a {kind} file: mutagen is not installed (pip install 'mutagen>=1.47')") from None
     except OSError as error:
         raise AutomixError(f"{path}: cannot add loudness metadata ({os_error_reason(error)})") from None
     except Exception as error:  # noqa: BLE001 - mutagen's and struct's errors: a malformed file
@@ -771,3 +773,27 @@ def _read_tags(path: Path, kind: str) -> dict:
     if PROVENANCE_TAG in flat:
         out["provenance"] = flat[PROVENANCE_TAG]
     return out
+
+
+def tagged_loudness(found: Mapping) -> dict:
+    """The loudness a file's tags claim, in LUFS and dBTP, from :func:`read_metadata`'s
+    result: the bext fields, else ReplayGain (-18 LUFS minus the gain), else Opus R128
+    (-23 LUFS minus the gain). ``{}`` if the file claims nothing.
+
+    For ``automix analyze`` to print beside its own measurement::
+
+        {"integrated_lufs": -14.02, "true_peak_dbtp": -1.1, "source": "bext"}
+    """
+    bext = found.get("loudness") or {}
+    if bext.get("integrated_lufs") is not None:
+        return {"integrated_lufs": bext["integrated_lufs"], "true_peak_dbtp": bext.get("true_peak_dbtp"), "source": "bext"}
+    rg = found.get("replaygain") or {}
+    if rg.get("track_gain_db") is not None:
+        reference = rg.get("reference_loudness_lufs") or REPLAYGAIN_REFERENCE_LUFS
+        peak = rg.get("track_peak")
+        return {"integrated_lufs": reference - rg["track_gain_db"],
+                "true_peak_dbtp": 20 * math.log10(peak) if peak else None, "source": "replaygain"}
+    r128 = found.get("r128") or {}
+    if r128.get("track_gain_db") is not None:
+        return {"integrated_lufs": R128_REFERENCE_LUFS - r128["track_gain_db"], "true_peak_dbtp": None, "source": "r128"}
+    return {}
