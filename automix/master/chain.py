@@ -45,9 +45,9 @@ from automix.master.loop import (
     run_loop,
 )
 from automix.master.stereo import StereoShaper
-from automix.master.tonal import StreamingEQ, TonalMove, tonal_balance
+from automix.master.tonal import BandSpreadMeter, StreamingEQ, TonalMove, tonal_balance
 from automix.measure import loudness
-from automix.measure.analyzer import AudioAnalysis, analyze
+from automix.measure.analyzer import AudioAnalysis
 from automix.presets import MasterSettings
 
 
@@ -80,9 +80,12 @@ class MasterResult:
     settings: MasterSettings
     codec_true_peaks_dbtp: dict = field(default_factory=dict)  # decoded, of the final master
     codec_attenuation_db: float = 0.0  # how much lower the limiter sat for --codec-safe
+    #: The limiter's deepest gain reduction per 100 ms, for the report's plot (not in JSON).
+    limiter_timeline_db: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        data = {key: value for key, value in asdict(self).items() if key not in ("tonal_eq", "settings", "glue")}
+        data = {key: value for key, value in asdict(self).items()
+                if key not in ("tonal_eq", "settings", "glue", "limiter_timeline_db")}
         data = {key: (round(value, 3) if isinstance(value, float) else value) for key, value in data.items()}
         data["tonal_eq_db"] = self.tonal_eq.to_dict()
         data["tonal_eq_reason"] = self.tonal_eq.reason
@@ -104,7 +107,7 @@ class ChainPlan:
     amount: float = 1.0
 
 
-def plan_chain(analysis: AudioAnalysis, settings: MasterSettings, amount: float = 1.0) -> ChainPlan:
+def plan_chain(measured: InputMeasurements, settings: MasterSettings, amount: float = 1.0) -> ChainPlan:
     """Decide the tonal EQ, stereo shaping and glue from the analysis alone.
 
     ``amount`` (0..1) scales every corrective move between none (0: the loudness stage
@@ -113,11 +116,13 @@ def plan_chain(analysis: AudioAnalysis, settings: MasterSettings, amount: float 
     """
     if not 0.0 <= amount <= 1.0:
         raise AutomixError(f"--amount must be between 0 and 1, not {amount:g}")
-    full = tonal_balance(analysis, settings)
+    analysis = measured.analysis
+    full = tonal_balance(analysis, settings, uncertainty_db=measured.band_uncertainty_db)
     tonal = replace(full, gains_db=tuple(g * amount for g in full.gains_db),
                     reason=full.reason if amount == 1.0 else f"{full.reason} (at amount {amount:g})")
     # The glue is decided on the input's analysis and follows the EQ's change of level.
-    glue = glue_stage.decide_glue(analysis, settings).at_gain(tonal_loudness_change_db(analysis, tonal))
+    glue = glue_stage.decide_glue(analysis, settings, detector=measured.glue_detector)
+    glue = glue.at_gain(tonal_loudness_change_db(analysis, tonal))
     if glue.act and amount < 1.0:
         glue = replace(glue, ratio=1.0 + (glue.ratio - 1.0) * amount, act=amount > 0,
                        reason=f"{glue.reason} (at amount {amount:g})" if amount > 0 else "no glue: --amount 0")
@@ -375,12 +380,13 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
     """
     if over_limit not in OVER_LIMIT_CHOICES:
         raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}")
-    analysis = analysis or analyze_source(source)
+    measured = measure_source(source, analysis)
+    analysis = measured.analysis
     if analysis.is_silent:
         raise AutomixError(f"{source.name}: the audio is silent; there is nothing to master")
     if analysis.duration_s < 0.4:
         raise AutomixError(f"{source.name}: {analysis.duration_s:.2f} s is too short to master (loudness needs at least 0.4 s)")
-    plan = plan_chain(analysis, settings, amount)
+    plan = plan_chain(measured, settings, amount)
     features = collect_loop_features(source, plan)
 
     def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
@@ -401,17 +407,30 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
     return _result(analysis, plan, loop, settings, source.warnings)
 
 
-def analyze_source(source: BlockSource) -> AudioAnalysis:
-    """Analyse a stream (block by block where the analyzer can)."""
-    from automix.measure import analyzer
+@dataclass(frozen=True, eq=False)
+class InputMeasurements:
+    """What the analysis pass measured: the analysis, plus what the tonal EQ and the glue
+    need from the signal itself (per-band spread over time, the glue detector's powers)."""
 
-    if hasattr(analyzer, "Analyzer"):
-        streaming = analyzer.Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
-        for block in source.blocks():
-            streaming.add(block)
-        return streaming.result()
-    whole = np.concatenate(list(source.blocks()), axis=1)
-    return analyze(Audio(whole, source.sample_rate))
+    analysis: AudioAnalysis
+    band_uncertainty_db: np.ndarray
+    glue_detector: glue_stage.GlueDetectorMeter
+
+
+def measure_source(source: BlockSource, analysis: AudioAnalysis | None = None) -> InputMeasurements:
+    """One pass over ``source``: the streaming analyzer (unless ``analysis`` is given) and
+    the tonal and glue meters, fed the same blocks."""
+    from automix.measure.analyzer import Analyzer
+
+    analyzer = None if analysis is not None else Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
+    spread = BandSpreadMeter(source.sample_rate, source.channels)
+    detector = glue_stage.GlueDetectorMeter(source.sample_rate, source.channels)
+    for block in source.blocks():
+        if analyzer is not None:
+            analyzer.add(block)
+        spread.add(block)
+        detector.add(block)
+    return InputMeasurements(analysis or analyzer.result(), spread.uncertainty_db(), detector)
 
 
 def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", over_limit: str = "fail",
@@ -461,6 +480,7 @@ def _result(analysis: AudioAnalysis, plan: ChainPlan, loop: LoopResult, settings
         settings=settings,
         codec_true_peaks_dbtp=loop.codec_true_peaks_dbtp,
         codec_attenuation_db=loop.codec_attenuation_db,
+        limiter_timeline_db=limited.timeline_db,
     )
 
 
