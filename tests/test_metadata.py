@@ -348,9 +348,25 @@ def test_provenance_text_is_deterministic_and_leaves_out_job_options():
     assert a == b and a.to_text() == b.to_text()
     assert a.to_text() == (f"automix={__version__}\npreset=rock\noption.bit_depth=16\noption.target_lufs=-9\n"
                            "changed.master.ceiling_dbtp=-2.0\n")
-    odd = Provenance(options={"name": "a\nb=c\\"}, inputs=(("é x.wav", "f" * 64),))
+    odd = Provenance(options={"name": "a\nb=c\\u00e9"}, inputs=(("é x 🎵.wav", "f" * 64),))
     assert Provenance.from_text(odd.to_text()) == odd
-    assert len(odd.to_text().splitlines()) == 3
+    assert len(odd.to_text().splitlines()) == 3 and odd.to_text().isascii()
+
+
+def test_non_ascii_names_round_trip_through_bext(tmp_path):
+    prov = Provenance(preset="café", inputs=(("vocals – take 2.wav", "a" * 64),))
+    path = write_audio(quantize(pink_noise(0.5, RATE) * 0.1, "24"), RATE, tmp_path / "x.wav", "24", provenance=prov)
+    history = bext_fields(chunk(path.read_bytes(), b"bext"))["coding_history"]  # decodes as ASCII
+    assert "preset=caf\\u00e9\r\n" in history
+    assert Provenance.from_text(read_metadata(path)["provenance"]) == prov
+    assert bext_fields(chunk(path.read_bytes(), b"bext"))["description"] == b"automix " + __version__.encode() + b" preset=caf\\u00e9"
+
+
+def test_float_wav_without_metadata_has_no_clock_either(tmp_path):
+    samples = (pink_noise(0.5, RATE) * 0.1).astype(np.float32)
+    path = write_audio(samples, RATE, tmp_path / "x.wav", "32f")
+    assert chunk(path.read_bytes(), b"PEAK")[4:8] == b"\0\0\0\0"
+    assert np.array_equal(sf.read(path, dtype="float32", always_2d=True)[0].T, samples)
 
 
 def test_read_metadata_of_a_plain_file(tmp_path):

@@ -34,7 +34,12 @@ import soxr
 
 from automix import __version__
 from automix.errors import AutomixError
-from automix.io.metadata import LoudnessTags, Provenance, write_metadata
+from automix.io.metadata import (
+    LoudnessTags,
+    Provenance,
+    write_metadata,
+    zero_peak_timestamp,
+)
 from automix.io.paths import (
     PROVENANCE_PREFIX,
     existing_output_target,
@@ -637,6 +642,8 @@ def write_audio(
         _write_sndfile(temp_name, samples, int(sample_rate), subtype, container, path)
         if loudness is not None or provenance is not None:
             _write_metadata_or_fail(temp_name, container, loudness, provenance, path)
+        elif container == "WAV" and subtype == "FLOAT":
+            zero_peak_timestamp(temp_name)  # same input, same bytes (the rewrite above does it too)
     return path
 
 

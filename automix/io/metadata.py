@@ -156,7 +156,21 @@ def input_digest(path: str | os.PathLike) -> str:
 
 
 def _one_line(text: object) -> str:
-    return str(text).replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    r"""Escape a value onto one printable ASCII line (bext text is ASCII, EBU Tech 3285):
+    backslash, CR and LF as ``\\``, ``\r``, ``\n``, other characters as ``\uXXXX``."""
+    out = []
+    for char in str(text):
+        if char == "\\":
+            out.append("\\\\")
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\r":
+            out.append("\\r")
+        elif " " <= char <= "~":
+            out.append(char)
+        else:
+            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -269,10 +283,20 @@ class Provenance:
 
 
 def _unescape(text: str) -> str:
+    """Undo :func:`_one_line`."""
     out, i = [], 0
     while i < len(text):
         if text[i] == "\\" and i + 1 < len(text):
-            out.append({"n": "\n", "r": "\r", "\\": "\\"}.get(text[i + 1], text[i + 1]))
+            kind = text[i + 1]
+            width = {"u": 4, "U": 8}.get(kind)
+            if width is not None:
+                try:
+                    out.append(chr(int(text[i + 2 : i + 2 + width], 16)))
+                    i += 2 + width
+                    continue
+                except ValueError:
+                    pass
+            out.append({"n": "\n", "r": "\r"}.get(kind, kind))
             i += 2
         else:
             out.append(text[i])
@@ -383,7 +407,7 @@ def bext_chunk_body(loudness: LoudnessTags | None, provenance: Provenance | None
     tags = loudness or LoudnessTags(None)
     description = f"{PROVENANCE_PREFIX} {__version__}"
     if provenance is not None and provenance.preset:
-        description += f" preset={provenance.preset}"
+        description += f" preset={_one_line(provenance.preset)}"
     mode = {1: "mono", 2: "stereo"}.get(channels)
     r98 = f"A=PCM,F={sample_rate},W={bits},{f'M={mode},' if mode else ''}T={PROVENANCE_PREFIX} {__version__}{' float' if is_float else ''}"
     history = r98 + "\r\n" + "".join(line + "\r\n" for line in (provenance.lines() if provenance else ()))
@@ -468,6 +492,29 @@ def _write_bext(path: Path, loudness: LoudnessTags | None, provenance: Provenanc
         if shift < 0:
             f.truncate(total)
     return ()
+
+
+def zero_peak_timestamp(path: str | os.PathLike) -> bool:
+    """Zero the time stamp libsndfile puts in a float WAV's ``PEAK`` chunk, in place.
+
+    libsndfile stamps the chunk with the clock, so two writes of the same audio differ
+    by those 4 bytes. Returns True if a PEAK chunk was found (before ``data``).
+    """
+    with open(path, "r+b") as f:
+        head = f.read(12)
+        if head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+            return False
+        for _ in range(64):
+            header = f.read(8)
+            if len(header) < 8 or header[:4] == b"data":
+                return False
+            size = struct.unpack("<I", header[4:])[0]
+            if header[:4] == b"PEAK" and size >= 8:
+                f.seek(4, os.SEEK_CUR)
+                f.write(b"\0\0\0\0")
+                return True
+            f.seek(size + (size & 1), os.SEEK_CUR)
+    return False
 
 
 def _fix_ds64(header: bytearray, path: Path, total: int) -> None:
