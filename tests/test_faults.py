@@ -388,7 +388,7 @@ def test_a_signal_stops_the_whole_job(tmp_path, long_inputs, command, sig, to_gr
         want = 2 if command.endswith("2") else 0
         while time.monotonic() < deadline and not (_catches(process.pid, signal.SIGTERM) and len(_children(process.pid)) >= want):
             time.sleep(0.05)
-        time.sleep(1.5)  # mid-run: the first files are being processed
+        time.sleep(0.5)  # mid-run: reading or processing the first files
         assert process.poll() is None, "finished before the signal: make the inputs longer"
         if to_group:
             os.killpg(process.pid, sig)
