@@ -10,6 +10,8 @@ Three guarantees, shared by ``master``, ``mix`` and ``analyze``:
   thread (of the parent and of every worker), so each ``atomic_output`` block removes
   its temporary file while the exception unwinds; the parent then terminates and joins
   its workers. The CLI exits with 128 + the signal number (130, 143), as shells do.
+  A worker whose parent dies, even by SIGKILL, gets SIGTERM from the kernel and
+  stops the same way; the next run into a folder removes temp files a SIGKILL left.
 * **Bounded parallelism.** ``--jobs`` is capped at the CPUs this process may use.
 """
 
