@@ -1,0 +1,430 @@
+"""Sampled mutation analysis: does the test suite notice when the code is wrong?
+
+A small, self-contained mutation runner (no mutmut: mutmut 3 copies the whole project
+and runs the whole suite per mutant, hours on 2 cores). For each module it
+
+1. parses the module with :mod:`ast` and lists every classic mutant: comparison swaps
+   (``<`` -> ``<=``, ``==`` -> ``!=``, ...), ``+``/``-`` and ``*``/``/`` swaps,
+   numeric constants changed (int ``n -> n + 1``, float ``x -> 2x``, ``0.0 -> 1.0``),
+   ``and``/``or`` swaps, ``np.minimum``/``np.maximum`` (and ``min``/``max``) swaps,
+   ``True``/``False`` swaps, a unary minus dropped, an ``if`` condition negated, a
+   statement of an ``if`` body replaced by ``pass``, a returned value replaced by ``None``;
+2. samples ``--per-module`` of them with a fixed seed (same code + seed -> same sample);
+3. writes each mutant over the module's source (only the mutated span changes, so the
+   line numbers stay), runs a small targeted pytest selection
+   (``-x -q -p no:cacheprovider``) with a timeout of ``--timeout-factor`` times the
+   clean run, and restores the file, whatever happens;
+4. prints killed / survived / timeout per module and the kill ratio
+   ``(killed + timeout) / (sampled - equivalent)``, with every survivor's line.
+
+Mutants judged *equivalent* (no input can tell them from the original: listed in
+:data:`EQUIVALENT` with the reason) are left out of the ratio.
+
+It edits the files of the checkout it runs in: run it on a scratch worktree, never on a
+checkout others are editing::
+
+    git worktree add /tmp/mut HEAD
+    cd /tmp/mut && python bench/mutation.py                      # all modules, 40 each
+    python bench/mutation.py -m loudness -m renderer -n 30       # some modules
+    python bench/mutation.py --json before.json                  # keep the results
+    python bench/mutation.py --rerun before.json                 # rerun survivors only
+    python bench/mutation.py --list -m dynamics                  # show the sample, run nothing
+    git worktree remove --force /tmp/mut
+
+``--rerun`` is valid because adding tests can only kill more mutants: a mutant killed
+before stays killed, so only the survivors need running again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# module key -> (source path, targeted tests). The tests are the fast ones that exercise
+# the module (measured with --durations); the mutation tests come first: they are fast
+# and aimed at exactly these modules.
+KILLS = "tests/test_mutation_kills.py"
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "loudness": ("automix/measure/loudness.py",
+                 [KILLS, "tests/test_loudness.py", "-k", "not (music_like and (96000 or 44100))"]),
+    "dynamics": ("automix/dsp/dynamics.py", [KILLS, "tests/test_glue.py", "tests/test_renderer.py"]),
+    "balancer": ("automix/mix/balancer.py", [KILLS, "tests/test_balance.py"]),
+    "renderer": ("automix/mix/renderer.py", [KILLS, "tests/test_renderer.py", "tests/test_balance.py"]),
+    "loop": ("automix/master/loop.py", [KILLS, "tests/test_loop.py", "-k", "not (click or force_is_bounded)"]),
+    "limiter": ("automix/master/limiter.py", [KILLS, "tests/test_limiter.py"]),
+    "tonal": ("automix/master/tonal.py", [KILLS, "tests/test_tonal.py"]),
+    "chain": ("automix/master/chain.py",
+              [KILLS, "tests/test_mastering.py", "-k", "not (target_and_ceiling_hold or 96000) or music"]),
+}
+
+FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
+
+# Mutant id -> why no input can tell it from the original (judged by reading the code).
+EQUIVALENT: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    module: str
+    line: int
+    kind: str
+    original: str
+    replacement: str
+    start: tuple[int, int]  # (line, byte column) of the replaced span, 1-based line
+    end: tuple[int, int]
+
+
+_CMP_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+             ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
+_BIN_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
+             ast.Pow: ast.Mult}
+_NAME_SWAP = {"minimum": "maximum", "maximum": "minimum", "min": "max", "max": "min", "fmin": "fmax", "fmax": "fmin"}
+
+
+def _copy(node: ast.AST) -> ast.AST:
+    return ast.parse(ast.unparse(node), mode="eval").body if isinstance(node, ast.expr) else ast.parse(ast.unparse(node)).body[0]
+
+
+def _skipped(tree: ast.Module) -> set[int]:
+    """Nodes never mutated: docstrings, annotations, f-strings, imports, decorators."""
+    skip: set[int] = set()
+
+    def mark(node: ast.AST | None) -> None:
+        if node is not None:
+            skip.update(id(n) for n in ast.walk(node))
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                mark(body[0])
+            for deco in getattr(node, "decorator_list", []):
+                mark(deco)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            mark(node.returns)
+            for arg in node.args.args + node.args.kwonlyargs + node.args.posonlyargs:
+                mark(arg.annotation)
+        if isinstance(node, ast.AnnAssign):
+            mark(node.annotation)
+        if isinstance(node, (ast.JoinedStr, ast.Import, ast.ImportFrom, ast.Assert)):
+            mark(node)
+        if isinstance(node, ast.Raise):  # error paths: covered by the fault tests, not here
+            mark(node)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"print", "warn"}:
+            mark(node)
+    return skip
+
+
+def _mutations(node: ast.AST) -> list[tuple[str, str]]:
+    """(kind, replacement source) for every mutant of this node."""
+    out: list[tuple[str, str]] = []
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMP_SWAP:
+        new = _copy(node)
+        new.ops = [_CMP_SWAP[type(node.ops[0])]()]
+        out.append(("compare", ast.unparse(new)))
+    elif isinstance(node, ast.BinOp) and type(node.op) in _BIN_SWAP:
+        new = _copy(node)
+        new.op = _BIN_SWAP[type(node.op)]()
+        out.append(("binop", ast.unparse(new)))
+    elif isinstance(node, ast.AugAssign) and type(node.op) in _BIN_SWAP:
+        new = _copy(node)
+        new.op = _BIN_SWAP[type(node.op)]()
+        out.append(("augassign", ast.unparse(new)))
+    elif isinstance(node, ast.BoolOp):
+        new = _copy(node)
+        new.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+        out.append(("boolop", ast.unparse(new)))
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not)):
+        out.append(("unary", ast.unparse(node.operand)))
+    elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        out.append(("bool", repr(not node.value)))
+    elif isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        value = node.value
+        if isinstance(value, int):
+            out.append(("number", repr(value + 1)))
+        else:
+            out.append(("number", repr(value * 2 if value != 0 else 1.0)))
+    elif isinstance(node, ast.Attribute) and node.attr in _NAME_SWAP and isinstance(node.ctx, ast.Load):
+        out.append(("minmax", f"{ast.unparse(node.value)}.{_NAME_SWAP[node.attr]}"))
+    elif isinstance(node, ast.Name) and node.id in {"min", "max"} and isinstance(node.ctx, ast.Load):
+        out.append(("minmax", _NAME_SWAP[node.id]))
+    elif isinstance(node, ast.Return) and node.value is not None and not (
+            isinstance(node.value, ast.Constant) and node.value.value is None):
+        out.append(("return", "return None"))
+    return out
+
+
+def candidates(module: str, path: Path) -> list[Mutant]:
+    """Every mutant of the module, in source order."""
+    source = path.read_text()
+    tree = ast.parse(source)
+    skip = _skipped(tree)
+    lines = source.encode().split(b"\n")
+
+    def segment(node: ast.AST) -> str:
+        if node.lineno == node.end_lineno:
+            return lines[node.lineno - 1][node.col_offset:node.end_col_offset].decode()
+        parts = [lines[node.lineno - 1][node.col_offset:]] + lines[node.lineno:node.end_lineno - 1]
+        return b"\n".join(parts + [lines[node.end_lineno - 1][:node.end_col_offset]]).decode()
+
+    found: list[Mutant] = []
+
+    def add(node: ast.AST, kind: str, replacement: str) -> None:
+        original = segment(node)
+        if isinstance(node, ast.expr) and kind not in {"minmax", "number", "bool"}:
+            replacement = f"({replacement})"
+        key = hashlib.sha1(f"{module}|{node.col_offset}|{kind}|{original}|{replacement}".encode()).hexdigest()[:8]
+        found.append(Mutant(f"{module}:{node.lineno}:{kind}:{key}", module, node.lineno, kind, original, replacement,
+                            (node.lineno, node.col_offset), (node.end_lineno, node.end_col_offset)))
+
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        for kind, replacement in _mutations(node):
+            add(node, kind, replacement)
+        if isinstance(node, ast.If):
+            if id(node.test) not in skip:
+                add(node.test, "negate", f"not ({ast.unparse(node.test)})")
+            for stmt in node.body:
+                if not isinstance(stmt, ast.Pass) and id(stmt) not in skip:
+                    add(stmt, "drop", "pass")
+    found.sort(key=lambda m: (m.start, m.kind, m.id))
+    unique = {m.id: m for m in found}  # identical text in two places: keep one id per place
+    return sorted(unique.values(), key=lambda m: (m.start, m.kind, m.id))
+
+
+def apply(source: str, mutant: Mutant) -> str:
+    lines = source.encode().split(b"\n")
+    (l0, c0), (l1, c1) = mutant.start, mutant.end
+    head = b"\n".join(lines[:l0 - 1] + [lines[l0 - 1][:c0]])
+    tail = b"\n".join([lines[l1 - 1][c1:]] + lines[l1:])
+    replacement = mutant.replacement.replace("\n", " ").encode()
+    return (head + replacement + tail).decode()
+
+
+def sample(module: str, count: int, seed: int) -> list[Mutant]:
+    path = ROOT / MODULES[module][0]
+    every = candidates(module, path)
+    rng = random.Random(f"{seed}:{module}")
+    chosen = every if count >= len(every) else rng.sample(every, count)
+    return sorted(chosen, key=lambda m: (m.start, m.id))
+
+
+_PRELOADED = False
+
+
+def _preload() -> None:
+    """Import the heavy third-party modules once; each mutant's run forks from here.
+
+    A fresh interpreter per mutant spends seconds importing numpy, scipy, pedalboard
+    and pytest (far more on a loaded machine); a forked child starts with them loaded
+    and imports only automix, from the file as mutated. automix itself is never
+    imported in this process.
+    """
+    global _PRELOADED
+    if not _PRELOADED:
+        import numpy  # noqa: F401
+        import pytest  # noqa: F401
+        import scipy.fft  # noqa: F401
+        import scipy.signal  # noqa: F401
+        import soundfile  # noqa: F401
+        for name in ("pedalboard", "pyebur128", "pyloudnorm", "hypothesis", "soxr", "typer", "rich"):
+            try:
+                __import__(name)
+            except ImportError:
+                pass
+        _PRELOADED = True
+
+
+def _pytest_forked(tests: list[str], timeout: float) -> tuple[str, float]:
+    _preload()
+    start = time.monotonic()
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: its own process group, so a timeout ends its subprocesses too
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            os.chdir(ROOT)
+            os.environ.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+            sys.dont_write_bytecode = True
+            sys.path.insert(0, str(ROOT))
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            import pytest
+            code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests]))
+        finally:
+            os._exit(code)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            return ("survived" if code == 0 else "killed"), time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            try:
+                os.killpg(pid, 9)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            return "timeout", time.monotonic() - start
+        time.sleep(0.05)
+
+
+def _pytest(tests: list[str], timeout: float) -> tuple[str, float]:
+    if FORK:
+        return _pytest_forked(tests, timeout)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
+    start = time.monotonic()
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.monotonic() - start
+    return ("survived" if done.returncode == 0 else "killed"), time.monotonic() - start
+
+
+def _drop_pyc(path: Path) -> None:
+    for pyc in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
+        pyc.unlink(missing_ok=True)
+
+
+def run_module(module: str, mutants: list[Mutant], timeout_factor: float, log) -> list[dict]:
+    rel, tests = MODULES[module]
+    tests = [t for t in tests if not t.startswith("tests/") or (ROOT / t).exists()]
+    path = ROOT / rel
+    original = path.read_text()
+    _drop_pyc(path)
+    status, clean = _pytest(tests, timeout=1800)
+    if status != "survived":
+        raise SystemExit(f"{module}: the clean run of {tests} fails: fix that first")
+    timeout = max(30.0, timeout_factor * clean)
+    log(f"{module}: {len(mutants)} mutants, tests {' '.join(tests)} (clean run {clean:.0f} s, timeout {timeout:.0f} s)")
+    results = []
+    try:
+        for i, mutant in enumerate(mutants, 1):
+            mutated = apply(original, mutant)
+            try:
+                compile(mutated, str(path), "exec")
+            except SyntaxError:
+                log(f"  [{i}/{len(mutants)}] {mutant.id}: does not compile, skipped")
+                continue
+            path.write_text(mutated)
+            _drop_pyc(path)
+            outcome, seconds = _pytest(tests, timeout)
+            path.write_text(original)
+            _drop_pyc(path)
+            if mutant.id in EQUIVALENT:
+                outcome = "equivalent" if outcome == "survived" else outcome
+            results.append({**asdict(mutant), "outcome": outcome, "seconds": round(seconds, 1)})
+            log(f"  [{i}/{len(mutants)}] {outcome:9s} {seconds:5.1f} s  line {mutant.line}: {mutant.kind} "
+                f"{_short(mutant.original)!r} -> {_short(mutant.replacement)!r}")
+    finally:
+        path.write_text(original)
+        _drop_pyc(path)
+    return results
+
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def summary(results: list[dict]) -> dict[str, dict[str, int | float]]:
+    table: dict[str, dict[str, int | float]] = {}
+    for r in results:
+        row = table.setdefault(r["module"], {"sampled": 0, "killed": 0, "timeout": 0, "survived": 0, "equivalent": 0})
+        row["sampled"] += 1
+        row[r["outcome"]] += 1
+    for row in table.values():
+        counted = row["sampled"] - row["equivalent"]
+        row["kill_ratio"] = round((row["killed"] + row["timeout"]) / counted, 3) if counted else 1.0
+    return table
+
+
+def print_summary(results: list[dict]) -> None:
+    table = summary(results)
+    print(f"\n{'module':10s} {'sampled':>7s} {'killed':>6s} {'timeout':>7s} {'survived':>8s} {'equiv':>5s} {'kill ratio':>10s}")
+    totals = {"sampled": 0, "killed": 0, "timeout": 0, "survived": 0, "equivalent": 0}
+    for module, row in table.items():
+        print(f"{module:10s} {row['sampled']:7d} {row['killed']:6d} {row['timeout']:7d} {row['survived']:8d} "
+              f"{row['equivalent']:5d} {row['kill_ratio']:10.0%}")
+        for key in totals:
+            totals[key] += row[key]
+    counted = totals["sampled"] - totals["equivalent"]
+    ratio = (totals["killed"] + totals["timeout"]) / counted if counted else 1.0
+    print(f"{'all':10s} {totals['sampled']:7d} {totals['killed']:6d} {totals['timeout']:7d} {totals['survived']:8d} "
+          f"{totals['equivalent']:5d} {ratio:10.0%}")
+    survivors = [r for r in results if r["outcome"] == "survived"]
+    if survivors:
+        print("\nsurvivors:")
+        for r in survivors:
+            print(f"  {r['id']}  {_short(r['original'], 50)!r} -> {_short(r['replacement'], 50)!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-m", "--module", action="append", choices=sorted(MODULES), help="module key (repeatable; default all)")
+    parser.add_argument("-n", "--per-module", type=int, default=40, help="mutants sampled per module (default 40)")
+    parser.add_argument("--seed", type=int, default=8, help="sampling seed (default 8)")
+    parser.add_argument("--timeout-factor", type=float, default=3.0, help="timeout = factor x the clean run (default 3)")
+    parser.add_argument("--json", type=Path, help="write every mutant's outcome here")
+    parser.add_argument("--rerun", type=Path, help="a --json file: rerun only its survivors, keep its kills")
+    parser.add_argument("--list", action="store_true", help="print the sampled mutants and exit")
+    parser.add_argument("--no-fork", action="store_true", help="a fresh interpreter per mutant (slower)")
+    args = parser.parse_args(argv)
+    global FORK
+    FORK = FORK and not args.no_fork
+    modules = args.module or list(MODULES)
+
+    def log(text: str) -> None:
+        print(text, flush=True)
+
+    previous: list[dict] = []
+    if args.rerun:
+        previous = [r for r in json.loads(args.rerun.read_text())["results"] if r["module"] in modules]
+    results: list[dict] = []
+    for module in modules:
+        if args.rerun:
+            kept = [r for r in previous if r["module"] == module and r["outcome"] != "survived"]
+            todo = [Mutant(**{k: (tuple(v) if k in ("start", "end") else v) for k, v in r.items()
+                              if k in Mutant.__dataclass_fields__})
+                    for r in previous if r["module"] == module and r["outcome"] == "survived"]
+            results += kept
+        else:
+            todo = sample(module, args.per_module, args.seed)
+        if args.list:
+            for m in todo:
+                print(f"{m.id}  {_short(m.original)!r} -> {_short(m.replacement)!r}")
+            continue
+        results += run_module(module, todo, args.timeout_factor, log)
+        if args.json:
+            args.json.write_text(json.dumps({"seed": args.seed, "per_module": args.per_module,
+                                             "commit": _commit(), "results": results}, indent=1))
+    if not args.list:
+        print_summary(results)
+    return 0
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

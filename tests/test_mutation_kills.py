@@ -1,0 +1,417 @@
+"""Tests written to kill the mutants that survived the sampled mutation analysis.
+
+``python bench/mutation.py`` (see its docstring) changes one operator or constant at a
+time in the meter, the compressor, the balancer, the renderer and the mastering stages
+and runs the targeted tests; a mutant no test notices is a missing test. Each test here
+checks behaviour -- rendered audio or a measured value -- against an expected value
+worked out independently: a published constant (BS.1770-4, EBU Tech 3341/3342), a
+signal whose answer is known in closed form, or a hand calculation written out beside
+the assertion. None reads its expected value back from the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from automix.dsp import dynamics
+from automix.measure import loudness
+
+RATE = 48000
+
+
+# --------------------------------------------------------------------------- compressor
+# A constant (DC) signal is the compressor's known-answer input: the detector (mean
+# square over channels, one-pole smoothed, started at the first value) is settled from
+# the first sample, so the gain is the static curve's everywhere.
+#   level 0.5 -> mean square 0.25 -> 10 log10(0.25) = -6.0206 dB on the detector's scale.
+DC_LEVEL = 0.5
+DC_DB = 10 * math.log10(DC_LEVEL**2)
+
+
+def dc(seconds: float = 0.2, channels: int = 2, level: float = DC_LEVEL) -> np.ndarray:
+    return np.full((channels, int(seconds * RATE)), level, dtype=np.float32)
+
+
+def static_reduction_db(over_db: float, ratio: float, knee_db: float) -> float:
+    """The textbook soft-knee curve (Giannoulis, Massberg & Reiss, JAES 2012, eq. 4),
+    written out here: no reduction under -knee/2, a quadratic through the knee, then
+    (1 - 1/ratio) of the excess."""
+    slope = 1 - 1 / ratio
+    if over_db < -knee_db / 2:
+        return 0.0
+    if over_db < knee_db / 2:
+        return slope * (over_db + knee_db / 2) ** 2 / (2 * knee_db)
+    return slope * over_db
+
+
+@pytest.mark.parametrize("threshold_db, ratio, knee_db", [
+    (-20.0, 4.0, 6.0),   # 13.98 dB over: straight line, 0.75 * 13.98 = 10.49 dB
+    (-7.0, 4.0, 6.0),    # 0.98 dB over: inside the knee, 0.75 * 3.98^2 / 12 = 0.99 dB
+    (-10.0, 2.0, 4.0),   # 3.98 dB over, knee 4: line, 0.5 * 3.98 = 1.99 dB
+    (0.0, 4.0, 6.0),     # 6.02 dB under: below the knee, nothing
+])
+def test_compressor_static_curve_on_a_settled_detector(threshold_db, ratio, knee_db):
+    over = DC_DB - threshold_db
+    expected_db = static_reduction_db(over, ratio, knee_db)
+    x = dc()
+    result = dynamics.compress(x, RATE, threshold_db=threshold_db, ratio=ratio, attack_ms=5.0, release_ms=100.0,
+                               knee_db=knee_db)
+    gain_db = 20 * np.log10(result.samples / x)
+    np.testing.assert_allclose(gain_db, -expected_db, atol=2e-3)
+    assert result.max_gain_reduction_db == pytest.approx(expected_db, abs=2e-3)
+    assert result.mean_gain_reduction_db == pytest.approx(expected_db if expected_db > 0.01 else 0.0, abs=2e-3)
+    # the streaming compressor has the same static curve (and statistics)
+    streaming = dynamics.StreamingCompressor(RATE, 2, threshold_db=threshold_db, ratio=ratio, attack_ms=5.0,
+                                             release_ms=100.0, knee_db=knee_db)
+    out = dynamics.compress_in_blocks(x, streaming, block_size=1000)
+    np.testing.assert_allclose(20 * np.log10(out.samples / x), -expected_db, atol=2e-3)
+    assert out.max_gain_reduction_db == pytest.approx(expected_db, abs=2e-3)
+    assert out.mean_gain_reduction_db == pytest.approx(expected_db if expected_db > 0.01 else 0.0, abs=2e-3)
+
+
+def test_compressor_detector_is_the_mean_square_over_channels():
+    """One channel at 0.5 and one silent: the mean square over channels is 0.125
+    (-9.03 dB), not 0.25: threshold -20, 4:1 -> 0.75 * 10.97 = 8.23 dB of reduction, on
+    both channels alike (linked)."""
+    x = np.zeros((2, RATE // 5), dtype=np.float32)
+    x[0] = DC_LEVEL
+    expected_db = 0.75 * (10 * math.log10(0.125) + 20.0)
+    result = dynamics.compress(x, RATE, threshold_db=-20.0, ratio=4.0, attack_ms=5.0, release_ms=100.0)
+    np.testing.assert_allclose(20 * np.log10(result.samples[0] / x[0]), -expected_db, atol=2e-3)
+    assert np.all(result.samples[1] == 0.0)
+
+
+def test_ratio_one_or_less_leaves_the_signal_alone():
+    x = dc()
+    for ratio in (1.0, 0.5):
+        result = dynamics.compress(x, RATE, threshold_db=-40.0, ratio=ratio, attack_ms=5.0, release_ms=100.0)
+        assert np.array_equal(result.samples, x)
+        assert result.max_gain_reduction_db == 0.0
+        streaming = dynamics.StreamingCompressor(RATE, 2, threshold_db=-40.0, ratio=ratio, attack_ms=5.0, release_ms=100.0)
+        assert np.array_equal(streaming.process(x), x)
+        assert streaming.max_gain_reduction_db == 0.0
+
+
+def test_mean_reduction_counts_only_the_samples_where_it_acts():
+    """Loud DC (static reduction R = 0.75 * 13.98 dB) for 0.2 s, then 0.2 s of silence:
+    with near-instant attack and release the reduction is R on the loud half and ~0 on
+    the silent one, so the mean over the samples where it acts (> 0.01 dB) is R, not R/2."""
+    x = np.concatenate([dc(0.2), np.zeros((2, RATE // 5), dtype=np.float32)], axis=1)
+    r = 0.75 * (DC_DB + 20.0)
+    whole = dynamics.compress(x, RATE, threshold_db=-20.0, ratio=4.0, attack_ms=0.01, release_ms=0.01)
+    assert whole.mean_gain_reduction_db == pytest.approx(r, abs=0.01)
+    comp = dynamics.StreamingCompressor(RATE, 2, threshold_db=-20.0, ratio=4.0, attack_ms=0.01, release_ms=0.01)
+    streamed = dynamics.compress_in_blocks(x, comp, block_size=5000)
+    assert streamed.mean_gain_reduction_db == pytest.approx(r, abs=0.01)
+    assert streamed.max_gain_reduction_db == pytest.approx(r, abs=0.01)
+
+
+def release_curve(release_ms: float, **options) -> tuple[np.ndarray, np.ndarray, float]:
+    """0.2 s of loud DC, then quiet DC far under the threshold; returns the gain (dB)
+    over the quiet part, its time axis (s) and the loud part's settled reduction."""
+    loud, quiet = dc(0.2), dc(0.3, level=0.001)  # quiet: -60 dB, 40 dB under the threshold
+    x = np.concatenate([loud, quiet], axis=1)
+    reduction = 0.75 * (DC_DB + 20.0)
+    comp = dynamics.StreamingCompressor(RATE, 2, threshold_db=-20.0, ratio=4.0, attack_ms=0.01, release_ms=release_ms,
+                                        **options)
+    out = dynamics.compress_in_blocks(x, comp, block_size=4096).samples
+    n = loud.shape[1]
+    gain_db = 20 * np.log10(out[0, n:] / x[0, n:])
+    return gain_db, np.arange(1, gain_db.size + 1) / RATE, reduction
+
+
+@pytest.mark.parametrize("release_ms", [20.0, 80.0])
+def test_release_is_a_one_pole_decay_with_the_release_time_constant(release_ms):
+    """With a near-instant attack the detector drops under the threshold at once, and
+    the held reduction decays as r0 * exp(-t / release): after one time constant 36.8%
+    of it is left, after three 5.0%."""
+    gain_db, t, r0 = release_curve(release_ms)
+    for k in (1, 2, 3):
+        at = int(k * release_ms / 1000 * RATE) - 1
+        assert -gain_db[at] == pytest.approx(r0 * math.exp(-t[at] * 1000 / release_ms), rel=0.03, abs=0.02)
+    # the whole signal through compress() (the stem renderer's path) releases the same way
+    loud, quiet = dc(0.2), dc(0.3, level=0.001)
+    x = np.concatenate([loud, quiet], axis=1)
+    whole = dynamics.compress(x, RATE, threshold_db=-20.0, ratio=4.0, attack_ms=0.01, release_ms=release_ms).samples
+    at = int(release_ms / 1000 * RATE) - 1
+    assert -20 * math.log10(whole[0, loud.shape[1] + at] / 0.001) == pytest.approx(r0 * math.exp(-1), rel=0.03)
+
+
+def test_attack_time_constant_on_a_step():
+    """Silence then DC: the detector's mean square rises as P (1 - exp(-t / attack)); at
+    t = attack it reads P (1 - 1/e) = 0.632 P, i.e. -6.02 - 1.99 = -8.01 dB: 11.99 dB over
+    a -20 dB threshold, 4:1 -> 8.99 dB of reduction."""
+    attack_ms = 10.0
+    x = np.concatenate([np.zeros((2, RATE // 10), dtype=np.float32), dc(0.2)], axis=1)
+    out = dynamics.compress(x, RATE, threshold_db=-20.0, ratio=4.0, attack_ms=attack_ms, release_ms=1000.0).samples
+    at = RATE // 10 + int(attack_ms / 1000 * RATE) - 1
+    detector_db = 10 * math.log10(DC_LEVEL**2 * (1 - math.exp(-1)))
+    expected = 0.75 * (detector_db + 20.0)
+    assert -20 * math.log10(out[0, at] / DC_LEVEL) == pytest.approx(expected, abs=0.05)
+
+
+def test_gain_smoothing_time_constant_and_initial_reduction():
+    """Gain smoothing is a one-pole low-pass on the reduction: on settled DC with a
+    static reduction R it rises from the initial value s0 as R + (s0 - R) exp(-t/T)."""
+    smoothing_ms = 30.0
+    r = 0.75 * (DC_DB + 20.0)
+    for start in (0.0, 4.0):
+        comp = dynamics.StreamingCompressor(RATE, 2, threshold_db=-20.0, ratio=4.0, attack_ms=5.0, release_ms=100.0,
+                                            gain_smoothing_ms=smoothing_ms, initial_gain_reduction_db=start)
+        x = dc(0.2)
+        out = dynamics.compress_in_blocks(x, comp, block_size=3000).samples
+        reduction = -20 * np.log10(out[0] / x[0])
+        for k in (1, 3):
+            at = int(k * smoothing_ms / 1000 * RATE) - 1
+            expected = r + (start - r) * math.exp(-(at + 1) / (smoothing_ms / 1000 * RATE))
+            assert reduction[at] == pytest.approx(expected, abs=0.03)
+        # first sample, by the recurrence y[0] = (1 - c) R + c y[-1], y[-1] = the start
+        c = math.exp(-1000 / (smoothing_ms * RATE))
+        assert reduction[0] == pytest.approx((1 - c) * r + c * start, abs=3e-4)
+    # a negative initial reduction is treated as none
+    comp = dynamics.StreamingCompressor(RATE, 2, threshold_db=-20.0, ratio=4.0, attack_ms=5.0, release_ms=100.0,
+                                        gain_smoothing_ms=smoothing_ms, initial_gain_reduction_db=-6.0)
+    first = comp.process(dc(0.01))
+    assert -20 * math.log10(first[0, 0] / DC_LEVEL) == pytest.approx(r * (1 - math.exp(-1000 / (smoothing_ms * RATE))),
+                                                                      abs=0.01)
+
+
+def test_sidechain_highpass_ignores_the_low_end():
+    """A 30 Hz tone at -6 dB RMS, 12 dB over the threshold: without the sidechain
+    high-pass it is compressed by 0.75 * 12 = 9 dB; through a 2nd-order 200 Hz high-pass
+    it is attenuated by 10 log10(1 + (200/30)^4) = 33 dB in the detector, far under the
+    threshold: no reduction."""
+    t = np.arange(RATE) / RATE
+    tone = (math.sqrt(2) * 10 ** (-6 / 20) * np.sin(2 * np.pi * 30 * t)).astype(np.float32)
+    x = np.stack([tone, tone])
+    plain = dynamics.StreamingCompressor(RATE, 2, threshold_db=-18.0, ratio=4.0, attack_ms=50.0, release_ms=100.0)
+    filtered = dynamics.StreamingCompressor(RATE, 2, threshold_db=-18.0, ratio=4.0, attack_ms=50.0, release_ms=100.0,
+                                            sidechain_highpass_hz=200.0)
+    half = slice(RATE // 2, None)
+    gain_plain = 20 * math.log10(np.sqrt(np.mean(plain.process(x)[0, half] ** 2)) / np.sqrt(np.mean(tone[half] ** 2)))
+    out = filtered.process(x)
+    assert gain_plain == pytest.approx(-9.0, abs=0.5)
+    assert np.max(np.abs(out - x)) < 1e-6
+    assert filtered.max_gain_reduction_db == 0.0
+
+
+# --------------------------------------------------------------------------- the meter's gates
+# BS.1770-4 section 2.8: blocks at or under -70 LUFS never count (J_g = {j: l_j > -70});
+# the relative gate is 10 LU under the loudness of the blocks that passed.
+def test_absolute_gate_is_minus_70_lufs_and_strict():
+    assert loudness.gated_loudness(np.full(10, -70.0)) == loudness.SILENCE_DB
+    assert loudness.gated_loudness(np.full(10, -69.5)) == pytest.approx(-69.5, abs=1e-9)
+    assert loudness.gated_loudness(np.full(10, -75.0)) == loudness.SILENCE_DB
+    # a block at -75 next to -20 blocks is gone before the relative gate is computed
+    assert loudness.gated_loudness(np.array([-20.0, -20.0, -20.0, -75.0])) == pytest.approx(-20.0, abs=1e-9)
+    # a caller's lower gate (the stems' active loudness) lets them in
+    assert loudness.gated_loudness(np.full(10, -75.0), absolute_gate_lufs=-100.0) == pytest.approx(-75.0, abs=1e-9)
+
+
+def test_relative_gate_by_hand():
+    """Blocks -20, -20, -20, -40: their mean power is (3e-2 + 1e-4) / 4 -> -21.235 LUFS;
+    the gate at -31.235 drops the -40 block: -20.000. Blocks -20, -20, -20, -28 pass it
+    whole: 10 log10((3e-2 + 10^-2.8) / 4) = -21.081."""
+    assert loudness.gated_loudness(np.array([-20.0, -20.0, -20.0, -40.0])) == pytest.approx(-20.0, abs=1e-9)
+    expected = 10 * math.log10((3e-2 + 10**-2.8) / 4)
+    assert loudness.gated_loudness(np.array([-20.0, -20.0, -20.0, -28.0])) == pytest.approx(expected, abs=1e-9)
+
+
+def test_quiet_tone_under_the_absolute_gate_reads_silence_on_rendered_audio():
+    """A 1 kHz sine of peak level L dBFS on both channels reads L LUFS (EBU Tech 3341
+    case 1: -23 dBFS -> -23.0 LUFS, within 0.1 LU): at -75 dBFS it is under the gate."""
+    t = np.arange(2 * RATE) / RATE
+    for level_db, expected in ((-23.0, -23.0), (-60.0, -60.0), (-75.0, loudness.SILENCE_DB)):
+        tone = (10 ** (level_db / 20) * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+        measured = loudness.integrated_loudness(np.stack([tone, tone]), RATE)
+        assert measured == pytest.approx(expected, abs=0.1)
+
+
+def test_sample_peak_reads_negative_peaks():
+    x = np.zeros((2, RATE), dtype=np.float32)
+    x[0, 100], x[1, 200] = 0.25, -0.5
+    m = loudness.measure(x, RATE)
+    assert m.sample_peak_dbfs == pytest.approx(20 * math.log10(0.5), abs=1e-6)
+
+
+# --------------------------------------------------------------------------- renderer
+def test_unmastered_bus_is_held_at_minus_1_dbtp():
+    """A steady 1 kHz sine asked to be very loud: every 10 ms block peaks alike, so the
+    programme peak is the sine's true peak, and an unmastered bus is lowered until it
+    reads -1 dBTP (the README's bus ceiling) -- measured here by libebur128."""
+    from test_loudness import ebur128
+    from test_renderer import plan_for
+
+    from automix.mix.balancer import MixPlan
+    from automix.mix.renderer import render
+
+    rate = 44100
+    t = np.arange(3 * rate) / rate
+    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.02)  # 20 ms fades: no cut-off edge overshoots
+    tone = (0.1 * ramp * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None, :]
+    plan = MixPlan((plan_for("a", target_lufs=-3.0),), None, "test", 2.0)  # +2 LUFS: peaks near +2 dBTP
+    result = render([tone], rate, plan)
+    # at the ceiling, never over it (the renderer reads each 10 ms block's true peak on a
+    # short excerpt, whose cut edges read up to ~0.07 dB high: a safe-side error)
+    assert -1.1 <= ebur128(result.mix, rate)[1] <= -1.0 + 0.01
+    assert -1.1 <= 20 * math.log10(np.abs(result.mix).max()) <= -1.0
+    # the stem sums to -3 LUFS; +2 LUFS asked is +5 dB, less the ~3 dB a stereo 1 kHz sine
+    # at +2 LUFS peaks over -1 dBTP (its peak level in dBFS equals its loudness in LUFS)
+    assert result.bus_gain_db == pytest.approx(5.0 - 3.0, abs=0.15)
+    # exported stems carry the bus gain and sum to the mix
+    kept = render([tone], rate, plan, keep_stems=True)
+    np.testing.assert_array_equal(kept.mix, kept.stems[0].samples)
+    assert -1.1 <= ebur128(kept.mix, rate)[1] <= -1.0 + 0.01
+    # with mastering to follow, the bus goes on at the loudness asked for, peaks and all
+    follows = render([tone], rate, plan, mastering_follows=True, keep_stems=True)
+    assert ebur128(follows.mix, rate)[0] == pytest.approx(2.0, abs=0.1)
+    assert "not lowered for peaks" in follows.bus_rule and "lowered" in result.bus_rule
+
+
+def test_programme_peak_sets_aside_half_a_percent_of_blocks_and_says_where():
+    """10 s = 1000 blocks of 10 ms: 0.5% of them (5) may be isolated events. Four clicks
+    at 0 dBFS over recurring hits at -12 dBFS are all set aside; the programme peak is the
+    hits' level, found in the loud passage (3.0-3.5 s) where the hits are."""
+    from automix.mix.renderer import programme_peak_dbtp
+
+    rate = 44100
+    x = np.zeros((1, 10 * rate), np.float32)
+    x[0, 3 * rate : int(3.5 * rate) : rate // 50] = 0.25  # a hit every 20 ms in 3.0-3.5 s: 25 blocks
+    x[0, int(0.5 * rate) : 6 * rate : rate // 20] = 0.05  # quieter hits elsewhere
+    for t in (1.0, 5.0, 7.0, 9.0):
+        x[0, int(t * rate) + 7] = 1.0
+    peak_db, where_s, outliers = programme_peak_dbtp(x, rate)
+    assert peak_db == pytest.approx(-12.0, abs=0.7)
+    assert 3.0 <= where_s < 3.5
+    assert sorted(round(t, 2) for t, _ in outliers) == [1.0, 5.0, 7.0, 9.0]
+
+
+def test_a_silent_group_is_not_raised():
+    """A group whose sum is under the active gate (-120 LUFS: digital near-silence)
+    cannot be measured: it gets no group gain (raising -200 to its plan would be +190 dB)."""
+    from test_renderer import plan_for
+
+    from automix.mix.balancer import MixPlan
+    from automix.mix.renderer import render
+
+    rate = 44100
+    t = np.arange(2 * rate) / rate
+    tone = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
+    hiss = (1e-9 * np.random.default_rng(1).standard_normal((1, t.size))).astype(np.float32)  # -180 dBFS
+    plans = (plan_for("tone", target_lufs=-10.0, group="vocals", group_lufs=-10.0),
+             plan_for("hiss", target_lufs=-10.0, group="drums", group_lufs=-10.0))
+    result = render([tone, hiss], rate, MixPlan(plans, None, "test", -20.0), keep_stems=True, mastering_follows=True)
+    assert np.abs(result.stems[1].samples).max() < 1e-6
+    assert "drums" not in result.groups
+    assert result.stems[1].makeup_db == 0.0 and result.stems[1].group_gain_db == 0.0
+
+
+# --------------------------------------------------------------------------- mastering chain
+def _k_power_response(frequencies_hz: np.ndarray) -> np.ndarray:
+    """|H|^2 of K-weighting from the coefficients published in ITU-R BS.1770-4 (48 kHz)."""
+    from scipy import signal
+
+    shelf_b, shelf_a = [1.53512485958697, -2.69169618940638, 1.19839281085285], [1.0, -1.69065929318241, 0.73248077421585]
+    hp_b, hp_a = [1.0, -2.0, 1.0], [1.0, -1.99004745483398, 0.99007225036621]
+    _, h1 = signal.freqz(shelf_b, shelf_a, worN=frequencies_hz, fs=48000)
+    _, h2 = signal.freqz(hp_b, hp_a, worN=frequencies_hz, fs=48000)
+    return np.abs(h1 * h2) ** 2
+
+
+def test_tonal_loudness_change_is_k_weighted_band_power():
+    """Bands at 100 Hz, 1 kHz and 10 kHz at -10, 0 and -20 dB; +6 dB at 1 kHz raises
+    the K-weighted power by w2 (10^0.6 - 1) over w1 10^-1 + w2 + w3 10^-2."""
+    from types import SimpleNamespace
+
+    from automix.master.chain import tonal_loudness_change_db
+    from automix.master.tonal import TonalMove
+
+    centres = np.array([100.0, 1000.0, 10000.0])
+    levels = np.array([-10.0, 0.0, -20.0])
+    w = _k_power_response(centres)
+    before = np.sum(w * 10 ** (levels / 10))
+    for gains in ([0.0, 6.0, 0.0], [-3.0, 0.0, 9.0]):
+        after = np.sum(w * 10 ** ((levels + np.array(gains)) / 10))
+        analysis = SimpleNamespace(band_levels_db=tuple(levels), sample_rate=48000)
+        move = TonalMove(tuple(centres), tuple(gains), "test")
+        assert tonal_loudness_change_db(analysis, move) == pytest.approx(10 * math.log10(after / before), abs=0.01)
+    # the same gain everywhere changes the loudness by exactly that gain
+    move = TonalMove(tuple(centres), (2.5, 2.5, 2.5), "test")
+    assert tonal_loudness_change_db(SimpleNamespace(band_levels_db=tuple(levels), sample_rate=48000), move) == \
+        pytest.approx(2.5, abs=1e-9)
+    # no power in any band: no change (not 0/0)
+    silent = SimpleNamespace(band_levels_db=(-np.inf,) * 3, sample_rate=48000)
+    assert tonal_loudness_change_db(silent, move) == 0.0
+
+
+@pytest.fixture(scope="module")
+def dynamic_mix():
+    from test_glue import SR, kit_and_pad
+
+    from automix.io.audio import Audio
+    from automix.measure.analyzer import analyze
+
+    x = kit_and_pad(6.0)
+    return x, SR, analyze(Audio(x, SR))
+
+
+def _plan_chain(dynamic_mix, settings, amount):
+    """plan_chain on the mix (newer versions take the analysis pass's measurements)."""
+    from automix.io.audio import Audio
+    from automix.master import chain
+
+    x, rate, analysis = dynamic_mix
+    measured = analysis
+    if hasattr(chain, "measure_source"):
+        from automix.io.stream import array_source
+
+        measured = chain.measure_source(array_source(Audio(x, rate)), analysis)
+    return chain.plan_chain(measured, settings, amount)
+
+
+def test_amount_scales_each_corrective_move_by_its_share(dynamic_mix):
+    """``amount`` is documented as the share of each corrective move: the width's
+    distance from 1, the mono-bass frequency, each EQ band's gain and the glue ratio's
+    excess over 1:1 -- at 0.5 half of each, at 0 none."""
+    from automix.presets import load_preset
+
+    settings = load_preset("pop").master
+    full = _plan_chain(dynamic_mix, settings, 1.0)
+    assert full.glue.act and full.glue.ratio > 1.0  # this mix is dynamic enough for glue
+    half = _plan_chain(dynamic_mix, settings, 0.5)
+    assert half.glue.act
+    assert half.glue.ratio == pytest.approx(1.0 + (full.glue.ratio - 1.0) / 2, abs=1e-9)
+    assert half.stereo_width == pytest.approx(1.0 + (settings.stereo_width - 1.0) / 2, abs=1e-9)
+    assert half.mono_below_hz == pytest.approx(settings.mono_below_hz / 2, abs=1e-9)
+    np.testing.assert_allclose(half.tonal.gains_db, np.asarray(full.tonal.gains_db) / 2, atol=1e-9)
+    none = _plan_chain(dynamic_mix, settings, 0.0)
+    assert not none.glue.act and none.stereo_width == 1.0 and none.mono_below_hz == 0.0
+    assert not any(none.tonal.gains_db)
+
+
+def test_master_report_carries_what_was_measured_on_the_master(dynamic_mix):
+    """The report (``to_dict``) holds every measurement, rounded to 0.001, and its output
+    loudness and true peak are the master's as libebur128 reads them."""
+    import json
+
+    from test_loudness import ebur128
+
+    from automix.io.audio import Audio
+    from automix.master.chain import master
+    from automix.presets import load_preset
+
+    x, rate, _ = dynamic_mix
+    samples, result = master(Audio(x[:, : 4 * rate], rate), load_preset("pop").master)
+    report = json.loads(json.dumps(result.to_dict()))
+    lufs, peak, _ = ebur128(samples, rate)
+    assert report["output_lufs"] == pytest.approx(lufs, abs=0.1)
+    assert report["output_true_peak_dbtp"] == pytest.approx(peak, abs=0.2)
+    for key in ("input_lufs", "output_lufs", "gain_db", "limiter_threshold_db", "limiter_max_gain_reduction_db",
+                "stereo_width", "mono_below_hz"):
+        assert report[key] == pytest.approx(getattr(result, key), abs=6e-4)
+    assert report["status"] == result.status and report["renders"] == result.renders
+    assert report["settings"]["target_lufs"] == load_preset("pop").master.target_lufs
+    assert report["glue"]["act"] == result.glue.act
