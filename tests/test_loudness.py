@@ -1,5 +1,7 @@
 """The meter against published compliance cases and independent meters."""
 
+import itertools
+
 import numpy as np
 import pyebur128
 import pyloudnorm
@@ -340,3 +342,63 @@ def test_extreme_supported_rates_measure():
     for rate in (8000, 768000):
         x = sine(-20, 1.0, rate, 1000.0)
         assert loudness.integrated_loudness(x, rate) == pytest.approx(-20.0, abs=0.1)
+
+
+# --- gates, percentiles and edges, each against the definition ----------------------
+
+
+@pytest.mark.parametrize(("level", "expected"), [(-69.0, -69.0), (-71.0, loudness.SILENCE_DB)])
+def test_absolute_gate_is_minus_70_lufs(level, expected):
+    measured = loudness.integrated_loudness(sequence([(level, 5)], 48000), 48000)
+    assert measured == pytest.approx(expected, abs=0.05)
+
+
+def test_relative_gate_is_ten_lu_below_the_ungated_mean():
+    """Two 10 s segments: the quiet one sits 9.5 LU under the ungated mean of both, so
+    a -10 LU gate keeps it (and a -9 LU gate would not)."""
+    drop = 12.26  # solves drop = 9.5 - 10 log10((1 + 10^(-drop/10)) / 2)
+    mean_of_both = -20.0 + 10 * np.log10((1 + 10 ** (-drop / 10)) / 2)
+    assert -20.0 - drop == pytest.approx(mean_of_both - 9.5, abs=0.01)
+    measured = loudness.integrated_loudness(sequence([(-20.0, 10), (-20.0 - drop, 10)], 48000), 48000)
+    assert measured == pytest.approx(mean_of_both, abs=0.1)
+
+
+def test_loudness_range_of_a_ramp_follows_tech_3342():
+    """A 1 kHz sine ramping -60 -> -20 dB over 80 s: each 3 s block reads the level at
+    its centre (+0.02 dB, constant); Tech 3342 on those ideal values is the reference."""
+    rate, seconds = 8000, 80.0
+    t = np.arange(int(rate * seconds)) / rate
+    level_db = -60.0 + 40.0 * t / seconds
+    x = np.tile((10 ** (level_db / 20) * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), (2, 1))
+    centres = np.arange(1.5, seconds - 1.5 + 1e-9, 0.1)
+    ideal = -60.0 + 40.0 * centres / seconds
+    gated = ideal[ideal > -70.0]
+    gated = gated[gated > 10 * np.log10(np.mean(10 ** (gated / 10))) - 20.0]
+    expected = np.percentile(gated, 95) - np.percentile(gated, 10)
+    assert loudness.measure(x, rate, true_peak=False).loudness_range_lu == pytest.approx(expected, abs=0.1)
+
+
+def test_granule_edges_round_to_the_nearest_sample_at_odd_rates():
+    """11025 Hz: 10 ms is 110.25 samples, 100 ms 1102.5; edges at round-half-up(k * hop)."""
+    x = music_like(1.0, 11025)[:1]
+    meter = loudness.LoudnessMeter(11025, 1, true_peak=False)
+    meter.add(x)
+    power = signal.sosfilt(loudness.k_weighting_sos(11025), x[0].astype(np.float64)) ** 2
+    for hop_ms in (10, 100):
+        hops = 1000 // hop_ms
+        edges = [int(np.floor(k * 11025 * hop_ms / 1000 + 0.5)) for k in range(hops + 1)]
+        energies, counts = meter.granule_energies(hop_ms)
+        assert list(counts) == list(np.diff(edges))
+        expected = [power[a:b].sum() for a, b in itertools.pairwise(edges)]
+        np.testing.assert_allclose(energies, expected, rtol=1e-9)
+
+
+def test_true_peak_in_a_chunk_quieter_than_the_peak_so_far():
+    """A 1 kHz sine peaking at 0.8, then fs/4 at 45 degrees whose samples reach only 0.6
+    but whose waveform peaks at 0.6 * sqrt(2) = 0.85: the later, quieter-looking chunks
+    must still be interpolated."""
+    first = sine(20 * np.log10(0.8), 1.0, 48000, 1000.0, channels=1)
+    second = sine(20 * np.log10(0.6 * np.sqrt(2)), 1.0, 48000, 12000.0, channels=1, phase_rad=np.deg2rad(90 + 45))
+    x = np.concatenate([fade(first, 48000, 0.05), fade(second, 48000, 0.05)], axis=1)  # no step between
+    assert np.abs(x[:, 48000:]).max() == pytest.approx(0.6, abs=1e-4)
+    assert loudness.true_peak(x, 48000) == pytest.approx(0.6 * np.sqrt(2), rel=0.003)

@@ -336,9 +336,8 @@ class LoudnessMeter:
                 power = power + self._weights[channel] * filtered[channel]
         end = self._frames + n
         rate = self.sample_rate
-        # sub-granule edge j sits at round(j * rate / 100) (half up), exact in integers
-        last = (100 * (end + 1) - 51) // rate
-        edges = (np.arange(self._next_edge, last + 1, dtype=np.int64) * rate + 50) // 100 - self._frames
+        last = (100 * (end + 1) - 51) // rate  # the last j with _sub_edges(j) <= end
+        edges = _sub_edges(np.arange(self._next_edge, last + 1, dtype=np.int64), rate) - self._frames
         cuts = edges[edges < n]
         sums = np.add.reduceat(power, np.concatenate(([0], cuts)).astype(np.intp))
         if edges.size:
@@ -390,7 +389,7 @@ class LoudnessMeter:
         sub = np.concatenate(self._sub_energies) if self._sub_energies else np.zeros(0)
         hops = sub.size // group
         energies = sub[: hops * group].reshape(hops, group).sum(axis=1)
-        edges = (np.arange(hops + 1, dtype=np.int64) * group * self.sample_rate + 50) // 100
+        edges = _sub_edges(np.arange(hops + 1, dtype=np.int64) * group, self.sample_rate)
         return energies, np.diff(edges)
 
     def sample_peak(self) -> float:
@@ -415,6 +414,12 @@ class LoudnessMeter:
             sample_peak_dbfs=amplitude_to_db(self._sample_peak),
             true_peak_dbtp=amplitude_to_db(self.true_peak()),
         )
+
+
+def _sub_edges(index: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Sample position of 10 ms sub-granule edge ``index``: ``round(index * rate / 100)``,
+    halves rounded up, exact in integers (every 100 ms edge is also a 10 ms edge)."""
+    return (index * sample_rate + 50) // 100
 
 
 def _append(parts: list[np.ndarray], part: np.ndarray) -> None:
