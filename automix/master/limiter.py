@@ -901,8 +901,8 @@ class _LowBandEnvelope:
 
 
 def allocate_band_gains(envelope_low: np.ndarray, envelope_high: np.ndarray, envelope_sum: np.ndarray,
-                        threshold: float, *, low_share: float = LOW_SHARE,
-                        max_low_db: float = MAX_LOW_DB) -> tuple[np.ndarray, np.ndarray]:
+                        threshold: float, *, low_share: float = LOW_SHARE, max_low_db: float = MAX_LOW_DB,
+                        envelope_bands: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Required linear gains ``(gain_low, gain_high)`` (<= 1) per envelope value.
 
     The sum's peak is bounded by ``gain_low * envelope_low + gain_high * envelope_high``.
@@ -913,7 +913,9 @@ def allocate_band_gains(envelope_low: np.ndarray, envelope_high: np.ndarray, env
     high band is within its share (``1 - low_share`` of the threshold), only the high band
     if the low band is within its own, else each band down to its share; the low band
     never below ``-max_low_db`` unless both bands must go under it (then both get the
-    wideband gain).
+    wideband gain). ``envelope_bands``: ``envelope_low + envelope_high`` (the default),
+    or, for pooled envelopes, the pooled maximum of that sum (the pooled maxima of the
+    bands apart would over-state how much the bound over-reads).
     """
     low = np.asarray(envelope_low, dtype=np.float64)
     high = np.asarray(envelope_high, dtype=np.float64)
@@ -924,8 +926,9 @@ def allocate_band_gains(envelope_low: np.ndarray, envelope_high: np.ndarray, env
     gain_high = np.ones_like(low)
     if not over.any():
         return gain_low, gain_high
-    low, high, total = low[over], high[over], total[over]
-    bands = np.maximum(low + high, total)
+    bands = low + high if envelope_bands is None else np.minimum(np.asarray(envelope_bands, dtype=np.float64), low + high)
+    low, high, total, bands = low[over], high[over], total[over], bands[over]
+    bands = np.maximum(bands, total)
     target = threshold * bands / np.maximum(total, tiny)  # where gL L + gH H is held
     share_low = low_share * target
     share_high = target - share_low
@@ -1096,6 +1099,8 @@ class SplitBandHops:
     peak_low, peak_high, peak_sum : numpy.ndarray
         Per hop, the largest envelope value of the low band, the high band and the whole
         signal (the limiter's own detectors).
+    peak_bands : numpy.ndarray
+        Per hop, the largest ``envelope_low + envelope_high``.
     energy_low, energy_high, energy_cross : numpy.ndarray
         Per hop, channel-weighted sums of ``K(L)^2``, ``K(H)^2`` and ``K(L) K(H)``
         (K-weighting is linear: ``K(x) = K(L) + K(H)``), so the output's hop energy with
@@ -1107,6 +1112,7 @@ class SplitBandHops:
     peak_low: np.ndarray
     peak_high: np.ndarray
     peak_sum: np.ndarray
+    peak_bands: np.ndarray
     energy_low: np.ndarray
     energy_high: np.ndarray
     energy_cross: np.ndarray
@@ -1135,7 +1141,8 @@ class SplitBandFeatures:
         self._zi = np.zeros((2, self._sos.shape[0], channels, 2))
         self._weights = loudness.channel_weights(channels)[:, None]
         self._frames = 0
-        self._peaks = [loop._HopPool(sample_rate, self._per_granule, np.maximum, np.float32) for _ in range(3)]
+        self._peaks = [loop._HopPool(sample_rate, self._per_granule, np.maximum, np.float32) for _ in range(4)]
+        self._pending = [np.zeros(0, np.float32), np.zeros(0, np.float32)]  # band envelopes to pair up
         self._energies = [loop._HopPool(sample_rate, self._per_granule, np.add, np.float64) for _ in range(3)]
         self._sosfilt = signal.sosfilt
 
@@ -1159,7 +1166,7 @@ class SplitBandFeatures:
         energies = [pool.result() for pool in self._energies]
         total = energies[0] + energies[1] + 2.0 * energies[2]
         features = loop.LoopFeatures(self.sample_rate, self._frames, self._per_granule, peaks[2], total)
-        return SplitBandHops(*peaks, *energies, features)
+        return SplitBandHops(*peaks[:3], peaks[3], *energies, features)
 
     def _bands(self, low: np.ndarray, high: np.ndarray, final: bool = False) -> None:
         envelope_low = self._low_envelope.process(low)
@@ -1169,6 +1176,10 @@ class SplitBandFeatures:
             envelope_high = np.concatenate((envelope_high, self._high_detector.flush()))
         self._peaks[0].add(envelope_low)
         self._peaks[1].add(envelope_high)
+        self._pending = [np.concatenate((self._pending[0], envelope_low)), np.concatenate((self._pending[1], envelope_high))]
+        paired = min(p.size for p in self._pending)
+        self._peaks[3].add(self._pending[0][:paired] + self._pending[1][:paired])
+        self._pending = [p[paired:] for p in self._pending]
         if low.shape[1]:
             k_low, self._zi[0] = self._sosfilt(self._sos, low, axis=-1, zi=self._zi[0])
             k_high, self._zi[1] = self._sosfilt(self._sos, high, axis=-1, zi=self._zi[1])
@@ -1179,6 +1190,7 @@ class SplitBandFeatures:
 
 def split_band_gain_reduction_db(peak_low: np.ndarray, peak_high: np.ndarray, peak_sum: np.ndarray,
                                  sample_rate: float, threshold_db: float, release_ms: float = RELEASE_MS, *,
+                                 peak_bands: np.ndarray | None = None,
                                  low_hold_ms: float = HOLD_MS, high_hold_ms: float | None = None,
                                  lookahead_ms: float = LOOKAHEAD_MS, low_share: float = LOW_SHARE,
                                  max_low_db: float = MAX_LOW_DB) -> tuple[np.ndarray, np.ndarray]:
@@ -1187,7 +1199,7 @@ def split_band_gain_reduction_db(peak_low: np.ndarray, peak_high: np.ndarray, pe
     envelopes. An input gain of ``g`` dB is a threshold ``g`` dB lower."""
     high_hold_ms = HIGH_HOLD_MS if high_hold_ms is None else high_hold_ms
     gain_low, gain_high = allocate_band_gains(peak_low, peak_high, peak_sum, 10.0 ** (threshold_db / 20.0),
-                                              low_share=low_share, max_low_db=max_low_db)
+                                              low_share=low_share, max_low_db=max_low_db, envelope_bands=peak_bands)
     out = []
     for gain, hold_ms in ((gain_low, low_hold_ms), (gain_high, high_hold_ms)):
         computer = GainComputer(sample_rate, 0.0, release_ms, hold_ms=hold_ms, lookahead_ms=lookahead_ms)
@@ -1203,7 +1215,8 @@ def split_band_hop_energy(hops: SplitBandHops, gain_db: float, threshold_db: flo
     ``loop.predict`` uses it)."""
     features = hops.features
     low_db, high_db = split_band_gain_reduction_db(hops.peak_low, hops.peak_high, hops.peak_sum,
-                                                   features.hop_rate, threshold_db - gain_db, release_ms)
+                                                   features.hop_rate, threshold_db - gain_db, release_ms,
+                                                   peak_bands=hops.peak_bands)
     a = 10.0 ** ((gain_db - low_db) / 20.0)
     b = 10.0 ** ((gain_db - high_db) / 20.0)
     energy = a * a * hops.energy_low + b * b * hops.energy_high + 2.0 * a * b * hops.energy_cross
