@@ -235,11 +235,13 @@ def _preload() -> None:
     """
     global _PRELOADED
     if not _PRELOADED:
-        import numpy  # noqa: F401
-        import pytest  # noqa: F401
-        import scipy.fft  # noqa: F401
-        import scipy.signal  # noqa: F401
-        import soundfile  # noqa: F401
+        import numpy
+        import pytest
+        import scipy.fft
+        import scipy.signal
+        import soundfile
+
+        del numpy, pytest, scipy, soundfile
         for name in ("pedalboard", "pyebur128", "pyloudnorm", "hypothesis", "soxr", "typer", "rich"):
             try:
                 __import__(name)

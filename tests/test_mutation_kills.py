@@ -198,6 +198,22 @@ def test_sidechain_highpass_ignores_the_low_end():
     assert filtered.max_gain_reduction_db == 0.0
 
 
+# --------------------------------------------------------------------------- the meter
+def test_k_weighting_is_the_published_filter():
+    """ITU-R BS.1770-4 Tables 1 and 2 give the 48 kHz coefficients; at other rates the
+    response must be the same curve (within 0.03 dB from 20 Hz to 15 kHz)."""
+    published = np.array([[1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241, 0.73248077421585],
+                          [1.0, -2.0, 1.0, 1.0, -1.99004745483398, 0.99007225036621]])
+    np.testing.assert_allclose(loudness.k_weighting_sos(48000), published, atol=1e-10)
+    from scipy import signal
+
+    frequencies = np.array([20.0, 38.0, 100.0, 1000.0, 1681.0, 4000.0, 10000.0, 15000.0])
+    reference = 10 * np.log10(_k_power_response(frequencies))
+    for rate in (44100, 96000):
+        _, h = signal.sosfreqz(loudness.k_weighting_sos(rate), worN=frequencies, fs=rate)
+        np.testing.assert_allclose(20 * np.log10(np.abs(h)), reference, atol=0.03)
+
+
 # --------------------------------------------------------------------------- the meter's gates
 # BS.1770-4 section 2.8: blocks at or under -70 LUFS never count (J_g = {j: l_j > -70});
 # the relative gate is 10 LU under the loudness of the blocks that passed.
@@ -269,6 +285,27 @@ def test_unmastered_bus_is_held_at_minus_1_dbtp():
     follows = render([tone], rate, plan, mastering_follows=True, keep_stems=True)
     assert ebur128(follows.mix, rate)[0] == pytest.approx(2.0, abs=0.1)
     assert "not lowered for peaks" in follows.bus_rule and "lowered" in result.bus_rule
+
+
+@pytest.mark.parametrize("position", [-0.5, 0.5, -1.0, 1.0])
+def test_stereo_balance_turns_the_far_side_down_by_the_constant_power_law(position):
+    """A stereo stem at ``position``: the near side is kept (gain 1), the far side gets
+    sqrt(2) times its constant-power gain -- at -0.5 the right side sqrt(2) sin(pi/8) =
+    0.5412 (-5.33 dB), at +-1 the far side nothing."""
+    from automix.mix.renderer import pan
+
+    x = np.stack([np.full(100, 0.5, np.float32), np.full(100, 0.25, np.float32)])
+    angle = (position + 1) * math.pi / 4
+    expected_left = min(1.0, math.sqrt(2) * math.cos(angle))
+    expected_right = min(1.0, math.sqrt(2) * math.sin(angle))
+    out = pan(x, position)
+    np.testing.assert_allclose(out[0], 0.5 * expected_left, atol=1e-6)
+    np.testing.assert_allclose(out[1], 0.25 * expected_right, atol=1e-6)
+    far = out[1] if position < 0 else out[0]
+    near = out[0] if position < 0 else out[1]
+    assert near[0] in (np.float32(0.5), np.float32(0.25))
+    if abs(position) == 0.5:
+        assert far[0] / (0.25 if position < 0 else 0.5) == pytest.approx(0.5412, abs=1e-4)
 
 
 def test_programme_peak_sets_aside_half_a_percent_of_blocks_and_says_where():
@@ -415,3 +452,228 @@ def test_master_report_carries_what_was_measured_on_the_master(dynamic_mix):
     assert report["status"] == result.status and report["renders"] == result.renders
     assert report["settings"]["target_lufs"] == load_preset("pop").master.target_lufs
     assert report["glue"]["act"] == result.glue.act
+
+
+# --------------------------------------------------------------------------- balancer
+def _stem(name: str, role: str, levels: dict[int, float], **analysis):
+    """A StemInfo whose analysis is given by hand: third-octave levels (index -> dB,
+    else -60 dB) and whatever scalar fields a test needs."""
+    from types import SimpleNamespace
+
+    from automix.measure.analyzer import THIRD_OCTAVE_CENTRES_HZ
+    from automix.mix.balancer import StemInfo
+
+    bands = np.full(len(THIRD_OCTAVE_CENTRES_HZ), -60.0)
+    for index, level in levels.items():
+        bands[index] = level
+    return StemInfo(name, role, "test", SimpleNamespace(band_levels_db=tuple(bands), **analysis))
+
+
+# lead (a vocal) strongest at 316 Hz (band 11, -10 dB) and 2 kHz (band 19, -12 dB)
+LEAD_BANDS = {11: -10.0, 19: -12.0, 9: -5.0}  # 200 Hz louder still, but under the 250 Hz-5 kHz presence band
+
+
+@pytest.mark.parametrize("accompaniment_db, max_cut_db, expected_cut_db", [
+    (-14.0, 6.0, -1.0),   # -14 vs the lead's -10 - 6 = -16: 2 dB of excess, half of it cut
+    (-4.0, 3.0, -3.0),    # 12 dB of excess: half is 6, bounded by the preset's 3 dB
+    (-15.5, 6.0, None),   # 0.5 dB of excess: a 0.25 dB cut is under 0.5 dB, none
+    (-17.0, 6.0, None),   # under the lead - 6 dB: no competition
+])
+def test_masking_cut_is_half_the_excess_over_lead_minus_6_db_and_bounded(accompaniment_db, max_cut_db, expected_cut_db):
+    from automix.mix.balancer import masking_cuts
+
+    lead = _stem("vox", "vocal", LEAD_BANDS)
+    keys = _stem("keys", "keys", {11: accompaniment_db, 19: -30.0, 9: 0.0})
+    cuts = masking_cuts(keys, 0.0, lead, 0.0, max_cut_db)
+    if expected_cut_db is None:
+        assert cuts == ()
+    else:
+        assert len(cuts) == 1
+        assert cuts[0].frequency_hz == pytest.approx(316.2, abs=0.1)
+        assert cuts[0].gain_db == pytest.approx(expected_cut_db, abs=1e-9)
+        assert cuts[0].q == 2.0
+    # planned levels count: the lead planned 20 dB louder leaves nothing in its way
+    assert masking_cuts(keys, 0.0, lead, 20.0, max_cut_db) == ()
+    # the lead itself, the rhythm section, and a preset with no cuts: never cut
+    assert masking_cuts(lead, 0.0, lead, 0.0, max_cut_db) == ()
+    assert masking_cuts(_stem("bass", "bass", {11: 0.0}), 0.0, lead, 0.0, max_cut_db) == ()
+    assert masking_cuts(keys, 0.0, lead, 0.0, 0.0) == ()
+    assert masking_cuts(keys, 0.0, None, 0.0, max_cut_db) == ()
+
+
+def test_masking_cut_bands_are_the_leads_two_strongest_an_octave_apart():
+    """Lead strongest at 316 Hz, then 400 Hz (a third away: skipped), then 2 kHz; the
+    accompaniment competes in all three -> cuts at 316 Hz and 2 kHz only."""
+    from automix.mix.balancer import masking_cuts
+
+    lead = _stem("vox", "vocal", {11: -10.0, 12: -11.0, 19: -12.0})
+    keys = _stem("keys", "keys", {11: -12.0, 12: -12.0, 19: -14.0})
+    cuts = masking_cuts(keys, 0.0, lead, 0.0, 6.0)
+    assert [round(c.frequency_hz) for c in cuts] == [316, 1995]
+    # 316 Hz: -12 vs -16 -> 4 dB excess -> 2 dB; 2 kHz: -14 vs -18 -> 2 dB
+    assert [c.gain_db for c in cuts] == pytest.approx([-2.0, -2.0], abs=1e-9)
+
+
+def test_estimated_continuity_is_mean_over_active_power():
+    """rms -13.01 dBFS against an active rms of 0 - 10 = -10 dBFS (peak - crest): half the
+    power, so it plays half the time: continuity 0.5; presence: 1-5 kHz holds 1/10 of
+    the power (-10 dB) -> (-10 + 20) / 20 = 0.5."""
+    from types import SimpleNamespace
+
+    from automix.mix.balancer import estimated_lead_features
+
+    analysis = SimpleNamespace(sample_peak_dbfs=0.0, crest_factor_db=10.0, rms_dbfs=-10.0 + 10 * math.log10(0.5),
+                               band_level_db=lambda low, high: -10.0 if (low, high) == (1000.0, 5000.0) else 0.0)
+    features = estimated_lead_features(analysis)
+    assert features.continuity == pytest.approx(0.5, abs=1e-9)
+    assert features.presence == pytest.approx(0.5, abs=1e-9)
+    assert features.melodic == 0.5
+
+
+def test_plan_report_is_json_with_rounded_numbers():
+    import json
+
+    from automix.mix.balancer import CompressorPlan, MixPlan, StemPlan
+
+    stem = StemPlan(name="a", role="keys", role_reason="r", target_lufs=-12.34567, gain_db=1.23456, gain_rule="g",
+                    highpass_hz=80.0, highpass_order=2, highpass_rule="h", eq_cuts=(), pan=0.25, pan_rule="p",
+                    compressor=CompressorPlan(-20.12345, 2.5, 10.0, 100.0, "c"), compressor_rule="c")
+    data = json.loads(json.dumps(MixPlan((stem,), "a", "lead", -20.0).to_dict()))
+    assert data["stems"][0]["target_lufs"] == -12.346
+    assert data["stems"][0]["compressor"]["threshold_db"] == -20.123
+    assert data["lead"] == "a" and data["bus_lufs"] == -20.0
+
+
+def _lead_candidates(margin: float, roles=("woodwinds", "other")):
+    from automix.mix.balancer import LeadFeatures
+
+    a = _stem("take_a", roles[0], {})
+    b = _stem("take_b", roles[1], {})
+    from dataclasses import replace
+
+    return [replace(a, lead_features=LeadFeatures(0.5, 0.5, 0.5)),
+            replace(b, lead_features=LeadFeatures(0.5 + margin, 0.5, 0.5))]
+
+
+def test_lead_score_adds_the_three_audio_scores_and_the_role_prior():
+    """No vocal: the score is continuity + presence + melodic + the role's prior, 0.3 x
+    (1 - rank / 9) along LEAD_ORDER (woodwinds rank 1: 0.267; other, rank 9: 0). So
+    "other" needs audio scores more than 0.267 higher to lead over woodwinds."""
+    from automix.mix.balancer import LeadFeatures, choose_lead
+
+    assert choose_lead(_lead_candidates(0.25))[0] == "take_a"
+    assert choose_lead(_lead_candidates(0.28))[0] == "take_b"
+    # melodic counts for, not against: a clear pitch (1.0) beats none (0.0) at equal rest
+    from dataclasses import replace
+
+    tune = replace(_stem("tune", "guitar", {}), lead_features=LeadFeatures(0.5, 0.5, 1.0))
+    pad = replace(_stem("pad", "guitar", {}), lead_features=LeadFeatures(0.7, 0.7, 0.0))
+    assert choose_lead([pad, tune])[0] == "tune"  # 2.0 against 1.4
+    # the file name's "solo" adds 0.5
+    solo = replace(_stem("gtr solo", "guitar", {}), lead_features=LeadFeatures(0.5, 0.5, 0.6))
+    assert choose_lead([tune, solo])[0] == "gtr solo"  # 1.6 + 0.5 against 2.0
+
+
+def test_stems_of_one_role_share_the_groups_level_each_3_db_down():
+    """Two keyboard stems alone in the harmony group: their powers add up to the group's
+    level, so each sits 10 log10(2) = 3.01 dB under it, whatever the role's own LU."""
+    from automix.mix.balancer import group_targets
+    from automix.presets import load_preset
+
+    pop = load_preset("pop")
+    stems = [_stem("keys 1", "keys", {}), _stem("keys 2", "keys", {}), _stem("vox", "vocal", {})]
+    targets, groups = group_targets(stems, pop, "vox")
+    harmony = pop.groups.as_dict()["harmony"]
+    for name in ("keys 1", "keys 2"):
+        target, rule, group, group_lufs = targets[name]
+        assert group == "harmony" and group_lufs == harmony
+        assert target == pytest.approx(harmony - 10 * math.log10(2), abs=1e-9)
+        assert "shared by 2 stems (-3.0 dB each)" in rule and "2 stems scaled together" in rule
+    assert targets["vox"][0] == pytest.approx(pop.groups.as_dict()["vocals"], abs=1e-9)
+    assert "shared by" not in targets["vox"][1] and "scaled together" not in targets["vox"][1]
+    # the old per-role API: n stems of a role each 10 log10(n) dB under the role's level
+    from automix.mix.balancer import target_loudness
+
+    target, rule = target_loudness(stems[0], pop.roles["keys"], 4)
+    assert target == pytest.approx(pop.roles["keys"].loudness_lu - 10 * math.log10(4), abs=1e-9)
+    assert "shared by 4 keys stems (-6.0 dB each)" in rule
+
+
+def test_highpass_an_octave_under_the_content_within_the_roles_limit():
+    """Content from 200 Hz (band 9) within 30 dB of the strongest band: cutoff 100 Hz;
+    the same stem with content from 63 Hz: 31.5 Hz; from 25 Hz: never under 20 Hz; and a
+    role whose limit is 0 (the kick) gets no high-pass at all."""
+    from dataclasses import replace
+
+    from automix.mix.balancer import highpass_cutoff
+    from automix.presets import load_preset
+
+    rules = replace(load_preset("pop").roles["keys"], hpf_max_hz=150.0)
+    base = {index: -70.0 for index in range(9)}  # 40 dB under the strongest: rumble, ignored
+    cases = [({**base, 9: -25.0, 16: 0.0}, 199.526 / 2), ({**base, 4: -29.0, 16: 0.0}, 63.0957 / 2),
+             ({**base, 0: -20.0, 16: 0.0}, 20.0), ({**base, 12: -10.0, 16: 0.0}, 150.0)]
+    for levels, expected in cases:
+        cutoff, _ = highpass_cutoff(_stem("keys", "keys", levels), rules)
+        assert cutoff == pytest.approx(expected, abs=0.01)
+    kick_rules = load_preset("pop").roles["kick"]
+    assert kick_rules.hpf_max_hz == 0.0
+    assert highpass_cutoff(_stem("kick", "kick", {16: 0.0}), kick_rules)[0] is None
+
+
+# --------------------------------------------------------------------------- the chain's stages and sinks
+def test_the_decided_glue_is_in_the_chain(dynamic_mix):
+    """A plan with a flat EQ, width 1 and no mono bass, and glue that acts: the chain
+    before the limiter must turn the loud passages down (the glue's ~3 dB depth), not
+    pass the signal."""
+    from test_glue import forced
+
+    from automix.master.chain import ChainPlan, pre_limiter
+    from automix.master.tonal import TonalMove
+
+    x, rate, _ = dynamic_mix
+    decision = forced(x, 3.0)
+    plan = ChainPlan(TonalMove((1000.0,), (0.0,), "flat"), 0.0, 1.0, decision)
+    chain = pre_limiter(plan, rate, 2)
+    out = np.concatenate([chain.process(x), chain.flush()], axis=1)[:, : x.shape[1]]
+    late = slice(3 * rate, None)
+    change_db = 10 * math.log10(np.mean(out[:, late].astype(np.float64) ** 2) / np.mean(x[:, late].astype(np.float64) ** 2))
+    assert change_db < -1.0
+
+
+def test_file_sink_reads_back_what_it_wrote(tmp_path):
+    """A 24-bit WAV render read back (for --codec-safe) is the block written, within
+    24-bit quantisation (2^-23)."""
+    from automix.master.chain import FileSink
+
+    block = (0.5 * np.sin(np.linspace(0, 200, 4800))).astype(np.float32)
+    block = np.stack([block, -block])
+    temp, destination = tmp_path / "render.part.wav", tmp_path / "master.wav"
+    sink = FileSink(str(temp), destination, 48000, 2, "24", "WAV")
+    sink.start()
+    sink.write(block)
+    sink.finish()
+    assert not destination.exists()  # the render goes to the temporary file only
+    np.testing.assert_allclose(sink.read(), block, atol=2.0**-23)
+
+
+def test_master_to_file_writes_the_master_by_default(dynamic_mix, tmp_path):
+    """Without ``dry_run`` the master is written, at the preset's loudness and under its
+    ceiling as libebur128 reads the file."""
+    import soundfile as sf
+    from test_loudness import ebur128
+
+    from automix.io.audio import Audio
+    from automix.io.stream import array_source
+    from automix.master.chain import master_to_file
+    from automix.presets import load_preset
+
+    x, rate, _ = dynamic_mix
+    settings = load_preset("pop").master
+    output = tmp_path / "master.wav"
+    result = master_to_file(array_source(Audio(x[:, : 4 * rate], rate)), output, settings)
+    data, file_rate = sf.read(output, dtype="float64", always_2d=True)
+    assert file_rate == rate and data.shape == (4 * rate, 2)
+    lufs, peak, _ = ebur128(data.T, rate)
+    assert lufs == pytest.approx(settings.target_lufs, abs=0.1)
+    assert peak <= settings.ceiling_dbtp + 0.05
+    assert result.output_lufs == pytest.approx(lufs, abs=0.1)
