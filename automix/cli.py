@@ -26,14 +26,8 @@ from rich.table import Table
 
 from automix import __version__
 from automix.errors import AutomixError
-from automix.io.audio import find_audio_files, read_audio
 from automix.jobs.checks import check_mix_arguments
-from automix.jobs.pipeline import (
-    OutputOptions,
-    mix_folder,
-    plan_master,
-    run_master_batch,
-)
+from automix.jobs.options import OutputOptions
 from automix.jobs.safety import (
     BUG_NOTE,
     Stopped,
@@ -43,9 +37,7 @@ from automix.jobs.safety import (
     error_record,
     install_stop_handlers,
 )
-from automix.master.loop import OVER_LIMIT_CHOICES
-from automix.master.platforms import PLATFORMS, resolve_targets
-from automix.measure.analyzer import analyze
+from automix.master.platforms import OVER_LIMIT_CHOICES, PLATFORMS, resolve_targets
 from automix.presets import (
     ROLES,
     MasterSettings,
@@ -93,6 +85,10 @@ def analyze_command(
 ) -> None:
     """Measure loudness (BS.1770), peaks, dynamics, spectrum and stereo image."""
     try:
+        # heavy imports only where they are used, so --help and --version start fast
+        from automix.io.audio import find_audio_files, read_audio
+        from automix.measure.analyzer import analyze
+
         files = find_audio_files(paths)
     except OSError as error:
         fail(describe_error(error))
@@ -134,6 +130,8 @@ SampleRateOption = typer.Option(None, "--sample-rate", help="Output sample rate 
 FormatOption = typer.Option(None, "--format", help="wav, flac or aiff [default: from the output name].")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
 JsonOption = typer.Option(False, "--json", help="One JSON object per result and line on stdout.")
+CodecSafeOption = typer.Option(None, "--codec-safe", help="Lossy codecs (e.g. mp3,aac,opus or aac:128) whose decoded true peak must also stay under the ceiling.")
+AmountOption = typer.Option(1.0, "--amount", min=0.0, max=1.0, help="0..1: how much of the mastering's corrections (tonal EQ, width, glue) to apply; 0 = loudness only.")
 
 
 def resolve_preset(preset: str, preset_file: Path | None, platform: str | None, target_lufs: float | None,
@@ -167,7 +165,8 @@ def read_preset(name_or_path) -> Preset:
         raise AutomixError(describe_error(error, name_or_path)) from None
 
 
-def check_output_options(bit_depth: str, over_limit: str, format_name: str | None, sample_rate: int | None) -> None:
+def check_output_options(bit_depth: str, over_limit: str, format_name: str | None, sample_rate: int | None,
+                         codec_safe: str | None = None) -> None:
     if bit_depth not in ("16", "24", "32f"):
         raise AutomixError(f"--bit-depth must be 16, 24 or 32f, not {bit_depth!r}")
     if over_limit not in OVER_LIMIT_CHOICES:
@@ -178,6 +177,13 @@ def check_output_options(bit_depth: str, over_limit: str, format_name: str | Non
         raise AutomixError("FLAC cannot hold 32-bit float; use --bit-depth 16 or 24, or --format wav")
     if sample_rate is not None and not 8000 <= sample_rate <= 384000:
         raise AutomixError(f"--sample-rate must be between 8000 and 384000 Hz, not {sample_rate}")
+    if codec_safe is not None:
+        from automix.master.codecs import parse_codecs
+
+        try:
+            parse_codecs(codec_safe)
+        except AutomixError as error:
+            raise AutomixError(f"--codec-safe {codec_safe}: {error}") from None
 
 
 @app.command("master")
@@ -196,13 +202,17 @@ def master_command(
     format_name: str | None = FormatOption,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files mastered in parallel."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Measure and report; write nothing."),
+    codec_safe: str | None = CodecSafeOption,
+    amount: float = AmountOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Master finished mixes to a loudness target under a true-peak ceiling."""
     try:
-        check_output_options(bit_depth, over_limit, format_name, sample_rate)
+        check_output_options(bit_depth, over_limit, format_name, sample_rate, codec_safe)
         resolved = resolve_preset(preset, preset_file, platform, target_lufs, ceiling_dbtp, max_limiting_db)
+        from automix.jobs.master_files import plan_master, run_master_batch
+
         plan = plan_master(inputs, output_dir, format_name, dry_run)
     except (AutomixError, OSError) as error:  # OSError: a path the system refuses (name too long...)
         fail(describe_error(error))
@@ -215,7 +225,7 @@ def master_command(
     workers, capped = cap_jobs(jobs, len(plan.jobs) - len(plan.problems))
     if capped:
         _note(capped, quiet)
-    options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run)
+    options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run, codec_safe, amount)
     counts = {"ok": 0, "error": 0, "target_missed": 0}
     with _progress(len(plan.jobs), quiet, "mastering") as progress, \
             closing(run_master_batch(plan, output_dir, resolved.master, options, workers)) as records:
@@ -310,21 +320,25 @@ def mix_command(
     format_name: str | None = FormatOption,
     no_master: bool = typer.Option(False, "--no-master", help="Write the balanced mix without the mastering chain."),
     export_stems: Path | None = typer.Option(None, "--export-stems", help="Folder for the processed stems (32-bit float); their sum is the unmastered mix."),
-    report: Path | None = typer.Option(None, "--report", help="Write the JSON report of every decision here."),
+    report: Path | None = typer.Option(None, "--report", help="Write the report of every decision here: .html (a page with plots) or .json."),
     strict: bool = typer.Option(False, "--strict", help="Fail on an unreadable or silent stem instead of skipping it."),
+    codec_safe: str | None = CodecSafeOption,
+    amount: float = AmountOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Balance, process and master a folder of stems into one track."""
     try:
-        check_output_options(bit_depth, over_limit, format_name, sample_rate)
+        check_output_options(bit_depth, over_limit, format_name, sample_rate, codec_safe)
         resolved = resolve_preset(preset, preset_file, platform, target_lufs, ceiling_dbtp, max_limiting_db)
         overrides = parse_role_overrides(roles)
         check_mix_arguments(folder, output, format_name, role_overrides=overrides, export_stems=export_stems, report_path=report)
     except (AutomixError, OSError) as error:  # OSError: a path the system refuses (name too long...)
         fail(describe_error(error))
         raise typer.Exit(EXIT_USAGE)
-    options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run=False)
+    options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run=False, codec_safe=codec_safe, amount=amount)
+    from automix.jobs.mix_folder import mix_folder
+
     with _progress(1, quiet, f"mixing {folder.name}") as progress:
         try:
             result = mix_folder(folder, output, resolved, options, role_overrides=overrides, no_master=no_master,

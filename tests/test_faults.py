@@ -53,7 +53,7 @@ def refuse(monkeypatch):
         raise AssertionError("audio was read before the arguments were checked")
 
     monkeypatch.setattr(automix.io.audio, "read_audio", no_reading)
-    monkeypatch.setattr(automix.jobs.master_files, "read_audio", no_reading)
+    monkeypatch.setattr(automix.jobs.master_files, "file_source", no_reading)
     monkeypatch.setattr(automix.jobs.mix_folder, "read_audio", no_reading)
 
     def run(*args):
@@ -312,7 +312,7 @@ def test_no_worker_can_start_so_the_batch_runs_in_process(monkeypatch):
 
 def test_an_internal_error_is_one_line_unless_debugging(tmp_path):
     source = write_input(tmp_path / "a.wav", 1.0)
-    patch = "import automix.cli\ndef _bad(*a, **k):\n    raise ValueError('plan went wrong')\nautomix.cli.plan_master = _bad\n"
+    patch = "def _bad(*a, **k):\n    raise ValueError('plan went wrong')\nimport automix.jobs.master_files\nautomix.jobs.master_files.plan_master = _bad\n"
     result = automix_patched(patch, "master", source, "-o", tmp_path / "out")
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "this is a bug in automix" in result.stderr

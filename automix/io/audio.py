@@ -34,6 +34,12 @@ import soxr
 
 from automix import __version__
 from automix.errors import AutomixError
+from automix.io.formats import (  # noqa: F401 - re-exported
+    BIT_DEPTHS,
+    EXTENSION_CONTAINERS,
+    READABLE_EXTENSIONS,
+    WRITABLE_FORMATS,
+)
 from automix.io.metadata import (
     LoudnessTags,
     Provenance,
@@ -49,13 +55,6 @@ from automix.io.paths import (
 )
 from automix.io.validate import MAX_CHANNELS, validate_audio, validate_sample_rate
 
-#: Extensions automix reads. MP3 depends on the libsndfile build (1.1+ reads it);
-#: pedalboard decodes it otherwise.
-READABLE_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".mp3")
-
-#: Extension -> the container its content must be.
-EXTENSION_CONTAINERS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF", ".ogg": "OGG", ".mp3": "MP3"}
-
 #: What is missing from a file whose first bytes are no audio container at all.
 _MISSING_HEADER = {
     "WAV": "no WAVE header",
@@ -68,12 +67,6 @@ _MISSING_HEADER = {
 
 #: libsndfile major formats acceptable for each sniffed container.
 _SNDFILE_FORMATS = {"WAV": {"WAV", "WAVEX", "RF64"}, "FLAC": {"FLAC"}, "AIFF": {"AIFF"}, "OGG": {"OGG"}, "MP3": {"MP3", "MPEG"}}
-
-#: Extension -> libsndfile container written for it.
-WRITABLE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF"}
-
-#: ``--bit-depth`` value -> libsndfile subtype.
-BIT_DEPTHS = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
 
 #: Fixed seed for the dither generator, so the same input gives the same bytes.
 DITHER_SEED = 0x5EED

@@ -18,18 +18,22 @@ import soundfile as sf
 import soxr
 
 from automix.errors import AutomixError
-from automix.io.audio import (  # the private helpers word write failures as write_audio does
+from automix.io.audio import (  # private helpers: validate and word failures as read/write_audio do
     BIT_DEPTHS,
+    MAX_DURATION_S,
+    MAX_FILE_PEAK,
     SOFTWARE,
     Audio,
+    _check_header,
+    _check_input_file,
+    _container_of,
     _describe,
     _sndfile_error_detail,
     _write_failure,
     output_format,
     read_audio,
-    sniff_container,
+    resample,
 )  # fmt: skip
-from automix.io.validate import validate_audio
 
 #: Frames per block: 1.5 s at 44.1 kHz. Large enough that per-block overheads vanish,
 #: small enough that a block of every intermediate signal stays a few MB.
@@ -77,28 +81,28 @@ def file_source(path: Path, *, sample_rate: int | None = None, block_frames: int
     """Blocks of an audio file, validated as :func:`automix.io.audio.read_audio` does.
 
     WAV, FLAC, AIFF and OGG are decoded block by block; MP3 (rare for a master's input)
-    is decoded whole. The whole file is read once here to validate it -- every sample
-    finite, the frame count as found, not as the header claims -- so a later pass never
-    meets a surprise half-way through a render.
+    is decoded whole. The file is decoded once here to validate it -- every sample
+    finite and sane, the frame count as found, not as the header claims -- so a later
+    pass never meets a surprise half-way through a render.
     """
     path = Path(path)
-    container = sniff_container(path)
+    _check_input_file(path)
+    container, warnings = _container_of(path)
     if container not in STREAMED_CONTAINERS:
         audio = read_audio(path)
         if sample_rate and sample_rate != audio.sample_rate:
-            from automix.io.audio import resample
-
             audio = Audio(resample(audio.samples, audio.sample_rate, sample_rate), sample_rate, audio.path, audio.warnings)
         return array_source(audio, block_frames)
     try:
         info = sf.info(str(path))
-    except Exception as error:  # noqa: BLE001 - the full reader gives the precise reason
+    except Exception:  # noqa: BLE001 - the whole-file reader words the precise reason
         read_audio(path)
-        raise AutomixError(f"{path}: cannot read as audio ({error})") from None
-    warnings: list[str] = []
-    frames, rate, channels = _scan(path, info.samplerate, info.channels, block_frames)
-    if info.frames not in (frames, 0) and info.frames < (1 << 62):
-        warnings.append(f"truncated: the header claims {info.frames} frames, the file holds {frames}")
+        raise AutomixError(f"{path}: cannot read as audio") from None
+    _check_header(path, info.samplerate, info.channels, info.subtype)
+    rate, channels = int(info.samplerate), int(info.channels)
+    frames = _scan(path, rate, channels, block_frames)
+    if container in ("WAV", "AIFF") and 0 < info.frames < (1 << 62) and info.frames != frames:
+        warnings.append(f"{path.name}: truncated: the header claims {info.frames} frames, the file holds {frames}")
     out_rate = sample_rate or rate
 
     def blocks() -> Iterator[np.ndarray]:
@@ -115,35 +119,36 @@ def file_source(path: Path, *, sample_rate: int | None = None, block_frames: int
                     if data.shape[0] == 0:
                         continue
                 yield np.ascontiguousarray(data.T)
-            if stream is not None and remaining > 0:  # ended early: flush the resampler
-                tail = stream.resample_chunk(np.zeros((0, channels), np.float32), last=True)
-                if tail.shape[0]:
-                    yield np.ascontiguousarray(tail.T)
 
     out_frames = frames if out_rate == rate else int(frames * out_rate / rate + 0.5)  # soxr's output length
     return BlockSource(out_rate, channels, out_frames, path.name, blocks, tuple(warnings))
 
 
-def _scan(path: Path, rate: int, channels: int, block_frames: int) -> tuple[int, int, int]:
+def _scan(path: Path, rate: int, channels: int, block_frames: int) -> int:
     """Decode the whole file once, block by block: count its real frames and check every
-    block as the reader checks a whole file."""
-    frames = 0
+    block as the whole-file reader checks a file (finite, sane peak, not too long)."""
+    frames, cap = 0, int(MAX_DURATION_S * rate)
     try:
         with sf.SoundFile(str(path)) as f:
             for data in f.blocks(block_frames, dtype="float32", always_2d=True):
                 if not np.isfinite(data).all():
                     raise AutomixError(f"{path}: the file holds NaN or infinite samples")
+                peak = float(np.abs(data).max()) if data.size else 0.0
+                if peak > MAX_FILE_PEAK:
+                    raise AutomixError(f"{path}: peaks at {20 * np.log10(peak):+.0f} dBFS, more than "
+                                       f"{20 * np.log10(MAX_FILE_PEAK):+.0f}: not audio, or a corrupt float file")
                 frames += data.shape[0]
+                if frames > cap:
+                    raise AutomixError(f"{path}: longer than {MAX_DURATION_S / 3600:g} hours; automix stops there")
     except AutomixError:
         raise
     except Exception as error:  # noqa: BLE001
         if frames == 0:
             read_audio(path)  # the precise reason
-            raise AutomixError(f"{path}: cannot read as audio ({error})") from None
+        raise AutomixError(f"{path}: cannot read as audio ({_describe(error)})") from None
     if frames <= channels:
         raise AutomixError(f"{path}: only {frames} sample(s) per channel; too short to be audio")
-    validate_audio(np.zeros((channels, channels + 1), np.float32), rate, name=str(path))
-    return frames, rate, channels
+    return frames
 
 
 class BlockWriter:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from automix.errors import AutomixError
-from automix.io.audio import READABLE_EXTENSIONS, WRITABLE_FORMATS
+from automix.io.formats import READABLE_EXTENSIONS, WRITABLE_FORMATS
 from automix.io.paths import (
     check_output_folder,
     check_output_paths,
@@ -36,6 +36,9 @@ __all__ = ["check_mix_arguments", "clean_stale_parts", "is_automix_output", "lis
 
 #: Exported stems are named ``NN_<stem>.wav`` (see ``mix_folder``).
 EXPORTED_STEM = re.compile(r"^\d{2,}_.*\.wav$", re.IGNORECASE)
+
+#: What ``--report`` can write: a page with plots, or the JSON it is drawn from.
+REPORT_SUFFIXES = (".json", ".html", ".htm")
 
 
 def same_path(a: Path, b: Path) -> bool:
@@ -188,8 +191,8 @@ def check_mix_arguments(folder: Path, output: Path, format_name: str | None, *, 
             if path is not None and Path(path).parent.resolve() == export_stems.resolve() and EXPORTED_STEM.match(Path(path).name):
                 raise AutomixError(f"{what} {path}: an exported stem may get that name; choose another name or folder")
     check_outputs_against_inputs(scan.files, {"-o": output, "--report": report_path})
-    if report_path is not None and Path(report_path).suffix.lower() != ".json":
-        raise AutomixError(f"--report {report_path}: the report is JSON; name it .json")
+    if report_path is not None and Path(report_path).suffix.lower() not in REPORT_SUFFIXES:
+        raise AutomixError(f"--report {report_path}: name the report .html (a page with plots) or .json")
     if not dry_run:
         check_writable_file(output, "-o")
         if report_path is not None:

@@ -3,7 +3,6 @@ per-file isolation, workers and signal handling (:func:`run_master_batch`)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -13,11 +12,9 @@ from automix.errors import AutomixError
 from automix.io.audio import (
     READABLE_EXTENSIONS,
     WRITABLE_FORMATS,
-    Audio,
-    read_audio,
-    resample,
-    write_audio,
 )
+from automix.io.paths import check_output_paths
+from automix.io.stream import file_source
 from automix.jobs.checks import (
     check_writable_file,
     check_writable_folder,
@@ -27,32 +24,30 @@ from automix.jobs.checks import (
 )
 from automix.jobs.options import MIN_MEASURABLE_S, OutputOptions
 from automix.jobs.safety import error_record, run_batch
-from automix.master.chain import MasterResult, master
+from automix.master.chain import MasterResult, master_to_file
 from automix.presets import MasterSettings
 
 
 def master_file(input_path: Path, output_path: Path, settings: MasterSettings, options: OutputOptions,
                 protected: tuple[Path, ...] = ()) -> MasterResult:
-    """Read, master and write one file. Nothing is written if the target was missed.
+    """Master one file into another, block by block. Nothing is written if the target
+    was missed; memory depends on the block size, not on the file's length.
 
     Raises
     ------
     AutomixError
-        If the input cannot be read or the output cannot be written.
+        If the input cannot be read, is too short, or the output cannot be written (or
+        would be an input).
     """
-    audio = read_audio(input_path)
-    if audio.frames < MIN_MEASURABLE_S * audio.sample_rate:
-        raise AutomixError(f"{input_path}: {audio.frames} samples ({audio.duration_s:.3f} s) is too short to master "
-                           f"(loudness needs at least {MIN_MEASURABLE_S} s)")
-    if options.sample_rate and options.sample_rate != audio.sample_rate:
-        audio = Audio(resample(audio.samples, audio.sample_rate, options.sample_rate), options.sample_rate, audio.path, audio.warnings)
-    samples, result = master(audio, settings, bit_depth=options.bit_depth, over_limit=options.over_limit)
-    if audio.warnings:  # what reading noticed (a truncated file...) belongs with the result
-        result = dataclasses.replace(result, warnings=(*audio.warnings, *result.warnings))
-    if not options.dry_run and result.status != "target_missed":
-        write_audio(samples, audio.sample_rate, output_path, options.bit_depth,
-                    protected=protected + (input_path,), format_name=options.format_name)
-    return result
+    if not options.dry_run:
+        check_output_paths((input_path, *protected), (output_path,))
+    source = file_source(input_path, sample_rate=options.sample_rate)
+    if source.frames < MIN_MEASURABLE_S * source.sample_rate:
+        raise AutomixError(f"{input_path}: {source.frames} samples ({source.frames / source.sample_rate:.3f} s) is too short "
+                           f"to master (loudness needs at least {MIN_MEASURABLE_S} s)")
+    return master_to_file(source, output_path, settings, bit_depth=options.bit_depth, format_name=options.format_name,
+                          over_limit=options.over_limit, dry_run=options.dry_run, codec_safe=options.codec_safe,
+                          amount=options.amount)
 
 
 def master_job(input_path: Path, output_path: Path, settings: MasterSettings, options: OutputOptions,

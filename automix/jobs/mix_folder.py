@@ -30,6 +30,7 @@ from automix.mix.balancer import MixPlan, StemInfo, balance
 from automix.mix.renderer import render
 from automix.mix.roles import detect_role, pair_key, stereo_side
 from automix.presets import Preset
+from automix.report import HTML_SUFFIXES
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,7 +162,8 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
         out, status = quantize(rendered.mix, options.bit_depth), "ok"
     else:
         bus = Audio(rendered.mix, stems.sample_rate, output)
-        out, master_result = master(bus, preset.master, bit_depth=options.bit_depth, over_limit=options.over_limit)
+        out, master_result = master(bus, preset.master, bit_depth=options.bit_depth, over_limit=options.over_limit,
+                                    codec_safe=options.codec_safe, amount=options.amount)
         status = master_result.status
     protected = tuple(scan.files)
     exported = {}
@@ -183,7 +185,17 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     report = build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result,
                           out, stems.sample_rate, written, options)
     if report_path is not None and not options.dry_run:
-        write_report(report, Path(report_path))
+        if Path(report_path).suffix.lower() in HTML_SUFFIXES:
+            from automix.report.html import (  # matplotlib: only when a page is asked for
+                curves_from_audio,
+                write_html,
+            )
+
+            curves = curves_from_audio(rendered.mix, out, stems.sample_rate, preset.master,
+                                       limiter_gain_reduction_db=master_result.limiter_timeline_db if master_result else None)
+            write_html(report, curves, Path(report_path))
+        else:
+            write_report(report, Path(report_path))
     return MixResult(status, written, plan, master_result, report)
 
 

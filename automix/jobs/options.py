@@ -18,3 +18,5 @@ class OutputOptions:
     format_name: str | None = None  # None: from the output's extension
     over_limit: str = "fail"
     dry_run: bool = False
+    codec_safe: str | None = None  # lossy codecs whose decoded true peak must hold the ceiling
+    amount: float = 1.0  # 0..1: how much of the mastering's corrective moves to apply

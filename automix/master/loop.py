@@ -32,6 +32,7 @@ from scipy import signal
 
 from automix.errors import AutomixError
 from automix.master import limiter
+from automix.master.platforms import OVER_LIMIT_CHOICES
 from automix.measure import loudness
 from automix.measure.analyzer import ACTIVE_GATE_LUFS
 from automix.presets import MasterSettings
@@ -55,8 +56,6 @@ MAX_EXTRA_GAIN_DB = 40.0
 #: Times the loop lowers its threshold for ``--codec-safe`` before accepting (each is
 #: a render plus one encode per codec).
 MAX_CODEC_ROUNDS = 3
-#: Ways to handle a target that needs more limiting than ``max_limiting_db`` allows.
-OVER_LIMIT_CHOICES = ("fail", "quieter", "force")
 #: Samples per hop of the cheap model: 1.45 ms at 44.1 kHz, fine enough for a limiter
 #: whose gain cannot move within a low-frequency period.
 HOP_FRAMES = 64

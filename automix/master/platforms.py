@@ -7,6 +7,10 @@ from dataclasses import replace
 from automix.errors import AutomixError
 from automix.presets import MasterSettings
 
+#: What to do when a target needs more limiting than ``max_limiting_db`` allows:
+#: refuse (nothing written, exit 3), accept a quieter master, or reach it anyway.
+OVER_LIMIT_CHOICES = ("fail", "quieter", "force")
+
 #: Streaming and broadcast loudness targets (integrated LUFS, true-peak ceiling dBTP),
 #: as the platforms document them.
 PLATFORMS = {
