@@ -382,7 +382,9 @@ def test_granule_edges_round_to_the_nearest_sample_at_odd_rates():
     """11025 Hz: 10 ms is 110.25 samples, 100 ms 1102.5; edges at round-half-up(k * hop)."""
     x = music_like(1.0, 11025)[:1]
     meter = loudness.LoudnessMeter(11025, 1, true_peak=False)
-    meter.add(x)
+    meter.add(x[:, :330])  # one sample short of the third edge (331)
+    assert meter.result().momentary_lufs.size == 0  # reading mid-stream is allowed ...
+    meter.add(x[:, 330:])  # ... and the measurement goes on
     power = signal.sosfilt(loudness.k_weighting_sos(11025), x[0].astype(np.float64)) ** 2
     for hop_ms in (10, 100):
         hops = 1000 // hop_ms
