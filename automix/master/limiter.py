@@ -800,7 +800,12 @@ _CROSSOVER_BETA = 5.65
 HIGH_HOLD_MS = 25.0
 #: When both bands are over their share, the low band keeps this fraction of the
 #: threshold and the high band the rest (the low band gives up more: a level change there
-#: is heard as less punch, in the high band as pumping of everything else).
+#: is heard as less punch, in the high band as pumping of everything else). Measured
+#: loudness against the wideband limiter at the same input, 3 / 6 dB of reduction:
+#: share 1/3: pink noise +0.23 / -0.03 LU, snares on noise -0.06 / -0.14, kick and pad
+#: +0.04 / +0.30; share 1/2: -0.35 / -1.14, -0.16 / -0.83 (the high band, which carries
+#: the loudness, gives up more); share 0.2: +0.62 / +0.91 but the low band sits at its
+#: 12 dB floor on pink noise (a tone change) and the safety stage takes up to 0.85 dB.
 LOW_SHARE = 1.0 / 3.0
 #: Most reduction the low band takes alone; past it the high band shares the reduction
 #: (more than 12 dB and a kick's fundamental is gone while its click stays).
@@ -926,27 +931,30 @@ def allocate_band_gains(envelope_low: np.ndarray, envelope_high: np.ndarray, env
     gain_high = np.ones_like(low)
     if not over.any():
         return gain_low, gain_high
-    bands = low + high if envelope_bands is None else np.minimum(np.asarray(envelope_bands, dtype=np.float64), low + high)
-    low, high, total, bands = low[over], high[over], total[over], bands[over]
+    low, high, total = low[over], high[over], total[over]
+    bands = low + high if envelope_bands is None else np.minimum(np.asarray(envelope_bands, dtype=np.float64)[over], low + high)
     bands = np.maximum(bands, total)
     target = threshold * bands / np.maximum(total, tiny)  # where gL L + gH H is held
+    part_low, part_high = low, high
     share_low = low_share * target
     share_high = target - share_low
-    only_high = low <= share_low
-    only_low = ~only_high & (high <= share_high)
-    g_low = np.where(only_high, 1.0, np.where(only_low, (target - high) / np.maximum(low, tiny), share_low / np.maximum(low, tiny)))
-    g_high = np.where(only_high, (target - low) / np.maximum(high, tiny), np.where(only_low, 1.0, share_high / np.maximum(high, tiny)))
+    only_high = part_low <= share_low
+    only_low = ~only_high & (part_high <= share_high)
+    safe_low, safe_high = np.maximum(part_low, tiny), np.maximum(part_high, tiny)
+    g_low = np.where(only_high, 1.0, np.where(only_low, (target - part_high) / safe_low, share_low / safe_low))
+    g_high = np.where(only_high, (target - part_low) / safe_high, np.where(only_low, 1.0, share_high / safe_high))
     floor = 10.0 ** (-max_low_db / 20.0)
     clamped = g_low < floor
     if clamped.any():
         g_low = np.where(clamped, floor, g_low)
-        g_high = np.where(clamped, np.minimum(1.0, (target - floor * low) / np.maximum(high, tiny)), g_high)
+        g_high = np.where(clamped, np.minimum(1.0, (target - floor * part_low) / safe_high), g_high)
         wideband = clamped & (g_high < floor)  # even at the floor the high band would go lower
         g_low = np.where(wideband, threshold / np.maximum(total, tiny), g_low)
         g_high = np.where(wideband, g_low, g_high)
     gain_low[over] = np.clip(g_low, 0.0, 1.0)
     gain_high[over] = np.clip(g_high, 0.0, 1.0)
     return gain_low, gain_high
+
 
 
 def _gain_as_envelope(gain: np.ndarray) -> np.ndarray:
