@@ -6,8 +6,9 @@ At 44.1 kHz, 6 dB of gain reduction (input true peak 6 dB over the threshold), f
 release the mastering loop may choose: THD+N of 50 Hz, 100 Hz and 1 kHz sines, SMPTE
 IMD (60 Hz + 7 kHz, 4:1), the snare attack-to-body loss, and the output's true peak over
 the threshold (4x meter and an independent 8x reconstruction). Then speed on pink noise:
-ms of CPU per second of stereo audio. Measurements come from tests/sound_metrics.py,
-which does not use automix code.
+ms of CPU per second of stereo audio. Then pumping (tests/test_pumping.py's kick and
+pad). Measurements come from tests/sound_metrics.py and tests/test_pumping.py, which do
+not use automix code.
 
 pedalboard's ``Limiter`` is not a true-peak limiter (no lookahead; it ends in a clipper),
 so its ceiling column is its own sample-peak behaviour, shown for comparison only.
@@ -51,6 +52,10 @@ def automix_limiter(release_ms: float):
     return lambda x: limiter.limit(x, FS, threshold_db=THRESHOLD_DB, release_ms=release_ms).samples
 
 
+def automix_split_limiter(release_ms: float):
+    return lambda x: limiter.limit(x, FS, threshold_db=THRESHOLD_DB, release_ms=release_ms, split_band=True).samples
+
+
 def pedalboard_limiter(release_ms: float):
     import pedalboard
 
@@ -72,6 +77,13 @@ def row(name: str, release_ms: float, run) -> str:
     tp8 = true_peak_8x_db(noise) - THRESHOLD_DB
     return (f"| {name} | {release_ms:g} | {thd[0]:.1f} | {thd[1]:.1f} | {thd[2]:.1f} | {imd:.2f} | {loss:.2f} "
             f"| {tp4:+.3f} / {tp8:+.3f} |")
+
+
+def pumping_db(run, gain_reduction_db: float) -> float:
+    from test_pumping import band_swing_db, kick_and_pad
+
+    x = over(kick_and_pad(), gain_reduction_db)
+    return band_swing_db(run(x)) - band_swing_db(x)
 
 
 def speed_ms_per_s(run, seconds: float) -> float:
@@ -98,10 +110,15 @@ def main() -> None:
           "pink-noise true peak over the threshold in dB (4x meter / 8x check)")
     print("| limiter | release ms | THD+N 50 Hz | 100 Hz | 1 kHz | SMPTE IMD % | snare loss | true peak over |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, make in [("automix", automix_limiter), *peers]:
+    ours = [("automix", automix_limiter), ("automix split-band", automix_split_limiter)]
+    for name, make in [*ours, *peers]:
         for release_ms in RELEASES_MS:
             print(row(name, release_ms, make(release_ms)))
-    for name, make in [("automix", automix_limiter), *peers]:
+    print()
+    print("pumping: added 900-3000 Hz level swing (dB) of a pad under kicks, limiter taking 1.5 / 5 dB on them")
+    for name, make in [*ours, *peers]:
+        print(f"{name}: " + " / ".join(f"{pumping_db(make(60.0), gr):+.2f}" for gr in (1.5, 5.0)))
+    for name, make in [*ours, *peers]:
         print(f"speed {name}: {speed_ms_per_s(make(60.0), args.seconds):.1f} ms CPU per second of stereo audio")
 
 
