@@ -858,7 +858,7 @@ class _Crossover:
         self.taps = signal.firwin(taps, cutoff_hz, window=("kaiser", _CROSSOVER_BETA), fs=sample_rate)
         self.channels = channels
         self.delay = (taps - 1) // 2
-        self._fft = max(1 << 14, 1 << int(math.ceil(math.log2(8 * taps))))
+        self._fft = max(1 << 14, 1 << math.ceil(math.log2(8 * taps)))
         self._rows = self._fft - taps + 1
         self._spectrum = scipy.fft.rfft(self.taps, self._fft)
         self._buffer = np.zeros((channels, taps - 1), dtype=np.float32)  # zeros before the start
@@ -1158,7 +1158,7 @@ class SplitBandFeatures:
     same features."""
 
     def __init__(self, sample_rate: int, channels: int, *, crossover_hz: float = CROSSOVER_HZ,
-                 high_hold_ms: float = None, refine_above: float = 0.0):
+                 high_hold_ms: float | None = None, refine_above: float = 0.0):
         from scipy import signal
 
         from automix.master import loop  # here: loop imports this module
