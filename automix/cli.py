@@ -107,13 +107,25 @@ def analyze_command(
             if as_json:
                 print(json.dumps({"input": str(path), **record}), flush=True)
             continue
+        tagged = _tagged_loudness(path)
         if as_json:
-            print(json.dumps({"input": str(path), "status": "ok", **analysis.to_dict()}), flush=True)
+            print(json.dumps({"input": str(path), "status": "ok", **analysis.to_dict(), "tagged": tagged}), flush=True)
         else:
-            rows.append((path, analysis))
+            rows.append((path, analysis, tagged))
     if rows:
         print_table(_analysis_table(rows))
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _tagged_loudness(path: Path) -> dict:
+    """What the file's own metadata claims (BWF bext, ReplayGain, R128), to show beside
+    the measurement; ``{}`` if nothing, or if the metadata cannot be read."""
+    from automix.io.metadata import read_metadata, tagged_loudness
+
+    try:
+        return tagged_loudness(read_metadata(path))
+    except Exception:  # noqa: BLE001 - damaged tags never stop the measurement
+        return {}
 
 
 # --- options shared by master and mix -------------------------------------------------
@@ -163,6 +175,18 @@ def read_preset(name_or_path) -> Preset:
         raise AutomixError(f"{name_or_path}: not UTF-8 text (byte {error.start}); a TOML preset must be UTF-8") from None
     except OSError as error:
         raise AutomixError(describe_error(error, name_or_path)) from None
+
+
+def provenance_for(resolved: Preset, preset_file: Path | None, options: dict):
+    """What made the output, for its metadata: the options that shape the audio, the
+    preset and the digest of its file, and the settings that differ from the preset."""
+    from automix.io.metadata import Provenance
+
+    path = preset_file if preset_file is not None else available_presets().get(resolved.name)
+    changed = {key: origin for key, origin in resolved.origins.items() if not str(origin).endswith(".toml")}
+    changed = {key: getattr(getattr(resolved, key.split(".")[0]), key.split(".")[1]) for key in changed if "." in key
+               and hasattr(resolved, key.split(".")[0])}
+    return Provenance.build(options, preset=resolved.name, preset_path=path, changed=changed)
 
 
 def check_output_options(bit_depth: str, over_limit: str, format_name: str | None, sample_rate: int | None,
@@ -225,7 +249,11 @@ def master_command(
     workers, capped = cap_jobs(jobs, len(plan.jobs) - len(plan.problems))
     if capped:
         _note(capped, quiet)
-    options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run, codec_safe, amount)
+    shaping = {"target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp, "max_limiting_db": max_limiting_db, "platform": platform,
+               "over_limit": over_limit, "bit_depth": bit_depth, "sample_rate": sample_rate, "format": format_name,
+               "codec_safe": codec_safe, "amount": amount}
+    options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run, codec_safe, amount,
+                            provenance_for(resolved, preset_file, shaping))
     counts = {"ok": 0, "error": 0, "target_missed": 0}
     with _progress(len(plan.jobs), quiet, "mastering") as progress, \
             closing(run_master_batch(plan, output_dir, resolved.master, options, workers)) as records:
@@ -336,7 +364,11 @@ def mix_command(
     except (AutomixError, OSError) as error:  # OSError: a path the system refuses (name too long...)
         fail(describe_error(error))
         raise typer.Exit(EXIT_USAGE)
-    options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run=False, codec_safe=codec_safe, amount=amount)
+    shaping = {"target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp, "max_limiting_db": max_limiting_db, "platform": platform,
+               "over_limit": over_limit, "bit_depth": bit_depth, "sample_rate": sample_rate, "format": format_name,
+               "codec_safe": codec_safe, "amount": amount, "role": ",".join(sorted(roles)) or None, "no_master": no_master or None}
+    options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run=False, codec_safe=codec_safe, amount=amount,
+                            provenance=provenance_for(resolved, preset_file, shaping))
     from automix.jobs.mix_folder import mix_folder
 
     with _progress(1, quiet, f"mixing {folder.name}") as progress:
@@ -453,12 +485,13 @@ def presets_show(
 
 def _analysis_table(rows) -> Table:
     table = Table(title="automix analyze", title_justify="left")
-    for header in ("file", "LUFS", "LRA LU", "max S", "true peak", "PLR", "crest dB", "centroid", "width", "clipped", "length", "format"):
+    for header in ("file", "LUFS", "tagged", "LRA LU", "max S", "true peak", "PLR", "crest dB", "centroid", "width", "clipped", "length", "format"):
         table.add_column(header, justify="left" if header == "file" else "right")
-    for path, a in rows:
+    for path, a, tagged in rows:
         table.add_row(
             path.name,
             _db(a.integrated_lufs),
+            f"{tagged['integrated_lufs']:.1f} ({tagged['source']})" if tagged.get("integrated_lufs") is not None else "-",
             f"{a.loudness_range_lu:.1f}",
             _db(a.max_short_term_lufs),
             _db(a.true_peak_dbtp) + " dBTP",

@@ -3,6 +3,7 @@ per-file isolation, workers and signal handling (:func:`run_master_batch`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from automix.io.audio import (
     READABLE_EXTENSIONS,
     WRITABLE_FORMATS,
 )
+from automix.io.metadata import input_digest
 from automix.io.paths import check_output_paths
 from automix.io.stream import file_source
 from automix.jobs.checks import (
@@ -45,9 +47,12 @@ def master_file(input_path: Path, output_path: Path, settings: MasterSettings, o
     if source.frames < MIN_MEASURABLE_S * source.sample_rate:
         raise AutomixError(f"{input_path}: {source.frames} samples ({source.frames / source.sample_rate:.3f} s) is too short "
                            f"to master (loudness needs at least {MIN_MEASURABLE_S} s)")
+    provenance = None
+    if options.provenance is not None and not options.dry_run:
+        provenance = dataclasses.replace(options.provenance, inputs=((Path(input_path).name, input_digest(input_path)),))
     return master_to_file(source, output_path, settings, bit_depth=options.bit_depth, format_name=options.format_name,
                           over_limit=options.over_limit, dry_run=options.dry_run, codec_safe=options.codec_safe,
-                          amount=options.amount)
+                          amount=options.amount, provenance=provenance)
 
 
 def master_job(input_path: Path, output_path: Path, settings: MasterSettings, options: OutputOptions,

@@ -3,6 +3,7 @@ master, write. The pipeline, top to bottom, in :func:`mix_folder`."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ import soundfile as sf
 
 from automix.errors import AutomixError
 from automix.io.audio import Audio, quantize, read_audio, resample, write_audio
+from automix.io.metadata import LoudnessTags, input_digest
 from automix.jobs.checks import (
     check_mix_arguments,
     check_outputs_against_inputs,
@@ -26,9 +28,10 @@ from automix.jobs.report import build_report, write_report
 from automix.jobs.safety import debug_traceback, describe_error
 from automix.master.chain import MasterResult, master
 from automix.measure.analyzer import analyze
+from automix.measure.loudness import measure
 from automix.mix.balancer import MixPlan, StemInfo, balance
 from automix.mix.renderer import render
-from automix.mix.roles import detect_role, pair_key, stereo_side
+from automix.mix.roles import detect_role, lead_features, pair_key, stereo_side
 from automix.presets import Preset
 from automix.report import HTML_SUFFIXES
 
@@ -155,7 +158,8 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     stems, analyses = _analyse_stems(stems, strict)
     infos, kept, skipped = identify_stems(stems, analyses, role_overrides or {}, strict)
     plan = balance(infos, preset)
-    rendered = render([stems.samples[i] for i in kept], stems.sample_rate, plan, keep_stems=export_stems is not None)
+    rendered = render([stems.samples[i] for i in kept], stems.sample_rate, plan, keep_stems=export_stems is not None,
+                      mastering_follows=not no_master)
 
     master_result = None
     if no_master:
@@ -179,7 +183,13 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
             check_writable_file(path, "exported stem")
         for where in {output.parent, *(p.parent for p in exported), *((Path(report_path).parent,) if report_path else ())}:
             clean_stale_parts(where)  # temp files a killed run left behind
-        written = write_audio(out, stems.sample_rate, output, options.bit_depth, protected=protected, format_name=options.format_name)
+        measured = master_result.output_measurement if master_result else measure(out, stems.sample_rate)
+        provenance = None
+        if options.provenance is not None:
+            provenance = dataclasses.replace(options.provenance,
+                                             inputs=tuple((Path(p).name, input_digest(p)) for p in stems.paths))
+        written = write_audio(out, stems.sample_rate, output, options.bit_depth, protected=protected, format_name=options.format_name,
+                              loudness=LoudnessTags.from_measurement(measured), provenance=provenance)
         for path, stem in exported.items():
             write_audio(stem.samples, stems.sample_rate, path, "32f", protected=protected)
     report = build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result,
@@ -260,7 +270,8 @@ def identify_stems(stems: LoadedStems, analyses: list, role_overrides: dict[str,
         stem = Path(name).stem
         override = role_overrides.get(name) or role_overrides.get(stem)
         guess = detect_role(stem, stems.samples[index], stems.sample_rate, analysis, override)
-        infos.append(StemInfo(name, guess.role, guess.reason, analysis, stereo_side(stem), pair_key(stem)))
+        features = lead_features(stems.samples[index], stems.sample_rate, analysis)
+        infos.append(StemInfo(name, guess.role, guess.reason, analysis, stereo_side(stem), pair_key(stem), features))
         kept.append(index)
     if not infos:
         raise AutomixError("every stem is silent or unreadable: nothing to mix")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from automix.io.metadata import Provenance
+
 #: BS.1770 gating blocks are 0.4 s: a shorter signal has no measurable loudness (and a
 #: stem raised to its role's level would get tens of dB of gain).
 MIN_MEASURABLE_S = 0.4
@@ -20,3 +22,5 @@ class OutputOptions:
     dry_run: bool = False
     codec_safe: str | None = None  # lossy codecs whose decoded true peak must hold the ceiling
     amount: float = 1.0  # 0..1: how much of the mastering's corrective moves to apply
+    #: what made the output (options, preset and its digest); each job adds its inputs' digests
+    provenance: Provenance | None = None

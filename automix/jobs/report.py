@@ -8,6 +8,7 @@ from pathlib import Path
 
 from automix.io.audio import Audio, atomic_output
 from automix.measure.analyzer import analyze
+from automix.mix.balancer import compare_to_reference
 
 
 def build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result, out,
@@ -39,7 +40,7 @@ def build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, re
             },
             "plan": stem_plan.to_dict(),
             "rendered": {"makeup_db": round(stem.makeup_db, 2), "compressor_max_gain_reduction_db": round(stem.compressor_max_gain_reduction_db, 2),
-                         "loudness_in_mix_lufs": round(stem_plan.target_lufs + rendered.bus_gain_db, 2)},
+                         "loudness_in_mix_lufs": round(stem_plan.target_lufs + stem.group_gain_db + rendered.bus_gain_db, 2)},
             "warnings": warnings,
         })  # fmt: skip
     return {
@@ -54,7 +55,10 @@ def build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, re
         "skipped": [{"file": name, "reason": reason, "kind": kind} for name, reason, kind in skipped],
         "notes": list(stems.notes),
         "mix": {**{k: v for k, v in plan.to_dict().items() if k != "stems"},
-                "bus_gain_db": round(rendered.bus_gain_db, 2), "bus_rule": rendered.bus_rule},
+                "bus_gain_db": round(rendered.bus_gain_db, 2), "bus_rule": rendered.bus_rule,
+                "groups": rendered.groups},
+        # the finished mix's spectrum and width against what the genre's mixes measure
+        "against_genre_average": compare_to_reference(final, preset, out),
         "master": master_result.to_dict() if master_result else None,
         "final": {"integrated_lufs": round(final.integrated_lufs, 2), "true_peak_dbtp": round(final.true_peak_dbtp, 2),
                   "loudness_range_lu": round(final.loudness_range_lu, 2), "sample_peak_dbfs": round(final.sample_peak_dbfs, 2),

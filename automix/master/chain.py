@@ -34,6 +34,7 @@ import numpy as np
 from automix.errors import AutomixError
 from automix.io.audio import Audio, atomic_output
 from automix.io.dither import Dither
+from automix.io.metadata import LoudnessTags, Provenance, write_metadata
 from automix.io.stream import BlockSource, BlockWriter, array_source
 from automix.io.validate import validate_audio
 from automix.master import glue as glue_stage
@@ -82,10 +83,12 @@ class MasterResult:
     codec_attenuation_db: float = 0.0  # how much lower the limiter sat for --codec-safe
     #: The limiter's deepest gain reduction per 100 ms, for the report's plot (not in JSON).
     limiter_timeline_db: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: The meter's reading of the written master (for the file's loudness metadata).
+    output_measurement: loudness.LoudnessMeasurement | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         data = {key: value for key, value in asdict(self).items()
-                if key not in ("tonal_eq", "settings", "glue", "limiter_timeline_db")}
+                if key not in ("tonal_eq", "settings", "glue", "limiter_timeline_db", "output_measurement")}
         data = {key: (round(value, 3) if isinstance(value, float) else value) for key, value in data.items()}
         data["tonal_eq_db"] = self.tonal_eq.to_dict()
         data["tonal_eq_reason"] = self.tonal_eq.reason
@@ -271,13 +274,14 @@ class _TargetMissed(Exception):
 
 def master_to_file(source: BlockSource, output_path: Path, settings: MasterSettings, *, bit_depth: str = "24",
                    format_name: str | None = None, over_limit: str = "fail", codec_safe: str | None = None,
-                   dry_run: bool = False, amount: float = 1.0) -> MasterResult:
+                   dry_run: bool = False, amount: float = 1.0, provenance: Provenance | None = None) -> MasterResult:
     """Master ``source`` straight into ``output_path``, block by block, atomically.
 
-    Each render writes a temporary file beside the output; the last one is renamed into
-    place (or removed, if the target was missed, or with ``dry_run``). Memory depends
-    on the block size, not on the length of the audio. The caller checks that the
-    output is no input (:func:`automix.io.paths.check_output_paths`).
+    Each render writes a temporary file beside the output; the last one gets its
+    loudness metadata (BWF ``bext`` or ReplayGain tags) and ``provenance`` and is renamed
+    into place (or removed, if the target was missed, or with ``dry_run``). Memory
+    depends on the block size, not on the length of the audio. The caller checks that
+    the output is no input (:func:`automix.io.paths.check_output_paths`).
     """
     if dry_run:
         return master_stream(source, settings, NullSink(), bit_depth=bit_depth, over_limit=over_limit, amount=amount)
@@ -289,6 +293,8 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
                                    amount=amount)
             if result.status == "target_missed":
                 raise _TargetMissed
+            notes = write_metadata(temp_name, None, LoudnessTags.from_measurement(result.output_measurement), provenance)
+            result = replace(result, warnings=(*result.warnings, *notes))
     except _TargetMissed:
         pass
     return result
@@ -481,6 +487,7 @@ def _result(analysis: AudioAnalysis, plan: ChainPlan, loop: LoopResult, settings
         codec_true_peaks_dbtp=loop.codec_true_peaks_dbtp,
         codec_attenuation_db=loop.codec_attenuation_db,
         limiter_timeline_db=limited.timeline_db,
+        output_measurement=measured,
     )
 
 
