@@ -2,14 +2,23 @@
 
 The package is laid out as the pipeline, one sub-package per stage::
 
-    io/       read, validate and write audio files (audio.py)
+    io/       formats.py (the format tables), audio.py (read, validate, write atomically),
+              stream.py (re-readable block sources, block writer), dither.py,
+              validate.py (array checks at library boundaries), paths.py (output safety),
+              metadata.py (BWF bext / ReplayGain loudness tags, provenance)
     measure/  BS.1770 loudness and true peak (loudness.py), analysis (analyzer.py)
-    mix/      roles (roles.py), the balance plan (balancer.py), rendering (renderer.py)
-    dsp/      building blocks shared by stages (dynamics.py: the linked compressor)
-    master/   tonal balance (tonal.py), stereo (stereo.py), limiter (limiter.py),
-              the closed loudness loop (loop.py), the chain (chain.py),
-              platform targets (platforms.py)
-    jobs/     whole jobs as library calls (pipeline.py); cli.py is the thin command line
+    mix/      roles (roles.py), measured reference levels (reference_levels.py),
+              the balance plan (balancer.py), rendering (renderer.py)
+    dsp/      building blocks shared by stages: the linked compressor (dynamics.py),
+              streaming linear-phase FIR (fir.py)
+    master/   tonal balance (tonal.py, tonal_targets.py), stereo (stereo.py),
+              glue (glue.py), the true-peak limiter (limiter.py), the closed loudness
+              loop (loop.py), the streaming chain (chain.py), platform targets
+              (platforms.py), lossy-codec checks (codecs.py)
+    report/   the HTML report (html.py)
+    jobs/     whole jobs as library calls: argument checks (checks.py), batch safety and
+              signals (safety.py), master_files.py, mix_folder.py, the JSON report
+              (report.py); cli.py is the thin command line over them
 
 Audio is float32 ``(channels, samples)`` throughout; see :mod:`automix.io.audio`.
 """

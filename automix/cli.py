@@ -40,6 +40,7 @@ from automix.jobs.safety import (
 from automix.master.platforms import OVER_LIMIT_CHOICES, PLATFORMS, resolve_targets
 from automix.presets import (
     ROLES,
+    GroupSettings,
     MasterSettings,
     MixSettings,
     Preset,
@@ -466,7 +467,8 @@ def presets_show(
                           "origins": dict(preset.origins)}, indent=2))
         return
     stdout.print(f"[bold]{escape(preset.name)}[/]: {escape(preset.description)}", highlight=False)
-    for section, cls, values in (("master", MasterSettings, preset.master), ("mix", MixSettings, preset.mix)):
+    for section, cls, values in (("master", MasterSettings, preset.master), ("mix", MixSettings, preset.mix),
+                                 ("groups", GroupSettings, preset.groups)):
         table = Table(title=f"[{section}]", title_justify="left")
         for header in ("key", "value", "allowed", "meaning", "from"):
             table.add_column(header)
