@@ -214,6 +214,70 @@ def test_k_weighting_is_the_published_filter():
         np.testing.assert_allclose(20 * np.log10(np.abs(h)), reference, atol=0.03)
 
 
+# BS.1770-4 Table 3 weights by loudspeaker position, in WAVE channel order for each count
+# (front L/R/C 1.0, LFE excluded, surrounds 1.41 = +1.5 dB).
+BS1770_WEIGHTS = {1: [1.0], 2: [1.0, 1.0], 3: [1.0, 1.0, 1.0], 4: [1.0, 1.0, 1.41, 1.41],
+                  5: [1.0, 1.0, 1.0, 1.41, 1.41], 6: [1.0, 1.0, 1.0, 0.0, 1.41, 1.41]}
+
+
+@pytest.mark.parametrize("channels", sorted(BS1770_WEIGHTS))
+def test_each_channel_weighs_as_bs1770_table_3(channels):
+    """A 997 Hz sine at -20 dBFS peak on one channel reads -20 - 3.01 LUFS times the
+    channel's weight (+1.49 dB for a surround, nothing for the LFE)."""
+    single = _tone_mono(2.0, -20.0)
+    for index, weight in enumerate(BS1770_WEIGHTS[channels]):
+        x = np.zeros((channels, single.size), np.float32)
+        x[index] = single
+        measured = loudness.integrated_loudness(x, RATE)
+        if weight == 0.0:
+            assert measured == loudness.SILENCE_DB
+        else:
+            assert measured == pytest.approx(-20.0 - 10 * math.log10(2) + 10 * math.log10(weight), abs=0.05)
+
+
+def _tone_mono(seconds: float, peak_dbfs: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (10 ** (peak_dbfs / 20) * np.sin(2 * np.pi * 997.0 * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("frames", [47999, 48000, 48001, 4799, 16384 * 3 + 5])
+def test_sub_granule_energies_are_the_k_weighted_sums_over_10_ms(frames):
+    """The 10 ms sub-granule energies, against the published 48 kHz K-weighting applied
+    here with scipy and summed over [480 j, 480 (j + 1)): only complete sub-granules are
+    returned (47 999 frames: 99 of them), and each is that sum."""
+    from scipy import signal
+
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal((2, frames))).astype(np.float32)
+    sos = np.array([[1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241, 0.73248077421585],
+                    [1.0, -2.0, 1.0, 1.0, -1.99004745483398, 0.99007225036621]])
+    weighted = signal.sosfilt(sos, x.astype(np.float64), axis=-1)
+    power = (weighted**2).sum(axis=0)
+    complete = frames // 480
+    expected = power[: complete * 480].reshape(complete, 480).sum(axis=1)
+    meter = loudness.LoudnessMeter(RATE, 2, true_peak=False)
+    for start in range(0, frames, 7000):  # any feeding gives the same
+        meter.add(x[:, start : start + 7000])
+    energies, counts = meter.granule_energies(10)
+    assert energies.size == complete
+    np.testing.assert_allclose(energies, expected, rtol=1e-6)
+    assert np.all(counts == 480)
+    hundred, _ = meter.granule_energies(100)
+    assert hundred.size == frames // 4800
+
+
+@pytest.mark.parametrize("frequency_hz", [1000.0, 5000.0, 11025.0, 17000.0])
+def test_true_peak_of_sines_between_samples(frequency_hz):
+    """A sine's true peak is its amplitude wherever the samples fall: -6.02 dBTP for 0.5,
+    read within -0.05/+0.03 dB (the module's stated accuracy) at any phase."""
+    t = np.arange(RATE // 5) / RATE
+    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.02)  # faded ends: a cut-off edge overshoots
+    for phase in (0.0, 0.3, 0.7, 1.3):
+        x = (0.5 * ramp * np.sin(2 * np.pi * frequency_hz * t + phase)).astype(np.float32)
+        measured = loudness.true_peak_dbtp(np.stack([x, x]), RATE)
+        assert -6.0206 - 0.05 <= measured <= -6.0206 + 0.03
+
+
 # --------------------------------------------------------------------------- the meter's gates
 # BS.1770-4 section 2.8: blocks at or under -70 LUFS never count (J_g = {j: l_j > -70});
 # the relative gate is 10 LU under the loudness of the blocks that passed.
@@ -584,6 +648,7 @@ def test_stems_of_one_role_share_the_groups_level_each_3_db_down():
     stems = [_stem("keys 1", "keys", {}), _stem("keys 2", "keys", {}), _stem("vox", "vocal", {})]
     targets, groups = group_targets(stems, pop, "vox")
     harmony = pop.groups.as_dict()["harmony"]
+    assert {g.name: g.stems for g in groups}["harmony"] == ("keys 1", "keys 2")
     for name in ("keys 1", "keys 2"):
         target, rule, group, group_lufs = targets[name]
         assert group == "harmony" and group_lufs == harmony
@@ -677,3 +742,136 @@ def test_master_to_file_writes_the_master_by_default(dynamic_mix, tmp_path):
     assert lufs == pytest.approx(settings.target_lufs, abs=0.1)
     assert peak <= settings.ceiling_dbtp + 0.05
     assert result.output_lufs == pytest.approx(lufs, abs=0.1)
+
+
+# --------------------------------------------------------------------------- the loop's model
+def _tone(seconds: float, peak_dbfs: float, rate: int = 48000, frequency_hz: float = 997.0) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    x = (10 ** (peak_dbfs / 20) * np.sin(2 * np.pi * frequency_hz * t)).astype(np.float32)
+    return np.stack([x, x])
+
+
+@pytest.mark.parametrize("seconds, peak_dbfs", [(2.0, -60.0), (0.4, -20.0)])
+def test_model_loudness_of_quiet_and_shortest_signals_agrees_with_libebur128(seconds, peak_dbfs):
+    """The loop's model (hop energies) reads a stereo 997 Hz sine at -60 dBFS as -60 LUFS,
+    and a signal of exactly one 400 ms block as libebur128 does."""
+    from test_loudness import ebur128
+
+    from automix.master.loop import collect_features, linear_loudness, predict
+
+    x = _tone(seconds, peak_dbfs)
+    features = collect_features(x, 48000)
+    expected = ebur128(x, 48000)[0]
+    assert expected == pytest.approx(peak_dbfs, abs=0.1)
+    assert linear_loudness(features) == pytest.approx(expected, abs=0.02)
+    unlimited = predict(features, 6.0, 0.0, 50.0)  # +6 dB, threshold far over the peaks
+    assert unlimited.integrated_lufs == pytest.approx(expected + 6.0, abs=0.02)
+    assert unlimited.max_gain_reduction_db == pytest.approx(0.0, abs=1e-6)
+
+
+def test_solve_gain_is_the_linear_gain_when_nothing_is_limited_and_stops_where_a_sine_saturates():
+    """A stereo 997 Hz sine at -20 dBFS reads -20 LUFS. Under a -10 dBTP threshold,
+    +5 dB reaches -15 LUFS untouched; -5 LUFS is out of reach: a limited sine's loudness
+    stops at its ceiling, -10 LUFS, and the answer is reported unreachable."""
+    from automix.master.loop import collect_features, solve_gain
+
+    features = collect_features(_tone(3.0, -20.0), 48000)
+    reached, ok = solve_gain(features, -15.0, -10.0, 50.0)
+    assert ok and reached.gain_db == pytest.approx(5.0, abs=0.02)
+    assert reached.integrated_lufs == pytest.approx(-15.0, abs=0.03)
+    missed, ok = solve_gain(features, -5.0, -10.0, 50.0)
+    assert not ok
+    assert missed.integrated_lufs == pytest.approx(-10.0, abs=0.2)
+
+
+def test_model_programme_reduction_is_over_loud_granules_and_deepest_is_the_spike():
+    """2 s of a 0 dBFS sine with one sample at +6 dBFS at 1.05 s, then 20 s at -30 dBFS,
+    limited at -6 dBTP (20 ms release): of the 20 loud granules 19 are reduced by 6 dB
+    and the spike's by about 12 dB, so the reduction exceeded in 10% of them (the
+    programme figure) is 6 dB and the deepest 12 dB, at 1.05 s. The quiet part -- more
+    than 20 dB under the loudest granule, not reduced -- is left out of the programme
+    figure (with it, the 91% of granules that are quiet would make it 0 dB)."""
+    from automix.master.loop import collect_features, predict
+
+    rate = 48000
+    loud, quiet = _tone(2.0, 0.0), _tone(20.0, -30.0)
+    loud[:, int(1.05 * rate)] = 2.0
+    features = collect_features(np.concatenate([loud, quiet], axis=1), rate)
+    p = predict(features, 0.0, -6.0, 20.0)
+    assert p.programme_gain_reduction_db == pytest.approx(6.0, abs=0.3)
+    assert p.max_gain_reduction_db == pytest.approx(12.0, abs=0.5)
+    assert p.deepest_at_s == pytest.approx(1.05, abs=0.01)
+
+
+def _preset(pan_width: float = 0.5, **roles):
+    """The pop preset with a narrower pan width (so scaling by it is visible) and the
+    given roles' rules replaced."""
+    from dataclasses import replace
+
+    from automix.presets import load_preset
+
+    pop = load_preset("pop")
+    rules = dict(pop.roles)
+    for role, changes in roles.items():
+        rules[role] = replace(rules[role], **changes)
+    return replace(pop, mix=replace(pop.mix, pan_width=pan_width), roles=rules)
+
+
+def test_pan_positions_by_the_documented_rules():
+    """width 0.5; keys spread 0.6, overheads 0.2 (pairs go at least 0.8), backing vocals
+    0.7: OH pair at -+0.8 x 0.5 = -+0.4; two keys at -+0.3; the only guitar (spread 0.8)
+    half its spread to one side, -0.2; a vocal besides the lead -0.7 x 0.5 / 2 = -0.175;
+    the lead in the centre."""
+    from dataclasses import replace
+
+    from automix.mix.balancer import pan_positions
+
+    preset = _preset(0.5, keys={"pan_spread": 0.6}, overheads={"pan_spread": 0.2}, guitar={"pan_spread": 0.8},
+                     backing_vocal={"pan_spread": 0.7})
+    oh_l = replace(_stem("OH_L", "overheads", {}), stereo_side="L", pair_key="OH")
+    oh_r = replace(_stem("OH_R", "overheads", {}), stereo_side="R", pair_key="OH")
+    stems = [oh_l, oh_r, _stem("keys 1", "keys", {}), _stem("keys 2", "keys", {}), _stem("gtr", "guitar", {}),
+             _stem("vox", "vocal", {}), _stem("vox double", "vocal", {})]
+    positions = {name: pan for name, (pan, _) in pan_positions(stems, preset, "vox").items()}
+    assert positions["OH_L"] == pytest.approx(-0.4) and positions["OH_R"] == pytest.approx(0.4)
+    assert positions["keys 1"] == pytest.approx(-0.3) and positions["keys 2"] == pytest.approx(0.3)
+    assert positions["gtr"] == pytest.approx(-0.2)
+    assert positions["vox"] == 0.0
+    assert positions["vox double"] == pytest.approx(-0.175)
+    # two vocals besides the lead spread across -+0.35
+    more = pan_positions(stems + [_stem("vox harm", "vocal", {})], preset, "vox")
+    assert sorted(more[n][0] for n in ("vox double", "vox harm")) == pytest.approx([-0.35, 0.35])
+    # half a pair (its partner missing) is a single stem of its role: half the spread
+    alone = {name: pan for name, (pan, _) in pan_positions([oh_l, _stem("vox", "vocal", {})], preset, "vox").items()}
+    assert alone["OH_L"] == pytest.approx(-0.2 * 0.5 / 2)
+
+
+@pytest.mark.parametrize("lra_lu, expected_scale", [(2.0, 0.75), (8.0, 1.125), (14.0, 1.5), (20.0, 1.5), (0.0, 0.75)])
+def test_compressor_ratio_follows_the_loudness_range(lra_lu, expected_scale):
+    """Ratio = the role's ratio x (0.75 at 2 LU rising linearly to 1.5 at 14 LU, held
+    outside); threshold = the loud moments' RMS at the planned gain, less the depth;
+    attack doubled for a crest factor over 18 dB."""
+    from automix.mix.balancer import compressor_settings
+
+    preset = _preset(keys={"compression_ratio": 3.0, "compression_depth_db": 4.0, "attack_ms": 10.0})
+    stem = _stem("keys", "keys", {}, active_lufs=-20.0, loud_rms_dbfs=-15.0, loudness_range_lu=lra_lu,
+                 crest_factor_db=12.0)
+    plan, _ = compressor_settings(stem, -26.0, preset.roles["keys"])
+    assert plan.ratio == pytest.approx(3.0 * expected_scale, abs=1e-9)
+    assert plan.threshold_db == pytest.approx(-15.0 + (-26.0 + 20.0) - 4.0, abs=1e-9)
+    assert plan.attack_ms == 10.0
+    transient = _stem("keys", "keys", {}, active_lufs=-20.0, loud_rms_dbfs=-15.0, loudness_range_lu=lra_lu,
+                      crest_factor_db=20.0)
+    assert compressor_settings(transient, -26.0, preset.roles["keys"])[0].attack_ms == 20.0
+
+
+def test_no_compressor_under_1_05_to_1():
+    """Ratio 1.3 x 0.75 (a steady part, 2 LU) = 0.975: under 1.05:1, no compressor; ratio
+    1.5 x 0.75 = 1.125: a compressor."""
+    from automix.mix.balancer import compressor_settings
+
+    for ratio, expected in ((1.3, None), (1.5, 1.125)):
+        preset = _preset(keys={"compression_ratio": ratio})
+        stem = _stem("keys", "keys", {}, active_lufs=-20.0, loud_rms_dbfs=-15.0, loudness_range_lu=2.0, crest_factor_db=12.0)
+        plan, _ = compressor_settings(stem, -20.0, preset.roles["keys"])
+        assert (plan is None) if expected is None else plan.ratio == pytest.approx(expected, abs=1e-9)
