@@ -229,6 +229,7 @@ def master_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Measure and report; write nothing."),
     codec_safe: str | None = CodecSafeOption,
     amount: float = AmountOption,
+    album: bool = typer.Option(False, "--album", help="Keep the tracks' relative loudness: the loudest at the target, the others as far below it as they were."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -252,9 +253,10 @@ def master_command(
         _note(capped, quiet)
     shaping = {"target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp, "max_limiting_db": max_limiting_db, "platform": platform,
                "over_limit": over_limit, "bit_depth": bit_depth, "sample_rate": sample_rate, "format": format_name,
-               "codec_safe": codec_safe, "amount": amount}
+               "codec_safe": codec_safe, "amount": amount, "album": album or None}
     options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run, codec_safe, amount,
-                            provenance_for(resolved, preset_file, shaping))
+                            provenance_for(resolved, preset_file, shaping), album)
+    notes_shown = len(plan.notes)
     counts = {"ok": 0, "error": 0, "target_missed": 0}
     with _progress(len(plan.jobs), quiet, "mastering") as progress, \
             closing(run_master_batch(plan, output_dir, resolved.master, options, workers)) as records:
@@ -262,6 +264,9 @@ def master_command(
             counts[record["status"] if record["status"] in counts else "ok"] += 1
             if as_json:
                 print(json.dumps(record), flush=True)
+            for note in plan.notes[notes_shown:]:  # what the batch found on the way (--album)
+                _note(note, quiet)
+            notes_shown = len(plan.notes)
             _report_line(record, quiet, progress)
             progress.advance()
     if not quiet:

@@ -4,6 +4,8 @@ per-file isolation, workers and signal handling (:func:`run_master_batch`)."""
 from __future__ import annotations
 
 import dataclasses
+
+import numpy as np
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from automix.io.audio import (
 from automix.io.metadata import input_digest
 from automix.io.paths import check_output_paths
 from automix.io.stream import file_source
+from automix.measure.loudness import SILENCE_DB, LoudnessMeter, gated_loudness
 from automix.jobs.checks import (
     check_writable_file,
     check_writable_folder,
@@ -206,7 +209,13 @@ def run_master_batch(plan: MasterPlan, output_dir: Path, settings: MasterSetting
         clean_stale_parts(output_dir)
     protected = tuple(src for src, _ in plan.jobs)
     runnable = [i for i in range(len(plan.jobs)) if i not in plan.problems]
-    arguments = [(src, dst, settings, options, protected) for src, dst in (plan.jobs[i] for i in runnable)]
+    per_file = {i: settings for i in runnable}
+    if options.album:
+        per_file = album_settings(plan, runnable, settings, options, workers)
+        for index in [i for i in runnable if isinstance(per_file[i], str)]:
+            plan.problems[index] = per_file.pop(index)
+        runnable = [i for i in runnable if i in per_file]
+    arguments = [(plan.jobs[i][0], plan.jobs[i][1], per_file[i], options, protected) for i in runnable]
     labels = [str(plan.jobs[i][0]) for i in runnable]
 
     def record(index: int, fields: dict) -> dict:
@@ -229,3 +238,51 @@ def run_master_batch(plan: MasterPlan, output_dir: Path, settings: MasterSetting
     finally:
         if not options.dry_run:
             clean_stale_parts(output_dir)
+
+
+# --- album mode -----------------------------------------------------------------------
+
+
+def measure_job(input_path: Path, sample_rate: int | None) -> dict:
+    """Integrated loudness of one input (streamed; no true peak needed), as a record."""
+    source = file_source(input_path, sample_rate=sample_rate)
+    meter = LoudnessMeter(source.sample_rate, source.channels, true_peak=False)
+    for block in source.blocks():
+        meter.add(block)
+    measured = meter.result()
+    return {"status": "ok", "integrated_lufs": measured.integrated_lufs, "momentary_lufs": measured.momentary_lufs}
+
+
+def album_settings(plan: MasterPlan, runnable: list[int], settings: MasterSettings, options: OutputOptions,
+                   workers: int) -> dict[int, MasterSettings | str]:
+    """Per-track targets that keep the tracks' relative loudness (``--album``).
+
+    Every track is measured first; the loudest goes to the preset's target and each
+    other track to the target minus its distance from the loudest, so the differences
+    the artist chose survive. Each track still gets its own closed loop under the
+    ceiling, so the differences hold within the loop's +-0.03 LU. A track that cannot
+    be measured fails (its message in place of settings); the rest form the album.
+    """
+    arguments = [(plan.jobs[i][0], options.sample_rate) for i in runnable]
+    measured = dict(zip(runnable, (fields for _, fields in run_batch(measure_job, arguments,
+                                                                       [str(plan.jobs[i][0]) for i in runnable], workers))))
+    loudness = {i: r["integrated_lufs"] for i, r in measured.items() if r["status"] == "ok" and r["integrated_lufs"] > SILENCE_DB}
+    out: dict[int, MasterSettings | str] = {
+        i: (r.get("error") or f"{plan.jobs[i][0]}: silent; nothing to master") for i, r in measured.items() if i not in loudness}
+    if not loudness:
+        return out
+    loudest = max(loudness.values())
+    # the album as one programme (ReplayGain's album gain): every track's blocks gated together
+    blocks = np.concatenate([measured[i]["momentary_lufs"] for i in loudness])
+    album_lufs = gated_loudness(blocks)
+    for index, lufs in loudness.items():
+        target = settings.target_lufs + (lufs - loudest)
+        out[index] = dataclasses.replace(settings, target_lufs=max(target, _lowest_target_lufs()))
+    plan.notes.append(f"album: {len(loudness)} tracks measured as one programme at {album_lufs:.1f} LUFS; the loudest "
+                      f"({loudest:.1f} LUFS) goes to {settings.target_lufs:g} LUFS, the others keep their distance from it")
+    return out
+
+
+def _lowest_target_lufs() -> float:
+    """The lowest target a preset accepts (its validated range, in one place)."""
+    return next(f.metadata["range"][0] for f in dataclasses.fields(MasterSettings) if f.name == "target_lufs")

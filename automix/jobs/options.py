@@ -24,3 +24,4 @@ class OutputOptions:
     amount: float = 1.0  # 0..1: how much of the mastering's corrective moves to apply
     #: what made the output (options, preset and its digest); each job adds its inputs' digests
     provenance: Provenance | None = None
+    album: bool = False  # master: keep the tracks' relative loudness, the loudest at the target
