@@ -29,6 +29,7 @@ checkout others are editing::
     python bench/mutation.py --json before.json                  # keep the results
     python bench/mutation.py --rerun before.json                 # rerun survivors only
     python bench/mutation.py --list -m dynamics                  # show the sample, run nothing
+    python bench/mutation.py --summary before.json               # the table again (equivalents applied)
     git worktree remove --force /tmp/mut
 
 ``--rerun`` is valid because adding tests can only kill more mutants: a mutant killed
@@ -71,7 +72,21 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
 
 # Mutant id -> why no input can tell it from the original (judged by reading the code).
-EQUIVALENT: dict[str, str] = {}
+# Ids carry the line number: after an edit of a module, re-judge its survivors.
+EQUIVALENT: dict[str, str] = {
+    "dynamics:50:compare:b962dfec": "ratio 1.0 compressed instead of bypassed: slope 1 - 1/1 = 0, so the same "
+                                    "samples (a new array) and no reduction reported",
+    "dynamics:134:number:f5db6efc": "detector floor 1e-20 -> 2e-20 (-200 -> -197 dB): only under -197 dB, far under "
+                                    "any threshold the balancer or the glue sets",
+    "renderer:83:number:c75fa089": "thread-pool size: results are summed in plan order whatever finishes first",
+    "loudness:331:number:04558e96": "a weight-1.0 channel taken by the 'other weight' branch: multiplying by 1.0 is "
+                                    "exact, same power",
+    "loudness:495:compare:28dd44ed": "relative gate > vs >=: differs only for a block exactly equal (in float64) to a "
+                                     "computed mean - 10 LU; no realistic input hits it",
+    "loop:280:compare:a33505be": "at_low >= vs > target - tolerance/4: equality of two computed floats only",
+    "loop:303:compare:7682010a": "slope < vs <= SATURATION_SLOPE: equality of a computed slope only",
+    "loop:323:compare:40fb2c47": "programme reduction <= vs < the limit: equality of a computed percentile only",
+}
 
 
 @dataclass(frozen=True)
@@ -386,11 +401,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every mutant's outcome here")
     parser.add_argument("--rerun", type=Path, help="a --json file: rerun only its survivors, keep its kills")
     parser.add_argument("--list", action="store_true", help="print the sampled mutants and exit")
+    parser.add_argument("--summary", type=Path, nargs="+", help="print the table of earlier --json files and exit")
     parser.add_argument("--no-fork", action="store_true", help="a fresh interpreter per mutant (slower)")
     args = parser.parse_args(argv)
     global FORK
     FORK = FORK and not args.no_fork
     modules = args.module or list(MODULES)
+    if args.summary:
+        merged = [r for path in args.summary for r in json.loads(path.read_text())["results"] if r["module"] in modules]
+        for r in merged:
+            if r["outcome"] == "survived" and r["id"] in EQUIVALENT:
+                r["outcome"] = "equivalent"
+        print_summary(merged)
+        return 0
 
     def log(text: str) -> None:
         print(text, flush=True)

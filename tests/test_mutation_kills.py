@@ -875,3 +875,24 @@ def test_no_compressor_under_1_05_to_1():
         stem = _stem("keys", "keys", {}, active_lufs=-20.0, loud_rms_dbfs=-15.0, loudness_range_lu=2.0, crest_factor_db=12.0)
         plan, _ = compressor_settings(stem, -20.0, preset.roles["keys"])
         assert (plan is None) if expected is None else plan.ratio == pytest.approx(expected, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- limiter
+def test_limiter_hold_is_the_asked_time_rounded_up_to_whole_samples():
+    """A lone +6 dB detector spike is held at full depth for the hold time: 5 ms at 48 kHz
+    is exactly 240 samples, so 5 ms holds as long as 4.99 ms (239.5 -> 240 samples) and
+    one sample less than 5.01 ms (240.5 -> 241)."""
+    from automix.master.limiter import gain_reduction_db
+
+    envelope = np.zeros(5000)
+    envelope[1000] = 2.0
+
+    def held(hold_ms: float) -> int:
+        reduction = gain_reduction_db(envelope, 48000, 0.0, 50.0, hold_ms=hold_ms, lookahead_ms=1.5)
+        assert reduction.max() == pytest.approx(20 * math.log10(2.0), abs=1e-6)
+        return int(np.count_nonzero(reduction >= 20 * math.log10(2.0) - 1e-4))
+
+    exact = held(5.0)
+    assert held(5.0 - 0.5 / 48) == exact
+    assert held(5.0 + 0.5 / 48) == exact + 1
+    assert held(10.0) == exact + 240
