@@ -135,9 +135,10 @@ def _features(x: np.ndarray, block: int) -> limiter.SplitBandHops:
 def test_split_features_do_not_depend_on_the_block_size():
     x = over(kick_and_pad(2.0) + 0.1 * pink_noise(2.0, FS), 3.0)
     a, b = _features(x, x.shape[1]), _features(x, 7000)
-    for name in ("peak_low", "peak_high", "peak_sum", "peak_bands", "energy_low", "energy_high", "energy_cross"):
+    for name in ("peak_low", "peak_high", "peak_sum", "peak_bands", "energy_low", "energy_high", "energy_cross",
+                 "candidates"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
-    assert a.peak_sum.size == a.features.peak.size == a.energy_low.size
+    assert a.peak_sum.size == a.features.peak.size == a.energy_low.size == a.candidates.shape[0]
 
 
 @pytest.mark.parametrize("name", list(_programmes()))
@@ -154,7 +155,6 @@ def test_split_model_predicts_the_rendered_loudness(name, gain_db):
         energy, reduction_db = limiter.split_band_hop_energy(hops, gain_db, THRESHOLD_DB, release_ms)
         predicted = loop.loudness.gated_loudness(loop._granule_loudness(energy, hops.features)[1])
         rendered = ebur128_lufs(run((x * 10 ** (gain_db / 20)).astype(np.float32), True, release_ms))
-        # measured -0.135 .. -0.016 LU: conservative (pooling per hop over-reads the peaks
-        # a little), never predicts too loud
-        assert -0.16 <= predicted - rendered <= 0.01, (release_ms, predicted, rendered)
+        # measured +0.003 .. +0.023 LU (automix's meter); issue goal 0.1, ideally 0.03
+        assert -0.03 <= predicted - rendered <= 0.04, (release_ms, predicted, rendered)
         assert reduction_db.max() <= 0.0
