@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from automix.errors import AutomixError
 from automix.measure.analyzer import THIRD_OCTAVE_CENTRES_HZ, AudioAnalysis
-from automix.mix import reference_levels
-from automix.presets import ROLE_GROUPS, Preset, RoleRules
+from automix.mix import reference_levels, user_plan
+from automix.presets import GROUPS, ROLE_GROUPS, Preset, RoleRules
 
 #: Roles that are never the "lead", and never get masking cuts for it: the rhythm
 #: section's low end and transients carry their own bands.
@@ -105,9 +106,22 @@ class StemPlan:
     pan_rule: str
     group: str = ""  # the group whose summed loudness the renderer sets ("" = none)
     group_lufs: float = 0.0  # that group's loudness on the plan's scale
+    #: The user's part of ``target_lufs`` (``--gain`` plus a ``--focus``), dB; the rest
+    #: is automix's level. Already included in ``target_lufs`` and ``gain_db``.
+    user_gain_db: float = 0.0
+    #: The user's part of ``group_lufs``: how much the user's gains raise the group's
+    #: planned power sum (0 when nobody in the group was moved).
+    group_user_db: float = 0.0
+    #: Which decisions were the user's: ((setting, where it came from), ...), e.g.
+    #: (("gain_db", "--gain vox=+1.5"), ("pan", "song.toml")).
+    decided_by_user: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict:
-        return _rounded(asdict(self))
+        data = _rounded(asdict(self))
+        data["decided_by_user"] = dict(self.decided_by_user)
+        data["decided_by"] = {key: "user" if key in data["decided_by_user"] else "automix"
+                              for key in ("gain_db", "pan", "focus")}
+        return data
 
 
 @dataclass(frozen=True)
@@ -121,17 +135,32 @@ class GroupPlan:
 
 
 @dataclass(frozen=True)
+class MutedStem:
+    """A stem the user left out of the mix (``--mute``): not planned, not rendered."""
+
+    name: str
+    rule: str  # "muted by the user (--mute fx)"
+
+
+@dataclass(frozen=True)
 class MixPlan:
     stems: tuple[StemPlan, ...]
     lead: str | None
     lead_rule: str
     bus_lufs: float
     groups: tuple[GroupPlan, ...] = ()
+    muted: tuple[MutedStem, ...] = ()
+    #: the focus the user asked for, and what it moved ("" = none)
+    focus_rule: str = ""
+    #: what combining the command line and the plan file replaced
+    user_notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {"lead": self.lead, "lead_rule": self.lead_rule, "bus_lufs": self.bus_lufs,
                 "groups": [_rounded(asdict(group)) for group in self.groups],
-                "stems": [stem.to_dict() for stem in self.stems]}
+                "stems": [stem.to_dict() for stem in self.stems],
+                "muted": [asdict(stem) for stem in self.muted],
+                "focus_rule": self.focus_rule, "user_notes": list(self.user_notes)}
 
 
 def _rounded(value):
@@ -144,19 +173,42 @@ def _rounded(value):
     return value
 
 
-def balance(stems: list[StemInfo], preset: Preset) -> MixPlan:
-    """Plan the mix of ``stems`` by the rules of ``preset``.
+def balance(stems: list[StemInfo], preset: Preset, user=None) -> MixPlan:
+    """Plan the mix of ``stems`` by the rules of ``preset``, then the user's say over it.
 
     Parameters
     ----------
     stems : list of StemInfo
         Non-silent stems with their analyses and roles.
     preset : Preset
+    user : automix.mix.user_plan.UserPlan, optional
+        The user's decisions (:func:`apply_user_plan`): muted stems are left out before
+        anything is planned (the rest is balanced as if they were not there); then the
+        user's gains and focus move the planned levels, and the user's pans replace
+        automix's.
 
     Returns
     -------
     MixPlan
+        Only the stems that are mixed, in the order given (muted ones removed; they are
+        listed in ``MixPlan.muted``).
+
+    Raises
+    ------
+    AutomixError
+        If the user's plan names a stem that is not there, or mutes every stem.
     """
+    says, muted = {}, []
+    if user is not None:
+        says = user_plan.resolve(user, [s.name for s in stems])
+        for name, say in says.items():
+            if say.mute:
+                muted.append(MutedStem(name, f"muted by the user ({say.origins.get('mute', '--mute')})"))
+        if muted:
+            names = {m.name for m in muted}
+            stems = [s for s in stems if s.name not in names]
+            if not stems:
+                raise AutomixError("every stem is muted: nothing to mix (" + ", ".join(m.rule for m in muted) + ")")
     lead, lead_rule = choose_lead(stems)
     targets, groups = group_targets(stems, preset, lead)
     pans = pan_positions(stems, preset, lead)
@@ -176,7 +228,110 @@ def balance(stems: list[StemInfo], preset: Preset) -> MixPlan:
             eq_cuts=cuts, compressor=compressor, compressor_rule=compressor_rule,
             pan=pan, pan_rule=pan_rule, group=group, group_lufs=group_lufs,
         ))  # fmt: skip
-    return MixPlan(tuple(plans), lead, lead_rule, preset.mix.bus_lufs, groups)
+    plan = MixPlan(tuple(plans), lead, lead_rule, preset.mix.bus_lufs, groups, tuple(muted))
+    if user is None:
+        return plan
+    return apply_user_plan(plan, stems, user, says)
+
+
+def apply_user_plan(plan: MixPlan, stems: list[StemInfo], user, says: dict | None = None) -> MixPlan:
+    """Move automix's plan by the user's gains, pans and focus; every change is marked.
+
+    * ``gain_db``: added to the stem's planned loudness (``target_lufs``, ``gain_db``,
+      and the compressor's threshold, so the compressor acts on the stem exactly as
+      automix planned it). The EQ, the high-pass and the masking cuts stay as automix
+      planned them: a gain changes the level and nothing else.
+    * ``pan``: replaces automix's pan.
+    * focus (a stem, a role, a group or ``"lead"``): its stems come ``focus_lu``
+      forward (on top of any gain); the bus is normalised afterwards, so the rest of
+      the mix ends up lower around them.
+
+    The group a moved stem belongs to is raised by the power sum of its members' new
+    levels (``group_lufs``, ``group_user_db``), so the renderer's group normalisation
+    keeps the move instead of undoing it. The mix bus keeps its loudness: relative to
+    the rest of the mix, a stem moves by exactly the requested dB.
+    """
+    if says is None:
+        says = user_plan.resolve(user, [s.name for s in stems])
+    focus_names, focus_rule = _focus_stems(plan, stems, user)
+    group_power: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    moved = []
+    for stem_plan in plan.stems:
+        say = says.get(stem_plan.name)
+        decided: list[tuple[str, str]] = []
+        gain_rule, pan_value, pan_rule = stem_plan.gain_rule, stem_plan.pan, stem_plan.pan_rule
+        raise_db = 0.0
+        if say is not None and say.gain_db is not None and say.gain_db != 0.0:
+            raise_db += say.gain_db
+            where = say.origins.get("gain_db", "--gain")
+            gain_rule += f"; {say.gain_db:+.1f} dB by the user ({where})"
+            decided.append(("gain_db", where))
+        if stem_plan.name in focus_names:
+            raise_db += user.focus_lu
+            gain_rule += f"; {user.focus_lu:+.1f} LU: the user's focus ({user.focus_origin or 'focus'} -> {user.focus})"
+            decided.append(("focus", user.focus_origin or "focus"))
+        if say is not None and say.pan is not None:
+            where = say.origins.get("pan", "--pan")
+            pan_value = float(say.pan)
+            pan_rule = f"user: {where} (automix: {_pan_text(stem_plan.pan)}, {stem_plan.pan_rule})"
+            decided.append(("pan", where))
+        compressor = stem_plan.compressor
+        if compressor is not None and raise_db:
+            compressor = replace(compressor, threshold_db=compressor.threshold_db + raise_db)
+        if stem_plan.group:
+            power = group_power[stem_plan.group]
+            power[0] += 10 ** (stem_plan.target_lufs / 10)
+            power[1] += 10 ** ((stem_plan.target_lufs + raise_db) / 10)
+        moved.append(replace(
+            stem_plan, target_lufs=stem_plan.target_lufs + raise_db, gain_db=stem_plan.gain_db + raise_db,
+            gain_rule=gain_rule, compressor=compressor, pan=pan_value, pan_rule=pan_rule,
+            user_gain_db=stem_plan.user_gain_db + raise_db, decided_by_user=stem_plan.decided_by_user + tuple(decided),
+        ))  # fmt: skip
+    group_raise = {group: 10.0 * math.log10(after / before) for group, (before, after) in group_power.items()
+                   if before > 0 and after != before}
+    if group_raise:
+        moved = [replace(p, group_lufs=p.group_lufs + group_raise[p.group], group_user_db=p.group_user_db + group_raise[p.group])
+                 if p.group in group_raise else p for p in moved]
+    groups = tuple(
+        replace(g, target_lufs=g.target_lufs + group_raise[g.name],
+                rule=g.rule + f"; {group_raise[g.name]:+.2f} LU from the user's gains on its stems")
+        if g.name in group_raise else g for g in plan.groups)
+    return replace(plan, stems=tuple(moved), groups=groups, focus_rule=focus_rule, user_notes=tuple(user.notes))
+
+
+def _pan_text(position: float) -> str:
+    return "C" if abs(position) < 0.005 else f"{'L' if position < 0 else 'R'}{abs(position) * 100:.0f}"
+
+
+def _focus_stems(plan: MixPlan, stems: list[StemInfo], user) -> tuple[set[str], str]:
+    """The stems the focus names: a stem (file name with or without extension), else a
+    role, else a group, else ``"lead"`` (automix's lead)."""
+    if not user.focus:
+        return set(), ""
+    focus, where = user.focus, user.focus_origin or "focus"
+    names = [p.name for p in plan.stems]
+    found = user_plan.match_stem(focus, names)
+    if len(found) == 1:
+        chosen, what = set(found), f"the stem {found[0]}"
+    elif focus == user_plan.LEAD_FOCUS:
+        if plan.lead is None:
+            raise AutomixError(f"{where}: there is no lead to focus on ({plan.lead_rule}); name a stem, role or group")
+        chosen, what = {plan.lead}, f"the lead, {plan.lead}"
+    elif any(p.role == focus for p in plan.stems):
+        chosen = {p.name for p in plan.stems if p.role == focus}
+        what = f"the {focus} role ({', '.join(sorted(chosen))})"
+    elif focus in GROUPS and any(p.group == focus for p in plan.stems):
+        chosen = {p.name for p in plan.stems if p.group == focus}
+        what = f"the {focus} group ({', '.join(sorted(chosen))})"
+    else:
+        roles = sorted({p.role for p in plan.stems})
+        muted = f"; muted: {', '.join(m.name for m in plan.muted)}" if plan.muted else ""
+        raise AutomixError(f"{where}: '{focus}' names no stem, role or group in this mix (the stems: {', '.join(names)}; "
+                           f"their roles: {', '.join(roles)}; groups: {', '.join(sorted({p.group for p in plan.stems if p.group}))}"
+                           f"{muted}; or '{user_plan.LEAD_FOCUS}')")
+    rule = (f"focus on {what} ({where}): {user.focus_lu:+.1f} LU on its planned level, the bus normalised after, "
+            "so the rest of the mix sits lower around it")
+    return chosen, rule
 
 
 def estimated_lead_features(analysis: AudioAnalysis) -> LeadFeatures:
