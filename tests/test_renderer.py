@@ -11,14 +11,19 @@ import pytest
 from signals import pink_noise, sine
 from test_loudness import ebur128
 
+from automix.io.audio import Audio
+from automix.io.stream import array_source
 from automix.measure import loudness
 from automix.mix.balancer import CompressorPlan, EqCut, MixPlan, StemPlan
 from automix.mix.renderer import (
     BUS_CEILING_DBTP,
+    PairEnergies,
+    ProgrammePeakMeter,
     pan,
     process_stem,
     programme_peak_dbtp,
     render,
+    render_stream,
 )
 
 RATE = 44100
@@ -178,3 +183,92 @@ def test_render_is_deterministic():
              plan_for("b", target_lufs=-6.0, group="harmony", group_lufs=0.0, highpass_hz=100.0, pan_position=0.4))
     plan = MixPlan(plans, None, "test", -20.0)
     assert np.array_equal(render(music, RATE, plan).mix, render(music, RATE, plan).mix)
+
+
+# --------------------------------------------------------------------------- streaming render
+def streaming_case():
+    """Mono and stereo stems, one shorter (padded with silence), with every stage of the
+    chain and a group, so the streaming render has every kind of state to carry."""
+    seconds = 7.0
+    kick = pink_noise(seconds, RATE, channels=1, seed=11).astype(np.float32) * np.float32(0.2)
+    kick[:, :: RATE // 2] += np.float32(0.8)  # hits
+    bass = sine(-14, seconds, RATE, 55.0, channels=1) + sine(-20, seconds, RATE, 110.0, channels=1)
+    keys = pink_noise(5.3, RATE, channels=2, seed=12).astype(np.float32) * np.float32(0.1)  # shorter
+    vocal = (sine(-16, seconds, RATE, 440.0, channels=1) * (1 + np.sin(np.arange(int(seconds * RATE)) * 2 * np.pi * 4 / RATE))
+             ).astype(np.float32)
+    plans = (plan_for("kick", target_lufs=-9.0, group="drums", group_lufs=-6.0, highpass_hz=30.0,
+                      compressor=CompressorPlan(-24.0, 4.0, 5.0, 60.0, "t")),
+             plan_for("bass", target_lufs=-8.0, group="drums", group_lufs=-6.0,
+                      eq_cuts=[EqCut(frequency_hz=110.0, gain_db=-3.0, q=1.5, rule="t")]),
+             plan_for("keys", target_lufs=-12.0, highpass_hz=150.0, pan_position=-0.4,
+                      eq_cuts=[EqCut(frequency_hz=2500.0, gain_db=-2.0, q=2.0, rule="t")]),
+             plan_for("vocal", target_lufs=-6.0, group="vocals", group_lufs=-6.0, highpass_hz=90.0, pan_position=0.1,
+                      compressor=CompressorPlan(-20.0, 3.0, 10.0, 120.0, "t")))
+    return [kick, bass, keys, vocal], MixPlan(plans, "vocal", "test", -16.0)
+
+
+@pytest.mark.parametrize("mastering_follows", [True, False])
+@pytest.mark.parametrize("keep_stems", [False, True])
+def test_streaming_render_equals_the_whole_signal_render(mastering_follows, keep_stems):
+    stems, plan = streaming_case()
+    frames = max(x.shape[1] for x in stems)
+    whole = render([np.pad(x, ((0, 0), (0, frames - x.shape[1]))) for x in stems], RATE, plan, keep_stems=keep_stems,
+                   mastering_follows=mastering_follows)
+    # odd block sizes, different per stem: the render cuts them to one grid
+    sources = [array_source(Audio(x, RATE), block_frames=size) for x, size in zip(stems, (10007, 65536, 4096, 33333))]
+    bus, exported = [], [[] for _ in stems]
+    streamed = render_stream(sources, RATE, plan, bus.append, stem_sinks=[e.append for e in exported] if keep_stems else None,
+                             mastering_follows=mastering_follows)
+    mix = np.concatenate(bus, axis=1)
+    assert mix.shape == whole.mix.shape == (2, frames)
+    assert np.abs(mix - whole.mix).max() < 1e-5
+    assert streamed.bus_gain_db == pytest.approx(whole.bus_gain_db, abs=1e-3)
+    assert streamed.bus_rule == whole.bus_rule
+    assert streamed.bus_frames == frames
+    for a, b in zip(streamed.stems, whole.stems):
+        assert (a.name, a.samples) == (b.name, None)
+        assert a.makeup_db == pytest.approx(b.makeup_db, abs=1e-3)
+        assert a.group_gain_db == pytest.approx(b.group_gain_db, abs=1e-3)
+        assert a.compressor_max_gain_reduction_db == pytest.approx(b.compressor_max_gain_reduction_db, abs=1e-3)
+    assert streamed.groups.keys() == whole.groups.keys()
+    for name, group in whole.groups.items():
+        for key, value in group.items():
+            assert streamed.groups[name][key] == pytest.approx(value, abs=0.011)
+    if keep_stems:
+        stems_out = [np.concatenate(e, axis=1) for e in exported]
+        total = np.zeros_like(mix)
+        for x in stems_out:
+            total += x
+        assert np.array_equal(total, mix)  # the bus is the plain sum of the exported stems
+        for x, reference in zip(stems_out, whole.stems):
+            assert np.abs(x - reference.samples).max() < 1e-5
+    if not mastering_follows:  # the unmastered bus is kept under the ceiling, measured independently
+        assert programme_peak_dbtp(mix, RATE)[0] <= BUS_CEILING_DBTP + 0.05
+
+
+def test_pair_energies_give_the_loudness_of_any_weighted_sum():
+    signals = [pink_noise(4.0, RATE, channels=2, seed=s).astype(np.float32) * np.float32(0.1) for s in (21, 22, 23)]
+    signals[1][:, : RATE] = 0  # one starts late: the sum's gating differs from each part's
+    pairs = PairEnergies(RATE, 3)
+    for start in range(0, signals[0].shape[1], 12345):
+        pairs.add([x[:, start : start + 12345] for x in signals])
+    for weights in ((1.0, 0.0, 0.0), (0.5, 2.0, 0.0), (1.0, 1.0, 1.0), (0.3, -1.0, 0.7)):
+        total = sum(np.float32(w) * x for w, x in zip(weights, signals))
+        assert pairs.loudness(weights) == pytest.approx(ebur128(total, RATE)[0], abs=0.02)
+
+
+@pytest.mark.parametrize("block", [441, 1000, 65536])
+def test_programme_peak_meter_equals_the_whole_signal_measure(block):
+    music = pink_noise(6.0, RATE, channels=2, seed=5).astype(np.float32) * np.float32(0.1)
+    music[:, :: RATE // 3] *= np.float32(4.0)  # recurring hits
+    music = with_clicks(music[:, : 6 * RATE - 123])  # a partial last block
+    music[1, 3 * RATE + 440] = 0.9  # an event at a 10 ms block's last sample
+    meter = ProgrammePeakMeter(RATE, music.shape[1])
+    for start in range(0, music.shape[1], block):
+        meter.add(music[:, start : start + block])
+    peak_db, where_s, outliers = meter.result()
+    expected = programme_peak_dbtp(music, RATE)
+    assert peak_db == pytest.approx(expected[0], abs=1e-6)
+    assert where_s == pytest.approx(expected[1])
+    assert outliers == expected[2]
+    assert outliers  # a click was set aside

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ import pedalboard
 from scipy import signal
 
 from automix.dsp import dynamics
+from automix.io.stream import BLOCK_FRAMES
 from automix.measure import loudness
 from automix.measure.analyzer import ACTIVE_GATE_LUFS
 from automix.mix.balancer import MixPlan, StemPlan
@@ -236,3 +238,332 @@ def pan(x: np.ndarray, position: float) -> np.ndarray:
     left = x[0] * np.float32(min(1.0, scale * left_gain))
     right = x[1] * np.float32(min(1.0, scale * right_gain))
     return np.stack([left, right]).astype(np.float32)
+
+
+# --- streaming ---------------------------------------------------------------------------
+# The same render, block by block: memory depends on the block size and the number of
+# stems, not on the length of the song. One measuring pass (every stem through its chain,
+# K-weighted, the 100 ms granule energies of every *pair* of stems kept: the loudness of
+# any weighted sum of the stems follows from them, since K-weighting is linear), so the
+# make-up gains, the group gains and the bus gain are known without summing anything;
+# for an unmastered mix, one pass over the bus for its programme peak; then the render.
+
+
+class StemChain:
+    """:func:`process_stem` up to the make-up gain, block by block, state carried across
+    blocks (high-pass ``zi``, pedalboard's filter state with ``reset=False``, the
+    streaming compressor), so any blocking gives the same audio as one whole-signal run
+    within float rounding."""
+
+    def __init__(self, plan: StemPlan, sample_rate: int, channels: int) -> None:
+        self.plan, self.sample_rate = plan, sample_rate
+        self._gain = np.float32(10 ** (plan.gain_db / 20))
+        self._sos = self._zi = None
+        if plan.highpass_hz:
+            self._sos = signal.butter(plan.highpass_order, plan.highpass_hz, "highpass", fs=sample_rate, output="sos")
+            self._zi = np.zeros((self._sos.shape[0], channels, 2))
+        self._board = (pedalboard.Pedalboard([pedalboard.PeakFilter(cut.frequency_hz, cut.gain_db, cut.q) for cut in plan.eq_cuts])
+                       if plan.eq_cuts else None)  # fmt: skip
+        self._started = False
+        self._compressor = None
+        if plan.compressor:
+            c = plan.compressor
+            self._compressor = dynamics.StreamingCompressor(sample_rate, channels, threshold_db=c.threshold_db, ratio=c.ratio,
+                                                            attack_ms=c.attack_ms, release_ms=c.release_ms)
+
+    @property
+    def max_gain_reduction_db(self) -> float:
+        return self._compressor.max_gain_reduction_db if self._compressor is not None else 0.0
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """The next ``(channels, n)`` block in, stereo float32 out (before the make-up gain)."""
+        x = block * self._gain
+        if self._sos is not None:
+            x, self._zi = signal.sosfilt(self._sos, x, axis=-1, zi=self._zi)
+            x = x.astype(np.float32)
+        if self._board is not None and x.shape[1]:
+            x = self._board(x, self.sample_rate, reset=not self._started)
+            self._started = True
+        if self._compressor is not None:
+            x = self._compressor.process(x)
+        return pan(x, self.plan.pan)
+
+
+class PairEnergies:
+    """K-weighted energy per 100 ms granule of every pair of N stereo signals.
+
+    ``energies(weights)`` is then the granule energy of ``sum_i weights[i] * x_i`` (what
+    :meth:`automix.measure.loudness.LoudnessMeter.granule_energies` would read for that
+    sum), for any weights, without the sum ever being formed. Memory: an N x N matrix per
+    granule, 10 per second (8 stems: 5 KB per second of audio, 18 MB per hour).
+    """
+
+    def __init__(self, sample_rate: int, count: int) -> None:
+        self.sample_rate, self.count = sample_rate, count
+        self._sos = loudness.k_weighting_sos(sample_rate)
+        self._zi = [np.zeros((self._sos.shape[0], 2, 2)) for _ in range(count)]
+        self._frames = 0
+        self._next_edge = 1  # index of the next 100 ms granule edge
+        self._partial = np.zeros((count, count))
+        self._granules: list[np.ndarray] = []
+
+    def _edge(self, index):
+        return (np.asarray(index, dtype=np.int64) * 10 * self.sample_rate + 50) // 100  # as the meter's granule edges
+
+    def add(self, blocks: list[np.ndarray]) -> None:
+        """One stereo block per signal, all the same length."""
+        n = blocks[0].shape[1]
+        if n == 0:
+            return
+        weighted = np.empty((self.count, 2 * n))
+        for i, block in enumerate(blocks):
+            y, self._zi[i] = signal.sosfilt(self._sos, block.astype(np.float64), axis=-1, zi=self._zi[i])
+            weighted[i, :n], weighted[i, n:] = y[0], y[1]
+        end = self._frames + n
+        start = 0
+        while True:
+            edge = int(self._edge(self._next_edge)) - self._frames
+            stop = min(edge, n)
+            if stop > start:
+                part = np.concatenate([weighted[:, start:stop], weighted[:, n + start : n + stop]], axis=1)
+                self._partial += part @ part.T
+            if edge > n:
+                break
+            self._granules.append(self._partial)
+            self._partial = np.zeros((self.count, self.count))
+            self._next_edge += 1
+            start = stop
+        self._frames = end
+
+    def energies(self, weights) -> tuple[np.ndarray, np.ndarray]:
+        """(granule energies, samples per granule) of the weighted sum of the signals."""
+        w = np.asarray(weights, dtype=np.float64)
+        if not self._granules:
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        stacked = np.stack(self._granules)
+        energies = np.einsum("i,gij,j->g", w, stacked, w)
+        edges = self._edge(np.arange(len(self._granules) + 1))
+        return energies, np.diff(edges)
+
+    def loudness(self, weights) -> float:
+        energies, counts = self.energies(weights)
+        if energies.size == 0:
+            return loudness.SILENCE_DB
+        return loudness.integrated_from_granules(energies, counts, absolute_gate_lufs=ACTIVE_GATE_LUFS)
+
+
+class ProgrammePeakMeter:
+    """:func:`programme_peak_dbtp` block by block: the sample peak of every 10 ms block,
+    and the audio (with 16 samples of context either side) of only the loudest few, which
+    are all the true-peak ranking ever looks at."""
+
+    CONTEXT = 16
+
+    def __init__(self, sample_rate: int, frames: int) -> None:
+        self.sample_rate, self.frames = sample_rate, frames
+        self.block = max(1, round(PEAK_BLOCK_S * sample_rate))
+        self.count = -(-frames // self.block)
+        self.allowed = max(PEAK_OUTLIER_BLOCKS, int(PEAK_OUTLIER_SHARE * self.count))
+        self.keep = min(self.count, self.allowed + 1 + 16)
+        self._buffer = np.zeros((2, 0), dtype=np.float32)
+        self._buffer_start = 0  # global frame of self._buffer[:, 0]
+        self._next_block = 0
+        self._peaks = np.zeros(0)
+        self._indices = np.zeros(0, dtype=np.int64)
+        self._segments: dict[int, np.ndarray] = {}
+
+    def add(self, block: np.ndarray) -> None:
+        self._buffer = np.concatenate([self._buffer, block], axis=1)
+        self._scan(final=False)
+
+    def _scan(self, final: bool) -> None:
+        end = self._buffer_start + self._buffer.shape[1]
+        last = self.count if final else min(self.count, (end - self.CONTEXT) // self.block)
+        first = self._next_block
+        if last <= first:
+            return
+        b = self.block
+        offset = first * b - self._buffer_start
+        stop = min(last * b, self.frames) - self._buffer_start
+        region = np.abs(self._buffer[:, offset:stop])
+        padded = np.pad(region, ((0, 0), (0, (last - first) * b - region.shape[1])))
+        peaks = padded.reshape(2, last - first, b).max(axis=(0, 2)).astype(np.float64)
+        indices = np.arange(first, last, dtype=np.int64)
+        all_peaks = np.concatenate([self._peaks, peaks])
+        all_indices = np.concatenate([self._indices, indices])
+        order = np.lexsort((all_indices, -all_peaks))[: self.keep]
+        self._peaks, self._indices = all_peaks[order], all_indices[order]
+        for index in self._indices.tolist():
+            if index >= first and index not in self._segments:
+                s, e = max(0, index * b - self.CONTEXT), min(self.frames, (index + 1) * b + self.CONTEXT)
+                self._segments[index] = self._buffer[:, s - self._buffer_start : e - self._buffer_start].copy()
+        kept = set(self._indices.tolist())
+        self._segments = {k: v for k, v in self._segments.items() if k in kept}
+        self._next_block = last
+        drop = max(0, last * b - self.CONTEXT - self._buffer_start)
+        self._buffer = self._buffer[:, drop:]
+        self._buffer_start += drop
+
+    def result(self) -> tuple[float, float, list[tuple[float, float]]]:
+        """As :func:`programme_peak_dbtp` of the whole bus."""
+        self._scan(final=True)
+        allowed, block, rate = self.allowed, self.block, self.sample_rate
+        true_peaks = [loudness.true_peak(np.ascontiguousarray(self._segments[index]), rate) for index in self._indices.tolist()]
+        ranked = sorted(zip(true_peaks, self._indices.tolist()), key=lambda pair: (-pair[0], pair[1]))
+        if len(ranked) <= allowed:
+            allowed = 0
+        reference = ranked[allowed][0] * 10 ** (1 / 20)
+        outliers = [(value, index) for value, index in ranked[:allowed] if value > reference]
+        peak, where = ranked[len(outliers)]
+        return (loudness.amplitude_to_db(peak), where * block / rate,
+                [(index * block / rate, loudness.amplitude_to_db(value)) for value, index in outliers])
+
+
+@dataclass(frozen=True, eq=False)
+class StreamedRender:
+    """What :func:`render_stream` did; ``mix`` is never held (see ``bus_frames``)."""
+
+    stems: tuple[RenderedStem, ...]
+    bus_gain_db: float
+    bus_rule: str
+    groups: dict = field(default_factory=dict)
+    bus_frames: int = 0
+    mix: None = None
+
+
+def _lockstep(sources) -> Iterator[list[np.ndarray]]:
+    """Blocks of every source, cut to a common grid (sources may block differently after
+    resampling); a shorter source is padded with silence at the end."""
+    iterators = [iter(s.blocks()) for s in sources]
+    pending = [np.zeros((s.channels, 0), dtype=np.float32) for s in sources]
+    done = [False] * len(sources)
+    while True:
+        for i, it in enumerate(iterators):
+            while not done[i] and pending[i].shape[1] < BLOCK_FRAMES:
+                try:
+                    pending[i] = np.concatenate([pending[i], next(it)], axis=1)
+                except StopIteration:
+                    done[i] = True
+        n = max(min(p.shape[1], BLOCK_FRAMES) for p in pending)
+        if n == 0:
+            return
+        out = []
+        for i, p in enumerate(pending):
+            b = p[:, :n]
+            if b.shape[1] < n:
+                b = np.pad(b, ((0, 0), (0, n - b.shape[1])))
+            out.append(b)
+            pending[i] = p[:, n:]
+        yield out
+
+
+def _map(pool, function, items):
+    return list(pool.map(function, items)) if pool is not None else [function(item) for item in items]
+
+
+def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_sinks=None,
+                  mastering_follows: bool = False, threads: int | None = None) -> StreamedRender:
+    """:func:`render`, streaming: the stems come as :class:`automix.io.stream.BlockSource`\\ s
+    (one rate; shorter ones are padded with silence at the end) and the bus goes, block by
+    block, to ``bus_sink(block)``; with ``stem_sinks`` (one callable per stem), each
+    processed stem too, after the bus gain -- the bus is summed from exactly those blocks.
+
+    Passes over the stems: one to measure, one more for an unmastered bus's programme
+    peak, one to render. The result equals :func:`render` within float rounding.
+    """
+    count = len(sources)
+    workers = min(count, threads or os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        def chains():
+            return [StemChain(p, sample_rate, s.channels) for p, s in zip(plan.stems, sources)]
+
+        # 1. measure: every stem's chain once, pair energies of the K-weighted results
+        measuring = chains()
+        pairs = PairEnergies(sample_rate, count)
+        frames = 0
+        for blocks in _lockstep(sources):
+            processed = _map(pool, lambda pair: pair[0].process(pair[1]), list(zip(measuring, blocks)))
+            pairs.add(processed)
+            frames += blocks[0].shape[1]
+        reductions = [c.max_gain_reduction_db for c in measuring]
+        makeups_db = []
+        for i, stem_plan in enumerate(plan.stems):
+            unit = np.zeros(count)
+            unit[i] = 1.0
+            measured = pairs.loudness(unit)
+            makeups_db.append(stem_plan.target_lufs - measured if measured > loudness.SILENCE_DB else 0.0)
+        makeup = np.array([float(np.float32(10 ** (m / 20))) for m in makeups_db])
+        group_gains = [0.0] * count
+        groups = {}
+        members: dict[str, list[int]] = {}
+        for index, stem_plan in enumerate(plan.stems):
+            if getattr(stem_plan, "group", ""):
+                members.setdefault(stem_plan.group, []).append(index)
+        for group, indices in members.items():
+            weights = np.zeros(count)
+            weights[indices] = makeup[indices]
+            measured = pairs.loudness(weights)
+            if measured <= loudness.SILENCE_DB:
+                continue
+            target = plan.stems[indices[0]].group_lufs
+            for index in indices:
+                group_gains[index] = target - measured
+            groups[group] = {"planned_lufs": round(target, 2), "summed_lufs": round(measured, 2),
+                             "gain_db": round(target - measured, 2), "stems": len(indices)}
+        group_factor = [np.float32(10 ** (g / 20)) if g != 0.0 else None for g in group_gains]
+        weights = makeup * np.array([float(f) if f is not None else 1.0 for f in group_factor])
+        bus_lufs = pairs.loudness(weights)
+        bus_gain_db = plan.bus_lufs - bus_lufs
+        bus_rule = f"sum set to {plan.bus_lufs:g} LUFS"
+
+        def rendered_blocks(gain):
+            """(bus block before the bus gain or after it, stem blocks after it or None)."""
+            running = chains()
+            for blocks in _lockstep(sources):
+                def one(k, blocks=blocks):
+                    x = running[k].process(blocks[k])
+                    x *= np.float32(makeup_factors[k])
+                    if group_factor[k] is not None:
+                        x *= group_factor[k]
+                    if gain is not None:
+                        x *= gain
+                    return x
+                stems = _map(pool, one, range(count))
+                bus = np.zeros_like(stems[0])
+                for x in stems:
+                    bus += x
+                yield bus, stems
+
+        makeup_factors = [np.float32(10 ** (m / 20)) for m in makeups_db]
+        if mastering_follows:
+            bus_rule += " (float bus, not lowered for peaks: the master's limiter sets the true peak)"
+        else:
+            # 2. the unmastered bus's programme peak
+            meter = ProgrammePeakMeter(sample_rate, frames)
+            for bus, _ in rendered_blocks(None):
+                meter.add(bus)
+            peak_db, where_s, outliers = meter.result()
+            peak_after = peak_db + bus_gain_db
+            if peak_after > BUS_CEILING_DBTP:
+                bus_gain_db -= peak_after - BUS_CEILING_DBTP
+                bus_rule += (f", lowered {peak_after - BUS_CEILING_DBTP:.1f} dB to keep its programme peak (at {where_s:.2f} s) "
+                             f"under {BUS_CEILING_DBTP:g} dBTP")
+            outliers = [(t, db) for t, db in outliers if db + bus_gain_db > BUS_CEILING_DBTP]
+            if outliers:
+                bus_rule += (f"; {len(outliers)} isolated peak(s) ignored for the bus level, loudest at {outliers[0][0]:.2f} s "
+                             f"({outliers[0][1] + bus_gain_db:+.1f} dBTP after the bus gain)")
+        bus_gain = np.float32(10 ** (bus_gain_db / 20))
+        # 3. render. Exported stems carry the bus gain and the bus is their sum, as render() does.
+        for bus, stems in rendered_blocks(bus_gain if stem_sinks is not None else None):
+            if stem_sinks is not None:
+                for sink, x in zip(stem_sinks, stems):
+                    sink(x)
+            else:
+                bus *= bus_gain
+            bus_sink(bus)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    rendered = tuple(RenderedStem(p.name, None, m, r, g) for p, m, r, g in zip(plan.stems, makeups_db, reductions, group_gains))
+    return StreamedRender(rendered, bus_gain_db, bus_rule, groups, frames)
