@@ -896,3 +896,77 @@ def test_limiter_hold_is_the_asked_time_rounded_up_to_whole_samples():
     assert held(5.0 - 0.5 / 48) == exact
     assert held(5.0 + 0.5 / 48) == exact + 1
     assert held(10.0) == exact + 240
+
+
+# --------------------------------------------------------------------------- tonal balance
+def _tonal(tilt_db_per_octave: float, *, duration_s: float = 30.0, lra_lu: float = 6.0, plr_db: float = 15.0,
+           amount: float = 0.5, offset_db: float = -20.0, dips: dict[int, float] | None = None):
+    """tonal_balance on a spectrum that is the preset's target plus a pure tilt (so the
+    fit is exact and the residuals zero) -- the target curve typed from the MUSDB18
+    curve module, not from tonal."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from automix.master import tonal_targets
+    from automix.master.tonal import tonal_balance
+    from automix.measure.analyzer import THIRD_OCTAVE_CENTRES_HZ
+    from automix.presets import load_preset
+
+    settings = replace(load_preset("pop").master, tonal_amount=amount)
+    centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ)
+    target = tonal_targets.genre_curve_db(centres, settings.tilt_db_per_octave, settings.bass_db, settings.air_db)
+    levels = target + offset_db + tilt_db_per_octave * np.log2(centres / 1000.0)
+    for index, dip in (dips or {}).items():
+        levels[index] += dip
+    analysis = SimpleNamespace(band_levels_db=tuple(levels), duration_s=duration_s, loudness_range_lu=lra_lu,
+                               plr_db=plr_db, sample_rate=48000)
+    return centres, np.asarray(tonal_balance(analysis, settings).gains_db), settings
+
+
+def test_a_spectrum_on_the_target_or_within_the_tilt_tolerance_is_left_alone():
+    for tilt in (0.0, 2.0, -2.0):  # the tolerance is +-2.5 dB/octave
+        _, gains, _ = _tonal(tilt)
+        assert not np.any(gains)
+
+
+def test_excess_tilt_is_corrected_by_amount_times_confidence():
+    """+4 dB/octave (1.5 beyond the 2.5 tolerated), pop's amount 0.5: the EQ tilts the
+    body (100 Hz - 8 kHz) by -1.5 x 0.5 = -0.75 dB/octave, so 4 kHz ends 1.5 dB under
+    1 kHz; flat beyond the body's edges; nothing outside 31.5 Hz - 16 kHz."""
+    centres, gains, _ = _tonal(4.0)
+
+    def at(frequency_hz):
+        return gains[int(np.argmin(np.abs(centres - frequency_hz)))]
+
+    assert at(4000) - at(1000) == pytest.approx(-1.5, abs=0.01)
+    assert at(250) - at(1000) == pytest.approx(+1.5, abs=0.01)
+    assert at(10000) == pytest.approx(at(8000), abs=0.01) and at(63) == pytest.approx(at(100), abs=0.01)
+    assert at(25) == 0.0 and at(20000) == 0.0
+    # the same tilt the other way round: the body tilted up by the same amount
+    _, down, _ = _tonal(-4.0)
+    assert down[int(np.argmin(np.abs(centres - 4000)))] - down[16] == pytest.approx(1.5, abs=0.01)
+    # confidence: 5 s of 10 -> sqrt(0.5); a loudness range of 24 LU -> 12 / 24
+    _, short, _ = _tonal(4.0, duration_s=5.0)
+    np.testing.assert_allclose(short, gains * math.sqrt(0.5), atol=0.051)
+    _, dynamic, _ = _tonal(4.0, lra_lu=24.0)
+    np.testing.assert_allclose(dynamic, gains * 0.5, atol=0.051)
+    # amount 1: twice the move, within the preset's 4 dB cap
+    _, full, settings = _tonal(4.0, amount=1.0)
+    np.testing.assert_allclose(full, np.clip(gains * 2, -settings.tonal_max_db, settings.tonal_max_db), atol=1e-9)
+
+
+def test_moves_are_capped_and_finished_masters_only_nudged():
+    """+10 dB/octave is 7.5 beyond tolerance: the moves would reach ~+-20 dB; they stop at
+    the preset's 4 dB, and at 1.5 dB on a finished master (peak-to-loudness <= 12 dB)."""
+    _, gains, settings = _tonal(10.0, amount=1.0)
+    assert np.max(np.abs(gains)) == pytest.approx(settings.tonal_max_db, abs=1e-9)
+    _, finished, _ = _tonal(10.0, amount=1.0, plr_db=10.0)
+    assert np.max(np.abs(finished)) == pytest.approx(1.5, abs=1e-9)
+
+
+def test_an_empty_band_is_never_boosted():
+    """A dull mix (-4 dB/octave: the treble is boosted) with the 3.15 kHz band empty
+    (40 dB under the rest): its neighbours are boosted, it is not."""
+    _, gains, _ = _tonal(-4.0, dips={21: -40.0})
+    assert gains[20] > 0.3 and gains[22] > 0.3
+    assert gains[21] <= 0.0
