@@ -151,6 +151,12 @@ def _worker_init(parent_pid: int | None = None) -> None:
             signal.signal(sig, _worker_signal)
     if parent_pid is not None:
         _stop_with_parent(parent_pid)
+    # The files already use every core, one per worker: threads inside a file would only
+    # compete with the other workers (the one thread setting, see automix.measure.loudness).
+    os.environ["AUTOMIX_THREADS"] = "1"
+    from automix.measure import loudness
+
+    loudness.THREADS = 1
     # Forked while the parent held these signals blocked (see _submit): a signal that
     # arrived in between is pending and is delivered now, to the handler above.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
