@@ -224,8 +224,55 @@ def confidence(analysis: AudioAnalysis, band_count: int, uncertainty_db: np.ndar
     return np.nan_to_num(result, nan=0.0)
 
 
+@dataclass(frozen=True)
+class TonalRules:
+    """How strict the EQ is: the genre target's tolerances or a reference's.
+
+    Attributes
+    ----------
+    tilt_tolerance_db_per_octave, dead_band_db : float
+        Broad tilt and smoothed local difference left alone.
+    rolloff_allowance : bool
+        Widen the dead-band at the spectrum's edges (the average record's roll-off).
+    max_db : float or None
+        Cap per band; None: the preset's ``tonal_max_db`` (and ``FINISHED_MAX_DB`` on
+        already mastered material).
+    use_preset_amount : bool
+        Scale the moves by the preset's ``tonal_amount``.
+    name : str
+        What the target is, for the reason ("the target", "the reference").
+    shrink_by_snr : bool
+        How a band's measurement uncertainty ``u`` scales its move ``c``: False, by
+        ``1 / (1 + (u / UNCERTAINTY_HALF_DB)**2)`` (the genre EQ: the prior size of a real
+        fault is the dead-band's, so a move no larger than the noise is mostly noise);
+        True, by ``c**2 / (c**2 + u**2)`` (a reference: the user chose a record of
+        another tone, so the move's own size is the prior -- a 5 dB shelf measured to
+        +-2 dB is almost surely real, a 1 dB wiggle measured to +-2 dB is not).
+    """
+
+    tilt_tolerance_db_per_octave: float
+    dead_band_db: float
+    rolloff_allowance: bool
+    max_db: float | None
+    use_preset_amount: bool
+    name: str
+    shrink_by_snr: bool = False
+
+
+#: The genre target's rules (the module docstring).
+GENRE_RULES = TonalRules(targets.TILT_TOLERANCE_DB_PER_OCTAVE, targets.DEAD_BAND_DB, True, None, True, "the target")
+
+#: A reference recording's rules: the user asked for that balance, so only what is
+#: barely audible is left alone, the edges are matched too (the reference shows how deep
+#: its roll-off is), the preset's ``tonal_amount`` does not apply (``--amount`` does)
+#: and the cap is :data:`automix.master.tonal_targets.REFERENCE_MAX_DB` (see there).
+REFERENCE_RULES = TonalRules(targets.REFERENCE_TILT_TOLERANCE_DB_PER_OCTAVE, targets.REFERENCE_DEAD_BAND_DB, False,
+                             targets.REFERENCE_MAX_DB, False, "the reference", shrink_by_snr=True)
+
+
 def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples: np.ndarray | None = None,
-                  uncertainty_db: np.ndarray | None = None) -> TonalMove:
+                  uncertainty_db: np.ndarray | None = None, target_db: np.ndarray | None = None,
+                  target_trust: np.ndarray | None = None, rules: TonalRules | None = None) -> TonalMove:
     """EQ gains per third-octave band that correct only where the mix is clearly off target.
 
     Parameters
@@ -244,6 +291,18 @@ def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples:
     uncertainty_db : numpy.ndarray, optional
         Precomputed per-band uncertainty (overrides ``samples``), e.g. from a
         :class:`BandSpreadMeter` fed during a streaming analysis pass.
+    target_db : numpy.ndarray, optional
+        A target spectrum (dB per analyzer band, shape only; NaN where unknown) replacing
+        the preset's, e.g. a reference recording's
+        (:func:`automix.master.reference.reference_tonal_move`). Bands past its end or
+        NaN are left alone.
+    target_trust : numpy.ndarray, optional
+        0-1 per band: how sure the target is (multiplies the mix's confidence). A
+        target's own measurement uncertainty belongs in ``uncertainty_db`` instead
+        (combined with the mix's in quadrature: the difference's standard error).
+    rules : TonalRules, optional
+        Tolerances and cap; default :data:`GENRE_RULES`, or :data:`REFERENCE_RULES` when
+        ``target_db`` is given.
 
     Returns
     -------
@@ -255,10 +314,18 @@ def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples:
     levels = np.asarray(analysis.band_levels_db, dtype=np.float64)
     centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[: levels.size], dtype=np.float64)
     flat = tuple(0.0 for _ in centres)
-    if settings.tonal_amount <= 0 or levels.size == 0:
+    if rules is None:
+        rules = GENRE_RULES if target_db is None else REFERENCE_RULES
+    amount = settings.tonal_amount if rules.use_preset_amount else 1.0
+    if amount <= 0 or levels.size == 0:
         return TonalMove(tuple(float(c) for c in centres), flat, "tonal EQ off in the preset")
+    if target_db is None:
+        target = target_curve_db(centres, settings)
+    else:
+        given = np.asarray(target_db, dtype=np.float64)[: levels.size]
+        target = np.concatenate([given, np.full(levels.size - given.size, np.nan)])
     used = (centres >= targets.LOWEST_BAND_HZ * 0.99) & (centres <= targets.HIGHEST_BAND_HZ * 1.01)
-    used &= np.isfinite(levels) & (levels > levels.max() - 100.0)
+    used &= np.isfinite(levels) & (levels > levels.max() - 100.0) & np.isfinite(target)
     if used.sum() < 8:
         return TonalMove(tuple(float(c) for c in centres), flat, "too few bands with content to judge the balance")
     if uncertainty_db is None and samples is not None:
@@ -267,11 +334,19 @@ def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples:
         # the analyzer's per-band spread over its frames, if it provides one
         spread = np.asarray(analysis.band_spread_db, dtype=np.float64)[: levels.size]
         uncertainty_db = spread / math.sqrt(max(1.0, analysis.duration_s / DECORRELATION_S))
+    snr_uncertainty = None
+    if rules.shrink_by_snr:
+        snr_uncertainty = np.zeros(levels.size) if uncertainty_db is None else np.nan_to_num(
+            np.asarray(uncertainty_db, dtype=np.float64)[: levels.size], nan=np.inf)
+        uncertainty_db = None  # the duration and loudness-range factors stay; the bands' below
     trust = confidence(analysis, levels.size, uncertainty_db)
+    if target_trust is not None:
+        given = np.nan_to_num(np.asarray(target_trust, dtype=np.float64)[: levels.size], nan=0.0)
+        trust = trust * np.concatenate([np.clip(given, 0.0, 1.0), np.zeros(levels.size - given.size)])
 
     octaves = np.log2(centres / 1000.0)
-    difference = levels - target_curve_db(centres, settings)
-    tolerance = tolerance_db(centres)
+    difference = np.where(used, levels - np.nan_to_num(target), 0.0)
+    tolerance = rules.dead_band_db + (targets.rolloff_allowance_db(centres) if rules.rolloff_allowance else 0.0)
     # Robust fit (iteratively reweighted, Cauchy weights on the dead-band's scale): a
     # boomy hump or a dull top is a fault to correct, so it must not drag the fitted
     # level and tilt toward itself. Bands far under the fit are empty: not fitted, and
@@ -296,22 +371,29 @@ def tonal_balance(analysis: AudioAnalysis, settings: MasterSettings, *, samples:
 
     # The broad tilt beyond the tolerance, as a straight line through the fit's centre,
     # held flat outside the body (the edges are the roll-off allowance's business).
-    excess_tilt = math.copysign(max(abs(tilt) - targets.TILT_TOLERANCE_DB_PER_OCTAVE, 0.0), tilt)
-    body_octaves = np.clip(octaves, math.log2(targets.EDGE_LOW_HZ / 1000.0), math.log2(targets.EDGE_HIGH_HZ / 1000.0))
+    excess_tilt = math.copysign(max(abs(tilt) - rules.tilt_tolerance_db_per_octave, 0.0), tilt)
+    body_octaves = octaves
+    if rules.rolloff_allowance:
+        body_octaves = np.clip(octaves, math.log2(targets.EDGE_LOW_HZ / 1000.0), math.log2(targets.EDGE_HIGH_HZ / 1000.0))
     # Local differences, smoothed over 2/3 octave (a 1-2-1 kernel); empty bands count 0.
     local = _smooth(np.where(present, residual, 0.0), used)
     excess_local = np.sign(local) * np.maximum(np.abs(local) - tolerance, 0.0)
     correction = -(excess_local + excess_tilt * (body_octaves - centre))
-    gains = correction * settings.tonal_amount * trust
-    cap = settings.tonal_max_db
-    finished = 0.0 < analysis.plr_db <= DENSE_PLR_DB
+    reported_trust = trust  # the report states the measurement's confidence, not the SNR shrinkage
+    if snr_uncertainty is not None:
+        with np.errstate(invalid="ignore", over="ignore"):
+            snr = np.nan_to_num(correction**2 / (correction**2 + snr_uncertainty**2), nan=0.0)
+        trust = trust * np.where(np.abs(correction) > 0, snr, 1.0)
+    gains = correction * amount * trust
+    cap = settings.tonal_max_db if rules.max_db is None else rules.max_db
+    finished = rules.max_db is None and 0.0 < analysis.plr_db <= DENSE_PLR_DB
     if finished:
         cap = min(cap, FINISHED_MAX_DB)
     gains = np.clip(gains, -cap, cap)
     gains = np.where(absent & (gains > 0), 0.0, gains)
     gains = np.where(used, gains, 0.0)
     gains = np.where(np.abs(gains) < 0.05, 0.0, gains)  # below audibility: keep the signal untouched
-    reason = _reason(tilt, excess_tilt, excess_local, gains, absent, centres, trust, used)
+    reason = _reason(tilt, excess_tilt, excess_local, gains, absent, centres, reported_trust, used, rules)
     if finished:
         reason += f"; already mastered (peak-to-loudness {analysis.plr_db:.1f} dB): moves capped at {cap:g} dB"
     return TonalMove(tuple(float(c) for c in centres), tuple(float(g) for g in gains), reason)
@@ -340,15 +422,15 @@ def _smooth(values: np.ndarray, used: np.ndarray) -> np.ndarray:
 
 
 def _reason(tilt: float, excess_tilt: float, excess_local: np.ndarray, gains: np.ndarray, absent: np.ndarray,
-            centres: np.ndarray, trust: np.ndarray, used: np.ndarray) -> str:
+            centres: np.ndarray, trust: np.ndarray, used: np.ndarray, rules: TonalRules = GENRE_RULES) -> str:
     parts = []
     if not np.any(gains):
-        parts.append("within tolerance of the target: no EQ")
+        parts.append(f"within tolerance of {rules.name}: no EQ")
     else:
         k = int(np.argmax(np.abs(gains)))
         parts.append(f"largest move {gains[k]:+.1f} dB at {centres[k]:.0f} Hz")
-    parts.append(f"tilt {tilt:+.1f} dB/oct from the target ({'beyond' if excess_tilt else 'within'} "
-                 f"+-{targets.TILT_TOLERANCE_DB_PER_OCTAVE} tolerated)")
+    parts.append(f"tilt {tilt:+.1f} dB/oct from {rules.name} ({'beyond' if excess_tilt else 'within'} "
+                 f"+-{rules.tilt_tolerance_db_per_octave:g} tolerated)")
     if absent.any():
         parts.append(f"{int(absent.sum())} empty band(s) not boosted ({centres[absent].min():.0f}-{centres[absent].max():.0f} Hz)")
     parts.append(f"measurement confidence {float(np.median(trust[used])):.2f}")

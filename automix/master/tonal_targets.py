@@ -189,3 +189,28 @@ def derive_mix_bands_db(features_path: str | Path) -> np.ndarray:
         10 * np.log10(power[(frequencies >= c / 2 ** (1 / 6)) & (frequencies < c * 2 ** (1 / 6))].sum() / total)
         for c in THIRD_OCTAVE_CENTRES_HZ
     ])  # fmt: skip
+
+
+# --- Reference matching (``automix master --reference``) -----------------------------
+# When the user gives a reference recording, its measured spectrum replaces the genre
+# curve and the user has said which balance they want: the tolerances above, which
+# exist so the EQ leaves legitimate choices alone, shrink to what is barely audible.
+
+#: Tilt left alone when matching a reference: none. The slope is the first thing that
+#: tells a dark record from a bright one, so it is what the user asked to copy.
+REFERENCE_TILT_TOLERANCE_DB_PER_OCTAVE = 0.0
+
+#: Dead-band when matching a reference, dB (after the 2/3-octave smoothing). The just
+#: noticeable change in level of broadband sound is about 0.5-1 dB (Zwicker and Fastl,
+#: "Psychoacoustics", ch. 7); the lower end is taken because the user asked for this
+#: balance. Measurement noise is handled apart from it: each move is shrunk by its own
+#: signal-to-noise ratio (:attr:`automix.master.tonal.TonalRules.shrink_by_snr`).
+REFERENCE_DEAD_BAND_DB = 0.5
+
+#: Largest boost or cut of any band when matching a reference, dB, whatever the preset's
+#: ``tonal_max_db`` (which bounds the genre EQ). A policy, not a measurement: it is the
+#: shelf a dark and a bright record differ by at the ends of the spectrum (the test
+#: references, +-4 to 6 dB shelves, are of that size), while a larger difference says the
+#: mix itself is far from the reference -- a problem for the mix, not for a mastering EQ
+#: (Matchering, which has no such bound, is the counter-example the issue cites).
+REFERENCE_MAX_DB = 6.0
