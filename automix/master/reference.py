@@ -196,7 +196,7 @@ class MidSideSpectrumMeter:
 
     def __init__(self, sample_rate: int, channels: int):
         self.sample_rate, self.channels = int(sample_rate), int(channels)
-        self.segment = 8192 * max(1, int(round(sample_rate / 48000)))
+        self.segment = 8192 * max(1, round(sample_rate / 48000))
         self.hop = self.segment // 2
         self.band_count = sum(1 for c in THIRD_OCTAVE_CENTRES_HZ if c * 2 ** (1 / 6) <= sample_rate / 2)
         frequencies = np.fft.rfftfreq(self.segment, 1.0 / sample_rate)
@@ -288,10 +288,10 @@ def analyze_reference(path: str | Path) -> Reference:
         clipped_samples=analysis.clipped_samples, warnings=tuple(source.warnings),
     )  # fmt: skip
     if reference.is_clipped:
-        reference = replace(reference, warnings=(*reference.warnings,
-                            f"reference {name} is clipped ({reference.clipped_samples} samples at full scale): its "
-                            f"peak-to-loudness ratio ({reference.plr_db:.1f} dB) measures the clipping, not a density "
-                            "to copy; the glue keeps its own rule"))  # fmt: skip
+        warning = (f"reference {name} is clipped ({reference.clipped_samples} samples at full scale): its "
+                   f"peak-to-loudness ratio ({reference.plr_db:.1f} dB) measures the clipping, not a density to copy; "
+                   "the glue keeps its own rule")  # fmt: skip
+        reference = replace(reference, warnings=(*reference.warnings, warning))
     return reference
 
 
