@@ -85,6 +85,8 @@ EQUIVALENT: dict[str, str] = {
                                      "computed mean - 10 LU; no realistic input hits it",
     "loop:280:compare:a33505be": "at_low >= vs > target - tolerance/4: equality of two computed floats only",
     "loop:303:compare:7682010a": "slope < vs <= SATURATION_SLOPE: equality of a computed slope only",
+    "limiter:246:number:030a6dfe": "one more column of |samples| taken than used (only columns 0..rows are read)",
+    "limiter:253:unary:4a0a6456": "rfft along axis 1 instead of -1 of a 2-D (channels, frames) array: the same axis",
     "loop:323:compare:40fb2c47": "programme reduction <= vs < the limit: equality of a computed percentile only",
 }
 

@@ -970,3 +970,61 @@ def test_an_empty_band_is_never_boosted():
     _, gains, _ = _tonal(-4.0, dips={21: -40.0})
     assert gains[20] > 0.3 and gains[22] > 0.3
     assert gains[21] <= 0.0
+
+
+@pytest.mark.parametrize("precise", [True, False])
+def test_detector_envelope_of_a_sine_is_its_amplitude(precise):
+    """Both detectors (8x near-ideal and the 4x BS.1770 one) read a 0.5 sine's envelope
+    as 0.5 (-6.02 dB) within 0.05 dB away from the faded ends, one value per frame."""
+    from automix.master.limiter import detector_envelope
+
+    rate = 48000
+    t = np.arange(rate // 2) / rate
+    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.02)
+    x = (0.5 * ramp * np.sin(2 * np.pi * 3000.0 * t + 0.4)).astype(np.float32)
+    envelope = detector_envelope(np.stack([x, x]), rate, precise=precise)
+    assert envelope.size == x.size
+    middle = envelope[rate // 20 : -rate // 20]
+    assert 20 * math.log10(middle.max()) == pytest.approx(-6.0206, abs=0.05)
+    # each value is the peak around its sample: never under the sample itself
+    assert np.all(envelope >= np.abs(x) - 1e-4)
+
+
+def test_peak_envelope_and_the_old_smoothed_gain_curve():
+    """The previous limiter's helpers (kept for callers): the 4x peak envelope of a 0.5
+    sine peaks at 0.5 within 0.3 dB; the old gain curve holds a -6 dB requirement for the hold
+    time (10 ms at 48 kHz holds 240 samples longer than 5 ms)."""
+    from automix.master.limiter import peak_envelope, smooth_gain_reduction
+
+    rate = 48000
+    t = np.arange(rate // 4) / rate
+    x = (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+    envelope = peak_envelope(np.stack([x, x]), 4)
+    assert envelope.size == x.size
+    assert np.all(envelope[:-1] >= np.maximum(np.abs(x[:-1]), np.abs(x[1:])) - 1e-4)
+    assert 20 * math.log10(envelope.max()) == pytest.approx(-6.02, abs=0.3)
+    required = np.zeros(5000)
+    required[1000] = -6.0
+
+    def held(hold_ms):
+        return int(np.count_nonzero(smooth_gain_reduction(required, 1, 0.01, rate, hold_ms=hold_ms) <= -5.9))
+
+    assert held(10.0) - held(5.0) == 240
+
+
+def test_gain_computer_refuses_a_rate_of_zero_and_streams_any_window():
+    """Out-of-range settings are a clear error; the shortest window (no hold, a 2-sample
+    lookahead) gives the same reduction fed in blocks as whole."""
+    from automix.errors import AutomixError
+    from automix.master.limiter import GainComputer
+
+    with pytest.raises(AutomixError):
+        GainComputer(0, -1.0)
+    envelope = np.abs(np.random.default_rng(2).standard_normal(3000)) * 2
+    whole = GainComputer(48000, 0.0, 20.0, hold_ms=0.0, lookahead_ms=2000 / 48000)
+    expected = np.concatenate([whole.process(envelope), whole.flush()])
+    assert whole.window_frames == 2
+    parts = GainComputer(48000, 0.0, 20.0, hold_ms=0.0, lookahead_ms=2000 / 48000)
+    streamed = np.concatenate([parts.process(envelope[i : i + 100]) for i in range(0, 3000, 100)] + [parts.flush()])
+    np.testing.assert_array_equal(streamed, expected)
+    assert expected.size == envelope.size
