@@ -28,6 +28,7 @@ from automix.mix.user_plan import (
     load_plan_file,
     parse_cli,
     resolve,
+    restrict,
 )
 from automix.presets import load_preset
 
@@ -378,3 +379,16 @@ def test_the_user_gain_is_exact_against_other_groups_for_a_stem_that_rests(song)
     delta = moves(before, after)
     for other in ("lead_vox.wav", "bass.wav", "keys.wav"):
         assert delta["tom.wav"] - delta[other] == pytest.approx(6.0, abs=0.1)
+
+
+def test_settings_for_a_stem_left_out_later_are_dropped_with_a_note(song):
+    """check_names passed on the folder; then fx.wav was silent: the mix goes on."""
+    plan = parse_cli(["fx=+2", "keys=+1"], focus="fx")
+    check_names(plan, [*SONG, "fx.wav"])
+    kept = restrict(plan, SONG, {"fx.wav": "silent: nothing to mix"})
+    assert set(kept.stems) == {"keys"} and kept.focus is None
+    assert any("fx.wav is not in the mix (silent: nothing to mix)" in note for note in kept.notes)
+    mixed = balance(song, POP, kept)
+    assert any("fx.wav" in note for note in mixed.user_notes)
+    with pytest.raises(AutomixError, match="no stem named 'fx'"):
+        balance(song, POP, plan)  # without restrict, a library caller's typo is an error

@@ -391,6 +391,33 @@ def check_names(plan: UserPlan, stem_names: Iterable[str]) -> None:
                                f"roles: {', '.join(ROLES)}; groups: {', '.join(GROUPS)}; or '{LEAD_FOCUS}')")
 
 
+def restrict(plan: UserPlan, present: Iterable[str], left_out: Mapping[str, str] | None = None) -> UserPlan:
+    """The plan for the stems that are ``present``: entries (and a focus) naming a stem
+    that was left out of the mix after :func:`check_names` (unreadable, silent) are
+    dropped with a note, so the mix goes on as it would without the user's plan.
+
+    ``left_out`` maps such stems' file names to the reason, for the note.
+    """
+    names = list(present)
+    gone = dict(left_out or {})
+    stems, notes = {}, list(plan.notes)
+    for written, say in plan.stems.items():
+        if match_stem(written, names) or not match_stem(written, list(gone)):
+            stems[written] = say  # present, or unknown: balance() says so
+            continue
+        found = match_stem(written, list(gone))[0]
+        notes.append(f"{_said_where(written, say)}: {found} is not in the mix ({gone[found]}); setting left unused")
+    focus, origin = plan.focus, plan.focus_origin
+    # A stem's name comes before a role's (as in the balancer): a focus naming a stem
+    # that is gone goes with it.
+    if focus is not None and focus != LEAD_FOCUS and not match_stem(focus, names):
+        found = match_stem(focus, list(gone))
+        if found:
+            notes.append(f"{origin or 'focus'}: {found[0]} is not in the mix ({gone[found[0]]}); no focus")
+            focus, origin = None, ""
+    return UserPlan(stems, focus, plan.focus_lu, origin, tuple(notes))
+
+
 def with_focus(plan: UserPlan, focus: str | None, focus_lu: float = FOCUS_LU, origin: str = "") -> UserPlan:
     """A copy with another focus (for library callers)."""
     return replace(plan, focus=focus, focus_lu=focus_lu, focus_origin=origin)
