@@ -1,9 +1,18 @@
 """Mix a folder of stems: read and check them, analyse, name roles, balance, render,
-master, write. The pipeline, top to bottom, in :func:`mix_folder`."""
+master, write. The pipeline, top to bottom, in :func:`mix_folder`.
+
+The stems stream: each is a :class:`automix.io.stream.BlockSource` (resampled on the
+fly, padded with silence at the end to the longest), read once to validate, once to
+analyse, and by the renderer to measure and to render; the bus goes block by block to a
+temporary float32 WAV beside the output, which the mastering chain streams in turn.
+Memory depends on the block size and the number of stems, not on the length of the song.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +23,11 @@ import numpy as np
 import soundfile as sf
 
 from automix.errors import AutomixError
-from automix.io.audio import Audio, quantize, read_audio, resample, write_audio
-from automix.io.metadata import LoudnessTags, input_digest
+from automix.io.audio import Audio, atomic_output, read_audio, resample
+from automix.io.dither import Dither
+from automix.io.metadata import LoudnessTags, input_digest, write_metadata
+from automix.io.paths import temp_name_for
+from automix.io.stream import BlockSource, BlockWriter, file_source
 from automix.jobs.checks import (
     check_mix_arguments,
     check_outputs_against_inputs,
@@ -26,11 +38,11 @@ from automix.jobs.checks import (
 from automix.jobs.options import MIN_MEASURABLE_S, OutputOptions
 from automix.jobs.report import build_report, write_report
 from automix.jobs.safety import debug_traceback, describe_error
-from automix.master.chain import MasterResult, master
-from automix.measure.analyzer import analyze
-from automix.measure.loudness import measure
+from automix.master.chain import ArraySink, FileSink, MasterResult, master_stream
+from automix.measure.analyzer import Analyzer, analyze
+from automix.measure.loudness import LoudnessMeter
 from automix.mix.balancer import MixPlan, StemInfo, balance
-from automix.mix.renderer import render
+from automix.mix.renderer import render_stream
 from automix.mix.roles import detect_role, lead_features, pair_key, stereo_side
 from automix.presets import Preset
 from automix.report import HTML_SUFFIXES
@@ -154,28 +166,18 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     folder, output = Path(folder), Path(output)
     scan = check_mix_arguments(folder, output, options.format_name, role_overrides=role_overrides,
                                export_stems=export_stems, report_path=report_path, dry_run=options.dry_run)
-    stems = load_stems(folder, strict=strict, sample_rate=options.sample_rate, files=scan.files, skipped=scan.skipped)
-    stems, analyses = _analyse_stems(stems, strict)
-    infos, kept, skipped = identify_stems(stems, analyses, role_overrides or {}, strict)
+    stems = open_stems(folder, strict=strict, sample_rate=options.sample_rate, files=scan.files, skipped=scan.skipped)
+    stems, analyses, features = analyse_sources(stems, strict)
+    infos, kept, skipped = identify_stems(stems, analyses, role_overrides or {}, strict, features=features)
     plan = balance(infos, preset)
-    rendered = render([stems.samples[i] for i in kept], stems.sample_rate, plan, keep_stems=export_stems is not None,
-                      mastering_follows=not no_master)
-
-    master_result = None
-    if no_master:
-        out, status = quantize(rendered.mix, options.bit_depth), "ok"
-    else:
-        bus = Audio(rendered.mix, stems.sample_rate, output)
-        out, master_result = master(bus, preset.master, bit_depth=options.bit_depth, over_limit=options.over_limit,
-                                    codec_safe=options.codec_safe, amount=options.amount)
-        status = master_result.status
-    protected = tuple(scan.files)
+    sources = [stems.sources[i] for i in kept]
+    rate = stems.sample_rate
+    writing = not options.dry_run
     exported = {}
     if export_stems is not None:
-        exported = {Path(export_stems) / f"{index:02d}_{Path(stem_plan.name).stem}.wav": stem
-                    for index, (stem_plan, stem) in enumerate(zip(plan.stems, rendered.stems), start=1)}
-    written = None
-    if not options.dry_run and status != "target_missed":
+        exported = {Path(export_stems) / f"{index:02d}_{Path(stem_plan.name).stem}.wav": stem_plan.name
+                    for index, stem_plan in enumerate(plan.stems, start=1)}
+    if writing:
         # The exported stems' names are known only now: check every output once more.
         check_outputs_against_inputs(scan.files, {"-o": output, "--report": report_path,
                                                   **{f"exported stem {p.name}": p for p in exported}})
@@ -183,30 +185,390 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
             check_writable_file(path, "exported stem")
         for where in {output.parent, *(p.parent for p in exported), *((Path(report_path).parent,) if report_path else ())}:
             clean_stale_parts(where)  # temp files a killed run left behind
-        measured = master_result.output_measurement if master_result else measure(out, stems.sample_rate)
-        provenance = None
-        if options.provenance is not None:
-            provenance = dataclasses.replace(options.provenance,
-                                             inputs=tuple((Path(p).name, input_digest(p)) for p in stems.paths))
-        written = write_audio(out, stems.sample_rate, output, options.bit_depth, protected=protected, format_name=options.format_name,
-                              loudness=LoudnessTags.from_measurement(measured), provenance=provenance)
-        for path, stem in exported.items():
-            write_audio(stem.samples, stems.sample_rate, path, "32f", protected=protected)
-    report = build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result,
-                          out, stems.sample_rate, written, options)
-    if report_path is not None and not options.dry_run:
-        if Path(report_path).suffix.lower() in HTML_SUFFIXES:
-            from automix.report.html import (  # matplotlib: only when a page is asked for
-                curves_from_audio,
-                write_html,
-            )
+    provenance = None
+    if options.provenance is not None and writing:
+        provenance = dataclasses.replace(options.provenance, inputs=tuple((Path(p).name, input_digest(p)) for p in stems.paths))
+    html = report_path is not None and writing and Path(report_path).suffix.lower() in HTML_SUFFIXES
 
-            curves = curves_from_audio(rendered.mix, out, stems.sample_rate, preset.master,
-                                       limiter_gain_reduction_db=master_result.limiter_timeline_db if master_result else None)
-            write_html(report, curves, Path(report_path))
-        else:
-            write_report(report, Path(report_path))
+    master_result, written, out, bus_path = None, None, None, None
+    try:
+        with contextlib.ExitStack() as keep:
+            # Exported stems stay temporary files until the mix succeeded (nothing is
+            # written when the master misses its target).
+            stem_writers = []
+            if writing:
+                for path in exported:
+                    temp_name = keep.enter_context(atomic_output(path))
+                    stem_writers.append(BlockWriter(temp_name, path, rate, 2, "32f"))
+            try:
+                if no_master:
+                    rendered, out, written = _render_unmastered(sources, rate, plan, output, options, stem_writers,
+                                                                provenance, keep_bus=html)
+                    status = "ok"
+                    if html:
+                        rendered, bus_path = rendered
+                else:
+                    bus_path = temp_name_for(output.parent / f"{output.stem}.bus.wav")
+                    rendered = _render_to_file(sources, rate, plan, bus_path, stem_writers)
+                    master_result, out, written = _master_bus(bus_path, output, preset, options, provenance)
+                    status = master_result.status
+                for writer in stem_writers:
+                    writer.close()
+                if status == "target_missed" and stem_writers:
+                    raise _Abandon
+            finally:
+                if bus_path is not None and not html:
+                    with contextlib.suppress(OSError):
+                        os.unlink(bus_path)
+    except _Abandon:
+        pass
+    try:
+        if out is None:
+            # TODO(lead, report.py): take the final AudioAnalysis instead of the samples
+            # (see _report_audio); until then the written file is read back for the report.
+            out = _report_audio(written)
+        report = build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result,
+                              out, rate, written, options)
+        if report_path is not None and writing:
+            if html:
+                from automix.report.html import (  # matplotlib: only when a page is asked for
+                    curves_from_audio,
+                    write_html,
+                )
+
+                bus = read_audio(bus_path).samples  # the plots need the whole bus
+                curves = curves_from_audio(bus, out, rate, preset.master,
+                                           limiter_gain_reduction_db=master_result.limiter_timeline_db if master_result else None)
+                write_html(report, curves, Path(report_path))
+            else:
+                write_report(report, Path(report_path))
+    finally:
+        if bus_path is not None and html:
+            with contextlib.suppress(OSError):
+                os.unlink(bus_path)
     return MixResult(status, written, plan, master_result, report)
+
+
+class _Abandon(Exception):
+    """Discard the exported stems' temporary files."""
+
+
+def _render_to_file(sources, rate: int, plan: MixPlan, bus_path: Path, stem_writers: list):
+    """Render the float bus into ``bus_path`` (32-bit float WAV), block by block."""
+    writer = BlockWriter(str(bus_path), Path(bus_path).with_suffix(".wav"), rate, 2, "32f", "wav")
+    try:
+        rendered = render_stream(sources, rate, plan, writer.write, stem_sinks=[w.write for w in stem_writers] or None,
+                                 mastering_follows=True)
+    finally:
+        writer.close()
+    return rendered
+
+
+def _render_unmastered(sources, rate: int, plan: MixPlan, output: Path, options: OutputOptions, stem_writers: list,
+                       provenance, keep_bus: bool):
+    """``--no-master``: the bus quantised (dithered block by block) straight into the output.
+
+    Returns (rendered, samples for the report or None, written path or None); with
+    ``keep_bus``, rendered is (rendered, path of a float copy of the bus) for the plots.
+    """
+    dither = Dither(options.bit_depth, 2)
+    meter = LoudnessMeter(rate, 2)
+    held = [] if options.dry_run else None
+    bus_path = temp_name_for(output.parent / f"{output.stem}.bus.wav") if keep_bus else None
+    bus_writer = BlockWriter(str(bus_path), Path(bus_path).with_suffix(".wav"), rate, 2, "32f", "wav") if keep_bus else None
+
+    def run(sink):
+        def emit(block):
+            if bus_writer is not None:
+                bus_writer.write(block)
+            out = dither.process(block)
+            meter.add(out)
+            sink(out)
+
+        return render_stream(sources, rate, plan, emit, stem_sinks=[w.write for w in stem_writers] or None,
+                             mastering_follows=False)
+
+    written = None
+    try:
+        if held is not None:
+            rendered = run(held.append)
+        else:
+            with atomic_output(output) as temp_name:
+                writer = BlockWriter(temp_name, output, rate, 2, options.bit_depth, options.format_name)
+                rendered = run(writer.write)
+                writer.close()
+                write_metadata(temp_name, None, LoudnessTags.from_measurement(meter.result()), provenance)
+            written = output
+    finally:
+        if bus_writer is not None:
+            bus_writer.close()
+    out = np.concatenate(held, axis=1) if held is not None else None
+    return ((rendered, bus_path) if keep_bus else rendered), out, written
+
+
+def _master_bus(bus_path: Path, output: Path, preset: Preset, options: OutputOptions, provenance):
+    """Master the bus file into ``output`` (streaming, atomic; as
+    :func:`automix.master.chain.master_to_file`, but a missed target or a dry run still
+    gives the samples for the report)."""
+    source = file_source(bus_path)
+    settings = {"bit_depth": options.bit_depth, "over_limit": options.over_limit, "codec_safe": options.codec_safe,
+                "amount": options.amount}
+    if options.dry_run:
+        sink = ArraySink(source.channels, source.frames)
+        result = master_stream(source, preset.master, sink, **settings)
+        return result, sink.samples, None
+    out = None
+    try:
+        with atomic_output(output) as temp_name:
+            sink = FileSink(temp_name, output, source.sample_rate, source.channels, options.bit_depth, options.format_name)
+            result = master_stream(source, preset.master, sink, **settings)
+            if result.status == "target_missed":
+                out = sink.read()
+                raise _Abandon
+            notes = write_metadata(temp_name, None, LoudnessTags.from_measurement(result.output_measurement), provenance)
+            result = dataclasses.replace(result, warnings=(*result.warnings, *notes))
+    except _Abandon:
+        return result, out, None
+    return result, None, output
+
+
+def _report_audio(written: Path) -> np.ndarray:
+    """The written output, for :func:`automix.jobs.report.build_report` (which analyses it
+    and measures its panning).
+
+    The one place a whole signal is held: the final file, float32, after the mix is done
+    (a 12-minute stereo master: 250 MB). report.py should take an AudioAnalysis made
+    while the master is written, and a panning figure measured from its frames, instead.
+    """
+    return read_audio(written).samples
+
+
+@dataclass(frozen=True, eq=False)
+class StemSources:
+    """Stems of a folder as block sources: one rate, one length (shorter ones padded with
+    silence at the end), nothing held in memory."""
+
+    names: tuple[str, ...]
+    paths: tuple[Path, ...]
+    sources: tuple[BlockSource, ...]
+    sample_rate: int
+    frames: int
+    skipped: tuple[tuple[str, str, str], ...]
+    notes: tuple[str, ...]
+
+
+def open_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = None,
+               files: tuple[Path, ...] | None = None, skipped: tuple = ()) -> StemSources:
+    """:func:`load_stems`, streaming: the same checks, skips and notes, but each stem is a
+    :class:`automix.io.stream.BlockSource` (decoded once here to validate it)."""
+    if files is None:
+        scan = scan_stems_folder(folder)
+        files, skipped = scan.files, scan.skipped
+    opened, skipped, notes = [], list(skipped), []
+    for path in files:
+        declared = _declared_duration_s(path)
+        if declared is not None and declared < MIN_MEASURABLE_S:
+            message = f"too short to measure: {declared:.3f} s; loudness needs at least {MIN_MEASURABLE_S} s"
+            if strict:
+                raise AutomixError(f"{path}: {message}")
+            skipped.append((path.name, message, "too short"))
+            continue
+        try:
+            source = file_source(path)
+        except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
+            debug_traceback(error)
+            if strict:
+                raise AutomixError(describe_error(error, path)) from None
+            skipped.append((path.name, describe_error(error, path), "unreadable"))
+            continue
+        if source.channels > 2:
+            message = f"{path}: {source.channels} channels; stems must be mono or stereo"
+            if strict:
+                raise AutomixError(message)
+            skipped.append((path.name, message, "unreadable"))
+            continue
+        if source.frames < MIN_MEASURABLE_S * source.sample_rate:
+            message = (f"too short to measure: {source.frames} samples ({source.frames / source.sample_rate:.3f} s); "
+                       f"loudness needs at least {MIN_MEASURABLE_S} s")
+            if strict:
+                raise AutomixError(f"{path}: {message}")
+            skipped.append((path.name, message, "too short"))
+            continue
+        opened.append((path, source))
+        notes.extend(w if w.startswith(f"{path.name}: ") else f"{path.name}: {w}" for w in source.warnings)
+    if not opened:
+        raise AutomixError(f"{folder}: none of the {len(files)} audio files could be used"
+                           + "".join(f"; {name}: {reason}" for name, reason, _ in skipped[:3]))
+    rates = Counter(s.sample_rate for _, s in opened)
+    rate = sample_rate or max(rates, key=lambda r: (rates[r], r))
+    sources = []
+    for path, source in opened:
+        if source.sample_rate != rate:
+            notes.append(f"{path.name}: resampled {source.sample_rate} -> {rate} Hz")
+            source = _resampled(source, rate)
+        sources.append(source)
+    frames = max(s.frames for s in sources)
+    for i, (path, _) in enumerate(opened):
+        if sources[i].frames < frames:
+            notes.append(f"{path.name}: {sources[i].frames / rate:.2f} s, padded with silence to {frames / rate:.2f} s")
+        sources[i] = _fitted(sources[i], frames)
+    return StemSources(tuple(p.name for p, _ in opened), tuple(p for p, _ in opened), tuple(sources), rate, frames,
+                       tuple(skipped), tuple(notes))
+
+
+def _resampled(source: BlockSource, rate: int) -> BlockSource:
+    """``source`` resampled on the fly (soxr, very high quality, as the whole-file reader)."""
+    import soxr
+
+    def blocks():
+        stream = soxr.ResampleStream(source.sample_rate, rate, source.channels, dtype="float32", quality="VHQ")
+        iterator = iter(source.blocks())
+        block = next(iterator, None)
+        while block is not None:
+            following = next(iterator, None)
+            out = stream.resample_chunk(np.ascontiguousarray(block.T), last=following is None)
+            if out.shape[0]:
+                yield np.ascontiguousarray(out.T)
+            block = following
+
+    frames = int(source.frames * rate / source.sample_rate + 0.5)  # soxr's output length
+    return BlockSource(rate, source.channels, frames, source.name, blocks, source.warnings)
+
+
+def _fitted(source: BlockSource, frames: int) -> BlockSource:
+    """Exactly ``frames`` frames: padded with silence at the end (or cut, should a
+    resampler give a sample more than announced)."""
+
+    def blocks():
+        done = 0
+        for block in source.blocks():
+            block = block[:, : frames - done]
+            if block.shape[1]:
+                done += block.shape[1]
+                yield block
+            if done >= frames:
+                return
+        while done < frames:
+            n = min(BLOCK_PAD_FRAMES, frames - done)
+            done += n
+            yield np.zeros((source.channels, n), dtype=np.float32)
+
+    return BlockSource(source.sample_rate, source.channels, frames, source.name, blocks, source.warnings)
+
+
+BLOCK_PAD_FRAMES = 1 << 16
+
+
+@dataclass(frozen=True, eq=False)
+class RoleInputs:
+    """What role detection and the lead score read from a stem, measured in its analysis
+    pass (a few floats per 10 ms) plus up to 200 short frames gathered afterwards: the
+    stem itself is never held."""
+
+    powers_10ms: np.ndarray
+    powers_100ms: np.ndarray
+    melodic_frames: np.ndarray  # (1, n) mono: the frames lead_features measures pitch on
+    has_frames: bool
+
+
+def _lead_frame_size(rate: int) -> int:
+    return 1 << round(math.log2(max(64, rate * 0.046)))  # as automix.mix.roles.lead_features
+
+
+def _measure_stem(source: BlockSource) -> tuple:
+    """One pass: the streaming analyzer, and the energy of every pitch frame of the mono
+    sum; then one more read for the chosen pitch frames only."""
+    rate = source.sample_rate
+    analyzer = Analyzer(rate, source.channels, total_frames=source.frames)
+    size = _lead_frame_size(rate)
+    energies, carry = [], np.zeros(0, dtype=np.float32)
+    for block in source.blocks():
+        analyzer.add(block)
+        mono = np.concatenate([carry, block.mean(axis=0)])
+        whole = mono.size // size
+        frames = mono[: whole * size].reshape(whole, size).astype(np.float64)
+        energies.append(np.einsum("ij,ij->i", frames, frames))
+        carry = mono[whole * size :]
+    analysis = analyzer.result()
+    energy = np.concatenate(energies) if energies else np.zeros(0)
+    chosen = np.zeros(0, dtype=np.int64)
+    if energy.size:
+        chosen = np.nonzero(energy >= energy.max() * 1e-2)[0]
+        chosen = chosen[np.linspace(0, chosen.size - 1, min(200, chosen.size)).astype(np.int64)]
+    gathered = _gather_frames(source, chosen, size)
+    hop = max(1, int(rate * 0.1))
+    pad = -(-max(0, hop - gathered.size) // size) * size  # lead_features needs one 100 ms frame
+    melodic = np.pad(gathered, (0, pad))[None, :]
+    return analysis, RoleInputs(analyzer.frame_powers(10), analyzer.frame_powers(100), melodic, bool(energy.size))
+
+
+def _gather_frames(source: BlockSource, chosen: np.ndarray, size: int) -> np.ndarray:
+    """The mono frames ``chosen`` (frame indices of ``size`` samples), concatenated."""
+    if chosen.size == 0:
+        return np.zeros(0, dtype=np.float32)
+    wanted = {int(k): None for k in chosen}
+    last = int(chosen.max())
+    position, carry = 0, np.zeros(0, dtype=np.float32)
+    for block in source.blocks():
+        mono = np.concatenate([carry, block.mean(axis=0)])
+        whole = mono.size // size
+        first = position
+        for k in range(first, first + whole):
+            if k in wanted:
+                wanted[k] = mono[(k - first) * size : (k - first + 1) * size].copy()
+        position += whole
+        carry = mono[whole * size :]
+        if position > last:
+            break
+    return np.concatenate([wanted[int(k)] for k in chosen])
+
+
+def role_and_lead(file_stem: str, inputs: RoleInputs, sample_rate: int, analysis, override: str | None):
+    """:func:`automix.mix.roles.detect_role` and :func:`automix.mix.roles.lead_features`
+    of a stem from its :class:`RoleInputs`, equal to the whole-signal calls.
+
+    The roles functions take samples; they are given stand-ins that measure the same:
+    the 10 ms RMS envelope at a 100 Hz "rate" (one sample per frame: the syllable rate is
+    read from it alone), the 100 ms RMS repeated at 100 Hz for the continuity, and the
+    gathered pitch frames at the real rate for the melodic score (the frames
+    lead_features would pick, since only they pass its energy gate).
+    """
+    guess = detect_role(file_stem, np.sqrt(inputs.powers_10ms)[None, :], 100, analysis, override)
+    continuity = lead_features(np.repeat(np.sqrt(inputs.powers_100ms), 10)[None, :], 100, analysis)
+    if inputs.powers_100ms.size == 0 or inputs.powers_100ms.max() <= 0 or not inputs.has_frames:
+        return guess, dataclasses.replace(continuity, melodic=0.0)
+    pitch = lead_features(inputs.melodic_frames, sample_rate, analysis)
+    return guess, dataclasses.replace(continuity, melodic=pitch.melodic)
+
+
+def analyse_sources(stems: StemSources, strict: bool) -> tuple[StemSources, list, list]:
+    """:func:`_analyse_stems` for stem sources: per stem one streaming pass (analysis and
+    role inputs), stems on a thread pool; a stem whose analysis fails is set aside."""
+    def one(index):
+        try:
+            return _measure_stem(stems.sources[index])
+        except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
+            return error
+
+    pool = ThreadPoolExecutor(max_workers=min(len(stems.names), os.cpu_count() or 1))
+    try:
+        results = list(pool.map(one, range(len(stems.names))))
+    finally:  # on a signal, do not analyse the stems still queued
+        pool.shutdown(wait=True, cancel_futures=True)
+    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    for i in failed:
+        debug_traceback(results[i])
+    if failed:
+        if strict:
+            raise AutomixError(describe_error(results[failed[0]], stems.paths[failed[0]]))
+        keep = [i for i in range(len(results)) if i not in failed]
+        if not keep:
+            raise AutomixError("no stem could be analysed: " + describe_error(results[failed[0]], stems.paths[failed[0]]))
+        skipped = stems.skipped + tuple((stems.names[i], describe_error(results[i], stems.paths[i]), "unreadable") for i in failed)
+        stems = dataclasses.replace(stems, names=tuple(stems.names[i] for i in keep), paths=tuple(stems.paths[i] for i in keep),
+                                    sources=tuple(stems.sources[i] for i in keep), skipped=skipped)
+        results = [results[i] for i in keep]
+    return stems, [r[0] for r in results], [r[1] for r in results]
 
 
 def _analyse_stems(stems: LoadedStems, strict: bool) -> tuple[LoadedStems, list]:
@@ -246,9 +608,10 @@ def _analyse_stems(stems: LoadedStems, strict: bool) -> tuple[LoadedStems, list]
 NEAR_SILENT_LU = 50.0
 
 
-def identify_stems(stems: LoadedStems, analyses: list, role_overrides: dict[str, str], strict: bool):
+def identify_stems(stems, analyses: list, role_overrides: dict[str, str], strict: bool, *, features=None):
     """Roles for the stems that hold sound; silent and near-silent stems are set aside
-    and reported."""
+    and reported. ``stems`` is :class:`LoadedStems`, or :class:`StemSources` with the
+    ``features`` (:class:`RoleInputs` per stem) of :func:`analyse_sources`."""
     known = [*stems.names, *(name for name, _, _ in stems.skipped)]  # a skipped stem's override is moot
     unknown = set(role_overrides) - set(known) - {Path(n).stem for n in known}
     if unknown:
@@ -269,9 +632,12 @@ def identify_stems(stems: LoadedStems, analyses: list, role_overrides: dict[str,
             continue
         stem = Path(name).stem
         override = role_overrides.get(name) or role_overrides.get(stem)
-        guess = detect_role(stem, stems.samples[index], stems.sample_rate, analysis, override)
-        features = lead_features(stems.samples[index], stems.sample_rate, analysis)
-        infos.append(StemInfo(name, guess.role, guess.reason, analysis, stereo_side(stem), pair_key(stem), features))
+        if features is not None:
+            guess, lead = role_and_lead(stem, features[index], stems.sample_rate, analysis, override)
+        else:
+            guess = detect_role(stem, stems.samples[index], stems.sample_rate, analysis, override)
+            lead = lead_features(stems.samples[index], stems.sample_rate, analysis)
+        infos.append(StemInfo(name, guess.role, guess.reason, analysis, stereo_side(stem), pair_key(stem), lead))
         kept.append(index)
     if not infos:
         raise AutomixError("every stem is silent or unreadable: nothing to mix")
