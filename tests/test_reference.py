@@ -270,3 +270,24 @@ def test_genre_target_unchanged_by_default(mix):
     samples, analysis, *_ = mix
     move = tonal_balance(analysis, SETTINGS, samples=samples)
     assert "the target" in move.reason
+
+
+def test_width_with_mono_bass_is_judged_above_it(mix, references):
+    """With the chain's EQ and mono bass predicted, the width above the mono-bass
+    frequency of the rendered audio moves toward the reference's there."""
+    samples, analysis, mid_db, side_db, unc = mix
+    path, ref_samples, ref_rate = references["dark"]
+    reference = analyze_reference(path)
+    move = reference_tonal_move(analysis, reference, SETTINGS, mix_mid_db=mid_db, uncertainty_db=unc)
+    ratio = refmod.side_to_mid_after(mid_db, side_db, mid_gains_db=move.gains_db, mono_below_hz=120.0)
+    gain, reason = reference_width(analysis.stereo_width, reference, side_to_mid=ratio, mono_below_hz=120.0)
+    assert "above 120 Hz" in reason
+
+    def width_above(x, rate, cutoff_hz=150.0):  # computed here, by a high-passed energy ratio
+        y = signal.sosfilt(signal.butter(4, cutoff_hz, "high", fs=rate, output="sos"), x.astype(np.float64))
+        m, s = y[0] + y[1], y[0] - y[1]
+        return float((s**2).sum() / ((m**2).sum() + (s**2).sum()))
+
+    rendered = shape_stereo(apply_eq(samples, MIX_RATE, move), MIX_RATE, 120.0, gain)
+    target = width_above(ref_samples, ref_rate)
+    assert abs(width_above(rendered, MIX_RATE) - target) < 0.5 * abs(width_above(samples, MIX_RATE) - target)

@@ -157,6 +157,16 @@ class Reference:
     def is_mono(self) -> bool:
         return self.side_bands_db is None
 
+    def side_to_mid(self, above_hz: float = 0.0) -> float:
+        """Side over mid energy in the bands centred above ``above_hz`` (0 for mono)."""
+        if self.side_bands_db is None:
+            return 0.0
+        centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[: len(self.mid_bands_db)])
+        mid, side = np.asarray(self.mid_bands_db), np.asarray(self.side_bands_db)
+        keep = (centres > above_hz) & np.isfinite(mid) & np.isfinite(side)
+        total = float((10 ** (mid[keep] / 10)).sum())
+        return float((10 ** (side[keep] / 10)).sum()) / total if total > 0 else 0.0
+
     @property
     def is_clipped(self) -> bool:
         return self.clipped_samples > CLIPPED_SHARE * self.duration_s * self.sample_rate * self.channels
@@ -396,7 +406,30 @@ def reference_side_move(analysis: AudioAnalysis, reference: Reference, mid_move:
     return replace(move, gains_db=tuple(float(g) for g in gains), reason=f"side EQ toward {reference.name}: {move.reason}")
 
 
-def reference_width(mix_width: float, reference: Reference, *, side_change_db: float = 0.0) -> tuple[float, str]:
+def side_to_mid_after(mix_mid_db: np.ndarray, mix_side_db: np.ndarray, *, mid_gains_db=None, side_gains_db=None,
+                      mono_below_hz: float = 0.0) -> float:
+    """The mix's side-over-mid energy once the chain's EQs and mono bass have acted.
+
+    From the band powers (:class:`MidSideSpectrumMeter`): the main EQ's gains apply to
+    both, the side EQ's to the side, and the side is taken as gone in the bands centred
+    at or below ``mono_below_hz`` (the stereo stage's high-pass, -6 dB there, -60 dB an
+    octave under). Why it matters: on a dark reference the EQ lifts the lows, where the
+    mono bass leaves only mid, so the width falls unless the side gain makes up for it.
+    """
+    mid = np.asarray(mix_mid_db, dtype=np.float64)
+    count = mid.size
+    side = np.asarray(mix_side_db, dtype=np.float64)[:count]
+    centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[:count])
+    g_mid = np.zeros(count) if mid_gains_db is None else np.asarray(mid_gains_db, dtype=np.float64)[:count]
+    g_side = g_mid + (0.0 if side_gains_db is None else np.asarray(side_gains_db, dtype=np.float64)[:count])
+    mid_power = np.where(np.isfinite(mid), 10 ** (np.nan_to_num(mid, neginf=-300.0) / 10), 0.0) * 10 ** (g_mid / 10)
+    side_power = np.where(np.isfinite(side), 10 ** (np.nan_to_num(side, neginf=-300.0) / 10), 0.0) * 10 ** (g_side / 10)
+    side_power = np.where(centres > mono_below_hz, side_power, 0.0)
+    return float(side_power.sum() / mid_power.sum()) if mid_power.sum() > 0 else 0.0
+
+
+def reference_width(mix_width: float, reference: Reference, *, side_change_db: float = 0.0,
+                    side_to_mid: float | None = None, mono_below_hz: float = 0.0) -> tuple[float, str]:
     """The side gain that moves the mix's width toward the reference's.
 
     Width is side energy over mid plus side energy, ``w``. A side gain ``g`` turns
@@ -410,6 +443,17 @@ def reference_width(mix_width: float, reference: Reference, *, side_change_db: f
     reference : Reference
     side_change_db : float
         How much the side EQ changes the side's power (it is compensated here).
+    side_to_mid : float, optional
+        The mix's side-over-mid energy after the chain's EQs and mono bass
+        (:func:`side_to_mid_after` with the same ``mono_below_hz``; recommended: it
+        replaces ``mix_width`` and ``side_change_db``), so the master's width, not the
+        input's, meets the reference's.
+    mono_below_hz : float
+        With ``side_to_mid``: the chain's mono-bass frequency. Both sides of the
+        comparison are then taken above it: below it the preset makes the master mono
+        whatever the reference does (the preset still sets the rest), and a width
+        measured over everything would be ruled by that bass -- on a dark reference the
+        side gain would chase side energy the mono bass removes.
 
     Returns
     -------
@@ -423,13 +467,20 @@ def reference_width(mix_width: float, reference: Reference, *, side_change_db: f
     floor = 10 ** (MONO_SIDE_DB / 10)
     if mix_width <= floor:
         return 1.0, "width kept: the mix is mono, there is no side to scale"
-    ratio_mix = mix_width / max(1.0 - mix_width, 1e-9)
     ratio_ref = reference.stereo_width / max(1.0 - reference.stereo_width, 1e-9)
-    wanted = math.sqrt(ratio_ref / ratio_mix) / 10 ** (side_change_db / 20)
+    above = ""
+    if side_to_mid is not None and side_to_mid > floor:
+        ratio_ref = reference.side_to_mid(mono_below_hz)
+        wanted = math.sqrt(ratio_ref / side_to_mid)
+        mix_width, above = side_to_mid / (1.0 + side_to_mid), f" above {mono_below_hz:.0f} Hz" if mono_below_hz > 0 else ""
+    else:
+        ratio_mix = mix_width / max(1.0 - mix_width, 1e-9)
+        wanted = math.sqrt(ratio_ref / ratio_mix) / 10 ** (side_change_db / 20)
     gain = float(np.clip(wanted, WIDTH_MIN, WIDTH_MAX))
     bounded = "" if gain == wanted else f" (bounded from {wanted:.2f})"
-    return gain, (f"side gain {gain:.2f}{bounded}: width {mix_width:.3f} toward the reference's "
-                  f"{reference.stereo_width:.3f}")  # fmt: skip
+    ref_width = ratio_ref / (1.0 + ratio_ref)
+    return gain, (f"side gain {gain:.2f}{bounded}: width{above} {mix_width:.3f} toward the reference's "
+                  f"{ref_width:.3f}")  # fmt: skip
 
 
 def reference_plr_db(reference: Reference) -> float | None:
