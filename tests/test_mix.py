@@ -71,7 +71,7 @@ def test_exported_stems_sum_to_the_unmastered_mix(tmp_path):
 def test_sample_song_meets_the_mastering_promise_and_balances_by_role(tmp_path):
     stems = short_copy("pop_song", tmp_path / "stems")
     report_path = tmp_path / "report.json"
-    result = mix_folder(stems, tmp_path / "mix.flac", POP, OutputOptions(bit_depth="24"),
+    mix_folder(stems, tmp_path / "mix.flac", POP, OutputOptions(bit_depth="24"),
                         export_stems=tmp_path / "export", report_path=report_path)
     out = read_audio(tmp_path / "mix.flac")
     integrated, true_peak, _ = ebur128(out.samples, out.sample_rate)
@@ -170,3 +170,113 @@ def test_never_writes_over_a_stem(tmp_path):
     with pytest.raises(AutomixError, match="input"):
         mix_folder(stems, stems / "piano.wav", POP, OutputOptions())
     assert (stems / "piano.wav").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- streaming
+def whole_signal_reference(folder: Path, *, mastering_follows: bool):
+    """The mix as computed before the mix streamed: every stem read whole, analysed,
+    rendered and summed in memory (load_stems, _analyse_stems, identify_stems, render)."""
+    from automix.jobs.mix_folder import _analyse_stems, identify_stems
+    from automix.mix.balancer import balance
+    from automix.mix.renderer import render
+
+    stems = load_stems(folder)
+    stems, analyses = _analyse_stems(stems, False)
+    infos, kept, _ = identify_stems(stems, analyses, {}, False)
+    plan = balance(infos, POP)
+    rendered = render([stems.samples[i] for i in kept], stems.sample_rate, plan, keep_stems=True,
+                      mastering_follows=mastering_follows)
+    return plan, rendered
+
+
+@pytest.mark.parametrize("song", ["pop_song", "jazz_trio"])
+def test_streamed_mix_equals_the_whole_signal_mix(tmp_path, song):
+    """Same roles, plan and report numbers, and the same unmastered bus within float
+    rounding, as the whole-signal path; a stem at another rate and a shorter one too."""
+    stems = short_copy(song, tmp_path / "stems", 6.0)
+    first = min(stems.iterdir())
+    audio = read_audio(first)
+    write_stem(audio.samples[:, : 4 * 44100], 44100, first, "32f")  # shorter: padded with silence
+    if song == "jazz_trio":  # one stem at 48 kHz: resampled on the fly
+        from automix.io.audio import resample
+
+        second = sorted(stems.iterdir())[1]
+        audio = read_audio(second)
+        write_stem(resample(audio.samples, 44100, 48000), 48000, second, "32f")
+    plan, reference = whole_signal_reference(stems, mastering_follows=False)
+    result = mix_folder(stems, tmp_path / "mix.wav", POP, OutputOptions(bit_depth="32f"), no_master=True,
+                        export_stems=tmp_path / "export")
+    assert result.plan.to_dict() == plan.to_dict()
+    mix = read_audio(tmp_path / "mix.wav").samples
+    assert mix.shape == reference.mix.shape
+    assert np.abs(mix - reference.mix).max() < 1e-5
+    exported = sorted((tmp_path / "export").glob("*.wav"))
+    for path, stem in zip(exported, reference.stems):
+        assert np.abs(read_audio(path).samples - stem.samples).max() < 1e-5
+    report = result.report
+    assert report["mix"]["bus_gain_db"] == pytest.approx(reference.bus_gain_db, abs=0.01)
+    assert report["mix"]["bus_rule"] == reference.bus_rule
+    for stem_report, stem in zip(report["stems"], reference.stems):
+        assert stem_report["rendered"]["makeup_db"] == pytest.approx(stem.makeup_db, abs=0.01)
+    for name, group in reference.groups.items():
+        assert report["mix"]["groups"][name]["summed_lufs"] == pytest.approx(group["summed_lufs"], abs=0.01)
+    # the output as written, measured by an independent meter
+    assert report["final"]["integrated_lufs"] == pytest.approx(ebur128(mix, 44100)[0], abs=0.01)
+
+
+def test_mastered_streamed_mix_equals_mastering_the_whole_bus(tmp_path):
+    from automix.io.audio import Audio
+    from automix.master.chain import master
+
+    stems = short_copy("jazz_trio", tmp_path / "stems", 6.0)
+    _, reference = whole_signal_reference(stems, mastering_follows=True)
+    expected, _ = master(Audio(reference.mix, 44100), POP.master, bit_depth="32f")
+    result = mix_folder(stems, tmp_path / "mix.wav", POP, OutputOptions(bit_depth="32f"))
+    out = read_audio(tmp_path / "mix.wav").samples
+    assert np.abs(out - expected).max() < 1e-4
+    assert result.report["final"]["integrated_lufs"] == pytest.approx(ebur128(expected, 44100)[0], abs=0.01)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]  # the temporary bus is gone
+
+
+def test_temporary_bus_is_removed_when_mastering_fails(tmp_path, monkeypatch):
+    import automix.jobs.mix_folder as job
+
+    def broken(*args, **kwargs):
+        raise AutomixError("mastering failed on purpose")
+
+    monkeypatch.setattr(job, "master_stream", broken)
+    stems = short_copy("jazz_trio", tmp_path / "stems", 3.0)
+    with pytest.raises(AutomixError, match="on purpose"):
+        mix_folder(stems, tmp_path / "mix.wav", POP, OutputOptions(), export_stems=tmp_path / "export")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stems"] or not list((tmp_path / "export").iterdir())
+    assert not (tmp_path / "mix.wav").exists()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+
+
+def test_streamed_roles_and_lead_features_equal_the_whole_signal_ones(tmp_path):
+    """Stems with names that say nothing: every role comes from the audio."""
+    from automix.jobs.mix_folder import (
+        _analyse_stems,
+        analyse_sources,
+        identify_stems,
+        open_stems,
+    )
+
+    source = short_copy("pop_song", tmp_path / "named", 6.0)
+    folder = tmp_path / "stems"
+    folder.mkdir()
+    for index, path in enumerate(sorted(source.iterdir())):
+        path.rename(folder / f"track{index:02d}.wav")
+    stems = load_stems(folder)
+    stems, analyses = _analyse_stems(stems, False)
+    whole, _, _ = identify_stems(stems, analyses, {}, False)
+    sources = open_stems(folder)
+    sources, streamed_analyses, features = analyse_sources(sources, False)
+    streamed, _, _ = identify_stems(sources, streamed_analyses, {}, False, features=features)
+    assert [(i.name, i.role, i.role_reason) for i in streamed] == [(i.name, i.role, i.role_reason) for i in whole]
+    assert {i.role_reason.split(":")[0] for i in streamed} == {"audio"}
+    for a, b in zip(streamed, whole):
+        assert a.analysis == b.analysis
+        assert a.lead_features.continuity == pytest.approx(b.lead_features.continuity, abs=1e-9)
+        assert a.lead_features.presence == pytest.approx(b.lead_features.presence, abs=1e-9)
+        assert a.lead_features.melodic == pytest.approx(b.lead_features.melodic, abs=1e-6)
