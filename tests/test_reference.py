@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,3 +292,32 @@ def test_width_with_mono_bass_is_judged_above_it(mix, references):
     rendered = shape_stereo(apply_eq(samples, MIX_RATE, move), MIX_RATE, 120.0, gain)
     target = width_above(ref_samples, ref_rate)
     assert abs(width_above(rendered, MIX_RATE) - target) < 0.5 * abs(width_above(samples, MIX_RATE) - target)
+
+
+def test_reference_path_checks(tmp_path, references):
+    path = references["dark"][0]
+    assert refmod.check_reference_path(path, inputs=[tmp_path / "song.wav"], outputs=[tmp_path / "out.wav"]) == Path(path)
+    with pytest.raises(AutomixError, match="no such file"):
+        refmod.check_reference_path(tmp_path / "nope.wav")
+    (tmp_path / "notes.wav").write_text("hello, not audio")
+    with pytest.raises(AutomixError, match="--reference .*not an audio file"):
+        refmod.check_reference_path(tmp_path / "notes.wav")
+    with pytest.raises(AutomixError, match="is the input"):
+        refmod.check_reference_path(path, inputs=[path])
+    link = tmp_path / "link.wav"
+    link.symlink_to(path)
+    with pytest.raises(AutomixError, match="is the output"):
+        refmod.check_reference_path(path, outputs=[link])
+    stems = tmp_path / "stems"
+    stems.mkdir()
+    inside = stems / "ref.wav"
+    inside.write_bytes(Path(path).read_bytes())
+    with pytest.raises(AutomixError, match="inside the input folder"):
+        refmod.check_reference_path(inside, inputs=[stems])
+
+
+def test_reference_loudness_target(references):
+    reference = analyze_reference(references["dark"][0])
+    target, note = refmod.reference_target_lufs(reference)
+    assert target == round(reference.integrated_lufs, 1) and "from the reference" in note
+    assert refmod.reference_target_lufs(replace(reference, integrated_lufs=-3.2))[0] == -5.0

@@ -567,3 +567,62 @@ def side_power_change_db(move: TonalMove, mix_side_db: np.ndarray) -> float:
     power = np.where(np.isfinite(side), 10 ** (np.nan_to_num(side, neginf=-300.0) / 10), 0.0)
     before = power.sum()
     return float(10 * np.log10((power * 10 ** (gains / 10)).sum() / before)) if before > 0 else 0.0
+
+
+def reference_target_lufs(reference: Reference) -> tuple[float, str]:
+    """The loudness target the reference sets (when the user gave none), and a note.
+
+    Its integrated loudness, rounded to 0.1 LU and held within the range a preset may
+    set (``MasterSettings.target_lufs``: the loop's final word on loudness and ceiling
+    is unchanged, so a reference louder than the ceiling allows still gets a master at
+    or under the ceiling, through the ``--over-limit`` policy).
+    """
+    from dataclasses import fields
+
+    from automix.presets import MasterSettings as _Settings
+
+    low, high = next(f.metadata["range"] for f in fields(_Settings) if f.name == "target_lufs")
+    wanted = round(reference.integrated_lufs, 1)
+    target = float(min(max(wanted, low), high))
+    if target != wanted:
+        return target, f"loudness target {target:g} LUFS: the reference's {wanted:g} LUFS is outside {low:g}..{high:g}"
+    return target, f"loudness target {target:g} LUFS from the reference {reference.name}"
+
+
+def check_reference_path(path: str | Path, inputs=(), outputs=()) -> Path:
+    """Validate ``--reference`` before any audio is read (cheap: stat and header only).
+
+    Refuses, naming the reason: a missing, empty, unreadable or non-regular file, a
+    file that is not audio by its header, the same file as an input or an output
+    (through links too: device and inode, or the resolved path), and a file inside an
+    input folder (``mix stems/``: it would be mixed as a stem).
+    """
+    import os
+
+    from automix.io.audio import _check_input_file, _container_of
+
+    path = Path(path)
+    try:
+        _check_input_file(path)
+        _container_of(path)
+    except AutomixError as error:
+        raise AutomixError(f"--reference {error}") from None
+    st = os.stat(path)
+    real = os.path.realpath(path)
+    for kind, items in (("input", inputs), ("output", outputs)):
+        for item in items:
+            other = Path(item)
+            other_real = os.path.realpath(other)
+            same = other_real == real
+            if not same:
+                try:
+                    other_st = os.stat(other)
+                    same = (other_st.st_dev, other_st.st_ino) == (st.st_dev, st.st_ino)
+                except OSError:
+                    pass
+            if same:
+                raise AutomixError(f"--reference {path}: is the {kind} {other}; the reference must be another recording")
+            if kind == "input" and other.is_dir() and real.startswith(other_real.rstrip(os.sep) + os.sep):
+                raise AutomixError(f"--reference {path}: lies inside the input folder {other} and would be mixed as a "
+                                   "stem; move it out of the folder")  # fmt: skip
+    return path
