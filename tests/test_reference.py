@@ -63,7 +63,7 @@ def write(path, samples: np.ndarray, rate: int) -> str:
 def band_shape_db(x: np.ndarray, rate: int, *, side: bool = False) -> np.ndarray:
     """Third-octave levels of the mid (or side) over 40 Hz-16 kHz, by Welch (independent)."""
     part = 0.5 * (x[0] - x[1]) if side else x.mean(axis=0)
-    f, p = signal.welch(part.astype(np.float64), rate, nperseg=8192)
+    f, p = signal.welch(part.astype(np.float64), rate, nperseg=8192 * max(1, round(rate / 48000)))
     return np.array([10 * np.log10(p[(f >= c / 2 ** (1 / 6)) & (f < c * 2 ** (1 / 6))].sum()) for c in JUDGED])
 
 
@@ -321,3 +321,22 @@ def test_reference_loudness_target(references):
     target, note = refmod.reference_target_lufs(reference)
     assert target == round(reference.integrated_lufs, 1) and "from the reference" in note
     assert refmod.reference_target_lufs(replace(reference, integrated_lufs=-3.2))[0] == -5.0
+
+
+def test_mono_mix_against_a_96k_stereo_reference(tmp_path):
+    """A mono mix takes the reference's mid balance; no side EQ, width unchanged."""
+    mono_mix = (0.1 * shelved_noise(9, MIX_RATE, 0, 0, 1))[None].astype(np.float32)
+    analysis = analyze(Audio(mono_mix, MIX_RATE))
+    meter = MidSideSpectrumMeter(MIX_RATE, 1)
+    meter.add(mono_mix)
+    mid_db, side_db = meter.spectra_db()
+    ref = stereo(shelved_noise(9, 96000, -4.0, 6.0, 7), 0.5 * shelved_noise(9, 96000, -4.0, 6.0, 8))
+    reference = analyze_reference(write(tmp_path / "r96.wav", ref, 96000))
+    uncertainty = band_uncertainty_db(mono_mix, MIX_RATE, len(analysis.band_levels_db))
+    move = reference_tonal_move(analysis, reference, SETTINGS, mix_mid_db=mid_db, uncertainty_db=uncertainty)
+    target = band_shape_db(ref, 96000)
+    before = distance_db(band_shape_db(np.concatenate([mono_mix] * 2), MIX_RATE), target)
+    after = distance_db(band_shape_db(np.concatenate([apply_eq(mono_mix, MIX_RATE, move)] * 2), MIX_RATE), target)
+    assert after <= 0.5 * before, (before, after)
+    assert "no side" in reference_side_move(analysis, reference, move, mid_db, side_db, SETTINGS).reason
+    assert reference_width(analysis.stereo_width, reference)[0] == 1.0
