@@ -370,7 +370,7 @@ def summary(results: list[dict]) -> dict[str, dict[str, int | float]]:
         row[r["outcome"]] += 1
     for row in table.values():
         counted = row["sampled"] - row["equivalent"]
-        row["kill_ratio"] = round((row["killed"] + row["timeout"]) / counted, 3) if counted else 1.0
+        row["kill_ratio"] = round((row["killed"] + row["timeout"]) / counted, 4) if counted else 1.0
     return table
 
 

@@ -900,7 +900,8 @@ def test_limiter_hold_is_the_asked_time_rounded_up_to_whole_samples():
 
 # --------------------------------------------------------------------------- tonal balance
 def _tonal(tilt_db_per_octave: float, *, duration_s: float = 30.0, lra_lu: float = 6.0, plr_db: float = 15.0,
-           amount: float = 0.5, offset_db: float = -20.0, dips: dict[int, float] | None = None):
+           amount: float = 0.5, offset_db: float = -20.0, dips: dict[int, float] | None = None,
+           band_spread_db: float | None = None):
     """tonal_balance on a spectrum that is the preset's target plus a pure tilt (so the
     fit is exact and the residuals zero) -- the target curve typed from the MUSDB18
     curve module, not from tonal."""
@@ -920,6 +921,8 @@ def _tonal(tilt_db_per_octave: float, *, duration_s: float = 30.0, lra_lu: float
         levels[index] += dip
     analysis = SimpleNamespace(band_levels_db=tuple(levels), duration_s=duration_s, loudness_range_lu=lra_lu,
                                plr_db=plr_db, sample_rate=48000)
+    if band_spread_db is not None:
+        analysis.band_spread_db = tuple(np.full(centres.size, band_spread_db))
     return centres, np.asarray(tonal_balance(analysis, settings).gains_db), settings
 
 
@@ -950,6 +953,10 @@ def test_excess_tilt_is_corrected_by_amount_times_confidence():
     np.testing.assert_allclose(short, gains * math.sqrt(0.5), atol=0.051)
     _, dynamic, _ = _tonal(4.0, lra_lu=24.0)
     np.testing.assert_allclose(dynamic, gains * 0.5, atol=0.051)
+    # the analysis's per-band spread: 3 dB over 8 s = 4 independent 2 s looks -> a standard
+    # error of 1.5 dB, which halves the move (1 / (1 + (1.5 / 1.5)^2)); 8 s of 10 -> sqrt(0.8)
+    _, spread, _ = _tonal(4.0, duration_s=8.0, band_spread_db=3.0)
+    np.testing.assert_allclose(spread, gains * math.sqrt(0.8) * 0.5, atol=0.051)
     # amount 1: twice the move, within the preset's 4 dB cap
     _, full, settings = _tonal(4.0, amount=1.0)
     np.testing.assert_allclose(full, np.clip(gains * 2, -settings.tonal_max_db, settings.tonal_max_db), atol=1e-9)
