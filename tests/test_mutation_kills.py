@@ -1050,3 +1050,20 @@ def test_an_unreachable_target_stops_where_more_gain_stops_adding_loudness():
     prediction, reached = solve_gain(features, 5.0, -1.0, 50.0)
     assert not reached
     assert 8.4 <= prediction.gain_db <= 9.2
+
+
+def test_band_uncertainty_of_a_short_signal_is_unknown_and_of_a_long_one_finite():
+    """0.1 s at 48 kHz is one 4800-sample frame (bins every 10 Hz): too few looks to say
+    how a band varies, so every band holding a bin reads the 3 dB 'unknown' value, and
+    the 25 Hz band (22.4-28.2 Hz: no multiple of 10 Hz) reads infinite. 2 s gives 8192-
+    sample frames (bins every 5.86 Hz): the 25 Hz band holds one bin, 23.4 Hz, and is
+    measured (finite), as is every band."""
+    from automix.master.tonal import band_uncertainty_db
+
+    rng = np.random.default_rng(4)
+    short = band_uncertainty_db((0.1 * rng.standard_normal((2, 4800))).astype(np.float32), 48000, 30)
+    assert math.isinf(short[0])
+    np.testing.assert_array_equal(short[1:], 3.0)
+    long = band_uncertainty_db((0.1 * rng.standard_normal((2, 2 * 48000))).astype(np.float32), 48000, 30)
+    assert np.all(np.isfinite(long)) and np.all(long > 0)
+    assert long[-1] < 0.5 < long[0]  # a wide band (many bins) is known far better than a 1-bin one
