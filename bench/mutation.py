@@ -87,6 +87,8 @@ EQUIVALENT: dict[str, str] = {
     "loop:303:compare:7682010a": "slope < vs <= SATURATION_SLOPE: equality of a computed slope only",
     "limiter:246:number:030a6dfe": "one more column of |samples| taken than used (only columns 0..rows are read)",
     "limiter:253:unary:4a0a6456": "rfft along axis 1 instead of -1 of a 2-D (channels, frames) array: the same axis",
+    "tonal:135:compare:abe9097e": "an FFT bin exactly on a band edge (c 2^-1/6, irrational for these centres) "
+                                  "counted or not: no bin k fs / N equals one",
     "loop:323:compare:40fb2c47": "programme reduction <= vs < the limit: equality of a computed percentile only",
 }
 
