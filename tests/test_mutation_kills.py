@@ -1067,3 +1067,21 @@ def test_band_uncertainty_of_a_short_signal_is_unknown_and_of_a_long_one_finite(
     long = band_uncertainty_db((0.1 * rng.standard_normal((2, 2 * 48000))).astype(np.float32), 48000, 30)
     assert np.all(np.isfinite(long)) and np.all(long > 0)
     assert long[-1] < 0.5 < long[0]  # a wide band (many bins) is known far better than a 1-bin one
+
+
+def test_limiter_statistics_are_the_reduction_applied_to_the_audio():
+    """DC at 1.0 (0 dBFS) limited at -6 dBTP: each output sample is the gain applied, so
+    the reduction can be read back from the audio, -20 log10(out); the statistics must be
+    that curve's maximum and its mean over the samples where it acts (> 0.01 dB)."""
+    from automix.master.limiter import TruePeakLimiter
+
+    rate = 48000
+    x = np.ones((1, 3000), np.float32)
+    limiter = TruePeakLimiter(rate, 1, -6.0, 20.0)
+    out = np.concatenate([limiter.process(x), limiter.flush()], axis=1)
+    assert out.shape == x.shape
+    reduction = -20 * np.log10(out[0].astype(np.float64))
+    stats = limiter.stats()
+    assert stats.max_gain_reduction_db == pytest.approx(reduction.max(), abs=1e-4)
+    assert stats.mean_gain_reduction_db == pytest.approx(reduction[reduction > 0.01].mean(), abs=1e-4)
+    assert reduction[1000:2000] == pytest.approx(6.0, abs=0.01)  # settled on the threshold (the ends overshoot)
