@@ -280,3 +280,26 @@ def test_streamed_roles_and_lead_features_equal_the_whole_signal_ones(tmp_path):
         assert a.lead_features.continuity == pytest.approx(b.lead_features.continuity, abs=1e-9)
         assert a.lead_features.presence == pytest.approx(b.lead_features.presence, abs=1e-9)
         assert a.lead_features.melodic == pytest.approx(b.lead_features.melodic, abs=1e-6)
+
+
+@pytest.mark.parametrize("seconds", [5.0, 25.0])
+def test_report_measures_of_the_written_output_equal_the_whole_signal_ones(tmp_path, seconds):
+    """The report's final numbers and genre comparison are streamed from the written file
+    (the panning figure from only the frames it reads): equal to measuring it whole."""
+    from automix.io.audio import Audio
+    from automix.jobs.mix_folder import _final_measures
+    from automix.measure.analyzer import analyze
+    from automix.mix.balancer import compare_to_reference
+
+    rng = np.random.default_rng(3)
+    frames = int(seconds * 44100)
+    left = rng.standard_normal(frames).astype(np.float32) * np.float32(0.1)
+    right = (0.5 * left + 0.5 * rng.standard_normal(frames).astype(np.float32) * np.float32(0.1)).astype(np.float32)
+    right[frames // 2 :] *= np.float32(0.3)  # the image changes half-way
+    path = tmp_path / "out.wav"
+    write_stem(np.stack([left, right]), 44100, path, "24")
+    samples = read_audio(path).samples
+    final, against, excerpt = _final_measures(path, POP)
+    assert final == analyze(Audio(samples, 44100))
+    assert against == compare_to_reference(analyze(Audio(samples, 44100)), POP, samples)
+    assert excerpt.shape[0] == 2 and 0 < excerpt.shape[1] <= 44100

@@ -223,12 +223,20 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     except _Abandon:
         pass
     try:
+        final = None
         if out is None:
-            # TODO(lead, report.py): take the final AudioAnalysis instead of the samples
-            # (see _report_audio); until then the written file is read back for the report.
-            out = _report_audio(written)
+            final, against, out = _final_measures(written, preset)
         report = build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result,
                               out, rate, written, options)
+        if final is not None:
+            # build_report measured only an excerpt: put in the whole output's numbers
+            report["against_genre_average"] = against
+            report["final"].update(integrated_lufs=round(final.integrated_lufs, 2), true_peak_dbtp=round(final.true_peak_dbtp, 2),
+                                   loudness_range_lu=round(final.loudness_range_lu, 2),
+                                   sample_peak_dbfs=round(final.sample_peak_dbfs, 2),
+                                   third_octave_bands_db=final.to_dict()["third_octave_bands_db"])
+        if html and out.shape[1] < rendered_frames(rendered):
+            out = read_audio(written).samples  # the plots need the whole output
         if report_path is not None and writing:
             if html:
                 from automix.report.html import (  # matplotlib: only when a page is asked for
@@ -332,15 +340,48 @@ def _master_bus(bus_path: Path, output: Path, preset: Preset, options: OutputOpt
     return result, None, output
 
 
-def _report_audio(written: Path) -> np.ndarray:
-    """The written output, for :func:`automix.jobs.report.build_report` (which analyses it
-    and measures its panning).
+def rendered_frames(rendered) -> int:
+    return getattr(rendered, "bus_frames", 0) or rendered.mix.shape[1]
 
-    The one place a whole signal is held: the final file, float32, after the mix is done
-    (a 12-minute stereo master: 250 MB). report.py should take an AudioAnalysis made
-    while the master is written, and a panning figure measured from its frames, instead.
+
+#: The panning figure reads up to this many 4096-sample frames, evenly spread
+#: (automix.mix.reference_levels.panning_similarity).
+PANNING_FRAMES, PANNING_FFT = 400, 4096
+
+
+def _final_measures(written: Path, preset: Preset):
+    """What the report measures on the output, streamed from the written file: its
+    analysis, its comparison with the genre average (the panning figure from just the
+    frames it reads) and a short excerpt for :func:`automix.jobs.report.build_report`,
+    which analyses the samples it is given (its numbers for the whole output are then
+    replaced by these).
+
+    Returns (AudioAnalysis, comparison dict, excerpt samples).
     """
-    return read_audio(written).samples
+    from automix.mix.balancer import compare_to_reference
+
+    source = file_source(written)
+    analyzer = Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
+    for block in source.blocks():
+        analyzer.add(block)
+    final = analyzer.result()
+    frames = source.frames
+    hop = PANNING_FFT // 2
+    count = (frames - PANNING_FFT) // hop + 1 if frames >= PANNING_FFT else 0
+    with sf.SoundFile(str(written)) as f:
+        if count < PANNING_FRAMES:  # a short output: read it whole (under 19 s at 44.1 kHz)
+            panning = np.ascontiguousarray(f.read(dtype="float32", always_2d=True).T)
+        else:
+            # panning_similarity of these frames laid end to end reads exactly them
+            starts = np.linspace(0, frames - PANNING_FFT, PANNING_FRAMES).astype(np.int64)
+            parts = []
+            for start in starts.tolist():
+                f.seek(start)
+                parts.append(f.read(PANNING_FFT, dtype="float32", always_2d=True))
+            panning = np.ascontiguousarray(np.concatenate(parts).T)
+    against = compare_to_reference(final, preset, panning)
+    excerpt = panning[:, : source.sample_rate]
+    return final, against, excerpt
 
 
 @dataclass(frozen=True, eq=False)
