@@ -1085,3 +1085,21 @@ def test_limiter_statistics_are_the_reduction_applied_to_the_audio():
     assert stats.max_gain_reduction_db == pytest.approx(reduction.max(), abs=1e-4)
     assert stats.mean_gain_reduction_db == pytest.approx(reduction[reduction > 0.01].mean(), abs=1e-4)
     assert reduction.min() == pytest.approx(6.0, abs=0.01)  # never less than DC at 0 dBFS needs under -6 dBTP
+
+
+def test_a_sine_asked_to_be_louder_than_its_ceiling_allows_is_reported_missed():
+    """A limited sine's loudness cannot exceed its peak level: a stereo 997 Hz sine under
+    -8 dBTP reads at most -8 LUFS, so -5 LUFS is out of physical reach: with the default
+    over-limit policy ("fail") the master says so (status target_missed) instead of
+    returning a master that misses its target silently."""
+    from dataclasses import replace
+
+    from automix.io.audio import Audio
+    from automix.master.chain import master
+    from automix.presets import load_preset
+
+    settings = replace(load_preset("pop").master, target_lufs=-5.0, ceiling_dbtp=-8.0)
+    _, result = master(Audio(_tone(2.0, -20.0), 48000), settings)
+    assert result.status == "target_missed"
+    assert "out of reach" in result.message
+    assert result.output_lufs <= -8.0 + 0.1
