@@ -278,6 +278,15 @@ def test_true_peak_of_sines_between_samples(frequency_hz):
         assert -6.0206 - 0.05 <= measured <= -6.0206 + 0.03
 
 
+def test_refined_peaks_recover_a_sinusoids_amplitude_between_grid_points():
+    """Three grid points of A cos(w n + p) give A exactly (the refinement's identity):
+    |0.8 cos(pi n / 7 + 0.3)| on a 4x grid peaks between points, and reads 0.8."""
+    n = np.arange(64)
+    grid = np.abs(0.8 * np.cos(np.pi * n / 7 + 0.3))[None, :]
+    assert grid.max() < 0.8 - 1e-3
+    assert loudness.refined_peaks(grid, 4)[0] == pytest.approx(0.8, abs=1e-9)
+
+
 # --------------------------------------------------------------------------- the meter's gates
 # BS.1770-4 section 2.8: blocks at or under -70 LUFS never count (J_g = {j: l_j > -70});
 # the relative gate is 10 LU under the loudness of the blocks that passed.
@@ -636,6 +645,16 @@ def test_lead_score_adds_the_three_audio_scores_and_the_role_prior():
     # the file name's "solo" adds 0.5
     solo = replace(_stem("gtr solo", "guitar", {}), lead_features=LeadFeatures(0.5, 0.5, 0.6))
     assert choose_lead([tune, solo])[0] == "gtr solo"  # 1.6 + 0.5 against 2.0
+
+
+def test_a_tie_between_lead_candidates_goes_to_the_first_name():
+    from dataclasses import replace
+
+    from automix.mix.balancer import LeadFeatures, choose_lead
+
+    same = LeadFeatures(0.5, 0.5, 0.5)
+    stems = [replace(_stem(name, "guitar", {}), lead_features=same) for name in ("b gtr", "a gtr")]
+    assert choose_lead(stems)[0] == "a gtr"
 
 
 def test_stems_of_one_role_share_the_groups_level_each_3_db_down():
