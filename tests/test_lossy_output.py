@@ -233,3 +233,29 @@ def test_format_names_and_bitrates(tmp_path):
     with pytest.raises(AutomixError, match="out of range"):
         lossy.lossy_target(tmp_path / "x.mp3", bitrate_kbps=2000)
     assert lossy.is_lossy("a.MP3") and lossy.is_lossy(format_name="opus") and not lossy.is_lossy("a.flac")
+
+
+@pytest.mark.parametrize("suffix", list(FORMATS))
+def test_file_path_matches_memory_path(tmp_path, programme, suffix):
+    """The constant-memory path (render on disk -> encode_stream -> streaming meters)
+    gives the same bytes and numbers as the in-memory one, and write_lossy_file moves
+    the encoded file into place tagged."""
+    import soundfile as sf
+
+    codec = FORMATS[suffix]
+    short = programme[:, : int(2.5 * SR)] * np.float32(0.5)
+    wav = tmp_path / "render.wav"
+    sf.write(wav, short.T, SR, subtype="FLOAT")
+    lufs = ebur128(short, SR)[0]
+    check = lossy.decoded_check(codec)
+    in_memory = check.verdict(short, SR, TARGET_LUFS, CEILING_DBTP, rendered_lufs=lufs)
+    encoded = tmp_path / "encoded.part"
+    on_disk = check.verdict_file(wav, encoded, TARGET_LUFS, CEILING_DBTP, rendered_lufs=lufs)
+    assert encoded.read_bytes() == in_memory.data
+    assert on_disk.decoded.integrated_lufs == pytest.approx(in_memory.decoded.integrated_lufs, abs=1e-6)
+    assert on_disk.decoded.true_peak_dbtp == pytest.approx(in_memory.decoded.true_peak_dbtp, abs=1e-6)
+    assert on_disk.extra_threshold_db == pytest.approx(in_memory.extra_threshold_db, abs=1e-6)
+    out = lossy.write_lossy_file(encoded, tmp_path / f"song{suffix}", loudness=on_disk.decoded)
+    assert not encoded.exists() and out.bytes_written > len(in_memory.data)
+    decoded, rate = decode_file(tmp_path / f"song{suffix}")
+    assert abs(ebur128(decoded, rate)[0] - on_disk.decoded.integrated_lufs) <= 0.02

@@ -174,6 +174,42 @@ def measure_decoded(data: bytes) -> tuple[bs1770.LoudnessMeasurement, float]:
     return decoded.measurement, decoded.true_peak_dbtp
 
 
+def measure_decoded_file(path: str | os.PathLike) -> DecodedMeasurement:
+    """:func:`measure_decoded` for an encoded file on disk, in constant memory: decoded
+    frames are gathered into blocks of about ``2**16`` samples and fed to the streaming
+    meters (the same meters, so the same numbers as the in-memory path)."""
+    av = codecs._av()
+    try:
+        with av.open(str(path), "r") as container:
+            stream = container.streams.audio[0]
+            channels, rate = stream.codec_context.channels, stream.codec_context.sample_rate
+            meter = bs1770.LoudnessMeter(rate, channels)
+            peak = bs1770.PreciseTruePeakMeter(rate, channels)
+            pending, frames, total = [], 0, 0
+            for frame in container.decode(stream):
+                array = frame.to_ndarray()
+                if not frame.format.is_planar:
+                    array = array.reshape(-1, channels).T
+                pending.append(array.astype(np.float32, copy=False))
+                frames += array.shape[1]
+                if frames >= 1 << 16:
+                    block = np.concatenate(pending, axis=1)
+                    meter.add(block)
+                    peak.add(block)
+                    total += frames
+                    pending, frames = [], 0
+            if pending:
+                block = np.concatenate(pending, axis=1)
+                meter.add(block)
+                peak.add(block)
+                total += frames
+    except (av.FFmpegError, IndexError) as error:
+        raise AutomixError(f"{path}: cannot decode the encoded audio ({error or 'no audio stream'})") from None
+    if total == 0:
+        raise AutomixError(f"{path}: the encoded file decodes to no audio")
+    return DecodedMeasurement(meter.result(), bs1770.amplitude_to_db(peak.peak()), rate)
+
+
 def _measure(data: bytes) -> DecodedMeasurement:
     decoded, rate = codecs.decode(data)
     if decoded.shape[1] == 0:
@@ -200,8 +236,11 @@ class DecodedVerdict:
     decoded : DecodedMeasurement
     rendered_lufs : float
     target_lufs, ceiling_dbtp : float
-    data : bytes
-        The encoded file: what :func:`write_lossy` writes if this render is kept.
+    data : bytes or None
+        The encoded file: what :func:`write_lossy` writes if this render is kept (None
+        from :meth:`DecodedCheck.verdict_file`).
+    encoded_path : Path or None
+        Where :meth:`DecodedCheck.verdict_file` wrote the encoded file.
     """
 
     extra_threshold_db: float
@@ -210,7 +249,8 @@ class DecodedVerdict:
     rendered_lufs: float
     target_lufs: float
     ceiling_dbtp: float
-    data: bytes
+    data: bytes | None
+    encoded_path: Path | None = None
 
     @property
     def loudness_error_lu(self) -> float:
@@ -269,14 +309,35 @@ class DecodedCheck:
         if rendered_lufs is None:
             rendered_lufs = bs1770.integrated_loudness(rendered_pcm, sample_rate)
         data = codecs.encode(rendered_pcm, sample_rate, self.codec, self.bitrate_kbps)
-        decoded = _measure(data)
+        return self._judge(_measure(data), rendered_lufs, target_lufs, ceiling_dbtp, data, None)
+
+    def verdict_file(self, pcm_path: str | os.PathLike, encoded_path: str | os.PathLike, target_lufs: float,
+                     ceiling_dbtp: float, *, rendered_lufs: float) -> DecodedVerdict:
+        """As :meth:`verdict`, in constant memory: the render is read from ``pcm_path``
+        (any file soundfile reads, e.g. the loop's float WAV scratch file) in blocks,
+        encoded into ``encoded_path`` (same bytes as :meth:`verdict` would hold) and
+        measured from there (:func:`measure_decoded_file`). Write the kept one with
+        :func:`write_lossy_file`."""
+        import soundfile as sf
+
+        try:
+            with sf.SoundFile(str(pcm_path)) as f:
+                blocks = (np.ascontiguousarray(block.T) for block in f.blocks(1 << 16, dtype="float32", always_2d=True))
+                codecs.encode_stream(blocks, f.samplerate, f.channels, self.codec, str(encoded_path), self.bitrate_kbps)
+        except sf.LibsndfileError as error:
+            raise AutomixError(f"{pcm_path}: cannot read the render to encode it ({error})") from None
+        decoded = measure_decoded_file(encoded_path)
+        return self._judge(decoded, rendered_lufs, target_lufs, ceiling_dbtp, None, Path(encoded_path))
+
+    def _judge(self, decoded: DecodedMeasurement, rendered_lufs: float, target_lufs: float, ceiling_dbtp: float,
+               data: bytes | None, encoded_path: Path | None) -> DecodedVerdict:
         excess_db = decoded.true_peak_dbtp - (ceiling_dbtp - DECODED_PEAK_MARGIN_DB)
         extra_db = excess_db + self.margin_db if excess_db > 0 else 0.0
         offset = decoded.integrated_lufs - rendered_lufs
         if not (math.isfinite(offset) and math.isfinite(decoded.true_peak_dbtp)):
             raise AutomixError(f"{self.label}: the decoded audio cannot be measured (silent or too short)")
         self.last = DecodedVerdict(float(extra_db), float(offset), decoded, float(rendered_lufs), float(target_lufs),
-                                   float(ceiling_dbtp), data)
+                                   float(ceiling_dbtp), data, encoded_path)
         return self.last
 
     def __call__(self, rendered_pcm: np.ndarray, sample_rate: int, target_lufs: float,
@@ -349,5 +410,31 @@ def write_lossy(samples: np.ndarray, sample_rate: int, path: str | os.PathLike, 
     with atomic_output(path) as temp_name:
         with open(temp_name, "wb") as f:
             f.write(data)
+        warnings = write_metadata(temp_name, target.tag_container, tags, provenance)
+    return LossyOutput(Path(path), target.codec, target.bitrate_kbps, os.path.getsize(path), decoded, tuple(warnings))
+
+
+def write_lossy_file(encoded_path: str | os.PathLike, path: str | os.PathLike, codec: str | None = None, *,
+                     loudness: LoudnessTags | bs1770.LoudnessMeasurement | DecodedMeasurement | None = None,
+                     provenance: Provenance | None = None) -> LossyOutput:
+    """Move an encoded file (from :meth:`DecodedCheck.verdict_file`) into ``path``,
+    atomically and tagged, without reading it into memory.
+
+    ``encoded_path`` should be on the same file system as ``path`` (beside it, e.g.
+    :func:`automix.io.paths.temp_name_for`); it is gone afterwards. ``loudness`` None
+    measures the file as decoded (streaming).
+    """
+    target = lossy_target(path, codec)
+    if loudness is None:
+        loudness = measure_decoded_file(encoded_path)
+    decoded = loudness if isinstance(loudness, DecodedMeasurement) else None
+    if isinstance(loudness, DecodedMeasurement):
+        tags = loudness.tags()
+    elif isinstance(loudness, LoudnessTags):
+        tags = loudness
+    else:
+        tags = LoudnessTags.from_measurement(loudness)
+    with atomic_output(path) as temp_name:
+        os.replace(encoded_path, temp_name)
         warnings = write_metadata(temp_name, target.tag_container, tags, provenance)
     return LossyOutput(Path(path), target.codec, target.bitrate_kbps, os.path.getsize(path), decoded, tuple(warnings))

@@ -254,29 +254,105 @@ def encode(samples: np.ndarray, sample_rate: int, codec: str, bitrate_kbps: int 
         raise AutomixError(f"{spec.name} encoding at {kbps} kbit/s failed: {error}") from None
 
 
+#: Samples handed to the encoder per frame: PyAV re-cuts them to the encoder's frame
+#: size (and converts the sample format) in C, so Python touches a few dozen frames a
+#: minute. The bytes do not depend on it (the encoder sees the same sample stream).
+_FRAME_STEP = 1 << 16
+
+
 def _encode(av, spec: CodecSpec, data: np.ndarray, sample_rate: int, kbps: int, layout: str) -> bytes:
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format=spec.container, options={"fflags": "+bitexact"}) as container:
+    blocks = (data[:, start:start + _FRAME_STEP] for start in range(0, data.shape[1], _FRAME_STEP))
+    _encode_into(av, spec, blocks, sample_rate, kbps, layout, buffer)
+    return buffer.getvalue()
+
+
+def _encode_into(av, spec: CodecSpec, blocks: Iterable[np.ndarray], sample_rate: int, kbps: int, layout: str,
+                 target) -> int:
+    """Encode a stream of float32 ``(channels, n)`` blocks (already at ``sample_rate``)
+    into ``target`` (a path or a binary file object). Returns the frames encoded."""
+    blocks = iter(blocks)
+    with av.open(target, "w", format=spec.container, options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(spec.encoder, rate=sample_rate, options={"flags": "+bitexact", **spec.options})
         stream.bit_rate = kbps * 1000
         stream.layout = layout
         stream.format = spec.sample_format
-        # Large frames: PyAV re-cuts them to the encoder's frame size (and converts the
-        # sample format) in C, so Python touches a few dozen frames a minute.
-        step = 1 << 16
-        preroll = _preroll(data, spec.preroll_frames)
+
+        def send(block: np.ndarray, pts: int) -> None:
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, dtype=np.float32), format="fltp", layout=layout)
+            frame.sample_rate = sample_rate
+            frame.pts = pts
+            container.mux(stream.encode(frame))
+
+        # The pre-roll mirrors the start: gather that much first (any block sizes).
+        head, frames = [], 0
+        for block in blocks:
+            head.append(block)
+            frames += block.shape[1]
+            if frames >= spec.preroll_frames:
+                break
+        start = np.concatenate(head, axis=1) if head else np.zeros((1 if layout == "mono" else 2, 0), np.float32)
+        preroll = _preroll(start, spec.preroll_frames)
         if preroll.shape[1]:  # negative timestamps: the muxer's edit list hides these samples
-            frame = av.AudioFrame.from_ndarray(preroll, format="fltp", layout=layout)
-            frame.sample_rate = sample_rate
-            frame.pts = -preroll.shape[1]
-            container.mux(stream.encode(frame))
-        for start in range(0, data.shape[1], step):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start:start + step]), format="fltp", layout=layout)
-            frame.sample_rate = sample_rate
-            frame.pts = start
-            container.mux(stream.encode(frame))
+            send(preroll, -preroll.shape[1])
+        at = 0
+        if start.shape[1]:
+            send(start, at)
+            at = start.shape[1]
+        for block in blocks:
+            if block.shape[1]:
+                send(block, at)
+                at += block.shape[1]
         container.mux(stream.encode(None))
-    return buffer.getvalue()
+    return at
+
+
+def encode_stream(blocks: Iterable[np.ndarray], sample_rate: int, channels: int, codec: str, target,
+                  bitrate_kbps: int | None = None) -> int:
+    """:func:`encode` for audio that does not fit in memory: float32 ``(channels, n)``
+    blocks in, the encoded file written to ``target`` (a path or a binary file object).
+
+    Audio at a rate the encoder does not take is resampled block by block (a soxr
+    stream at the same very-high quality as :func:`automix.io.audio.resample`). For
+    codecs that need no resampling (MP3, AAC at 44.1/48 kHz) the bytes equal
+    :func:`encode`'s for the same audio; with resampling (Opus from 44.1 kHz) they are
+    deterministic but not identical to the one-shot resampler's. Returns the frames
+    encoded (at the codec's rate).
+    """
+    av = _av()
+    spec = codec_spec(codec)
+    kbps = _check_kbps(spec, spec.default_kbps if bitrate_kbps is None else bitrate_kbps)
+    layout = _layout(channels, spec)
+    if sample_rate <= 0:
+        raise AutomixError(f"bad sample rate {sample_rate}")
+    rate = codec_rate(spec, sample_rate)
+    try:
+        av.codec.Codec(spec.encoder, "w")
+    except Exception:  # noqa: BLE001 - PyAV raises several types for a missing codec
+        raise AutomixError(f"this PyAV/FFmpeg build has no '{spec.encoder}' encoder for {spec.name}") from None
+
+    def checked() -> Iterable[np.ndarray]:
+        resampler = None
+        if rate != sample_rate:
+            import soxr
+
+            resampler = soxr.ResampleStream(sample_rate, rate, channels, dtype="float32", quality="VHQ")
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32)
+            if block.ndim != 2 or block.shape[0] != channels:
+                raise AutomixError(f"{spec.name} encoder: expected ({channels}, n) blocks, got {block.shape}")
+            if not np.all(np.isfinite(block)):
+                raise AutomixError("codec: the audio contains NaN or infinite samples")
+            if resampler is not None:
+                block = np.ascontiguousarray(resampler.resample_chunk(np.ascontiguousarray(block.T)).T)
+            yield block
+        if resampler is not None:
+            yield np.ascontiguousarray(resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
+
+    try:
+        return _encode_into(av, spec, checked(), rate, kbps, layout, target)
+    except av.FFmpegError as error:
+        raise AutomixError(f"{spec.name} encoding at {kbps} kbit/s failed: {error}") from None
 
 
 def _preroll(data: np.ndarray, frames: int) -> np.ndarray:
