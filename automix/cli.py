@@ -14,6 +14,7 @@ environment adds the traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from contextlib import closing
@@ -144,6 +145,7 @@ FormatOption = typer.Option(None, "--format", help="wav, flac or aiff [default: 
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
 JsonOption = typer.Option(False, "--json", help="One JSON object per result and line on stdout.")
 CodecSafeOption = typer.Option(None, "--codec-safe", help="Lossy codecs (e.g. mp3,aac,opus or aac:128) whose decoded true peak must also stay under the ceiling.")
+ReferenceOption = typer.Option(None, "--reference", help="A finished track to sound like: its tonal balance, width and density (and loudness, unless a target is given).")
 AmountOption = typer.Option(1.0, "--amount", min=0.0, max=1.0, help="0..1: how much of the mastering's corrections (tonal EQ, width, glue) to apply; 0 = loudness only.")
 
 
@@ -176,6 +178,30 @@ def read_preset(name_or_path) -> Preset:
         raise AutomixError(f"{name_or_path}: not UTF-8 text (byte {error.start}); a TOML preset must be UTF-8") from None
     except OSError as error:
         raise AutomixError(describe_error(error, name_or_path)) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Matched:
+    reference: object
+    target: float | None
+
+
+def load_reference(path: Path, sets_target: bool):
+    """Measure ``--reference`` once for the whole run; its loudness becomes the target
+    when the user gave none. A reference that cannot be used is a usage error (exit 2)."""
+    from automix.master.reference import analyze_reference, reference_target_lufs
+
+    try:
+        reference = analyze_reference(path)
+    except AutomixError as error:
+        fail(f"--reference: {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+    for warning in reference.warnings:
+        stderr.print(f"[yellow]warning[/] --reference {escape(str(path))}: {escape(warning)}", highlight=False)
+    if not sets_target:
+        return _Matched(reference, None), ""
+    target, note = reference_target_lufs(reference)
+    return _Matched(reference, target), note
 
 
 def provenance_for(resolved: Preset, preset_file: Path | None, options: dict):
@@ -230,6 +256,7 @@ def master_command(
     codec_safe: str | None = CodecSafeOption,
     amount: float = AmountOption,
     album: bool = typer.Option(False, "--album", help="Keep the tracks' relative loudness: the loudest at the target, the others as far below it as they were."),
+    reference: Path | None = ReferenceOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -240,6 +267,10 @@ def master_command(
         from automix.jobs.master_files import plan_master, run_master_batch
 
         plan = plan_master(inputs, output_dir, format_name, dry_run)
+        if reference is not None:
+            from automix.master.reference import check_reference_path
+
+            check_reference_path(reference, inputs=list(inputs), outputs=[dst for _, dst in plan.jobs])
     except (AutomixError, OSError) as error:  # OSError: a path the system refuses (name too long...)
         fail(describe_error(error))
         raise typer.Exit(EXIT_USAGE)
@@ -256,6 +287,12 @@ def master_command(
                "codec_safe": codec_safe, "amount": amount, "album": album or None}
     options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run, codec_safe, amount,
                             provenance_for(resolved, preset_file, shaping), album)
+    if reference is not None:
+        matched, note = load_reference(reference, target_lufs is None and platform is None)
+        if note:
+            _note(note, quiet)
+            resolved = resolved.with_overrides({"target_lufs": matched.target}, "--reference")
+        options = dataclasses.replace(options, reference=matched.reference)
     notes_shown = len(plan.notes)
     counts = {"ok": 0, "error": 0, "target_missed": 0}
     with _progress(len(plan.jobs), quiet, "mastering") as progress, \

@@ -55,7 +55,7 @@ def master_file(input_path: Path, output_path: Path, settings: MasterSettings, o
         provenance = dataclasses.replace(options.provenance, inputs=((Path(input_path).name, input_digest(input_path)),))
     return master_to_file(source, output_path, settings, bit_depth=options.bit_depth, format_name=options.format_name,
                           over_limit=options.over_limit, dry_run=options.dry_run, codec_safe=options.codec_safe,
-                          amount=options.amount, provenance=provenance)
+                          amount=options.amount, provenance=provenance, reference=options.reference)
 
 
 def master_job(input_path: Path, output_path: Path, settings: MasterSettings, options: OutputOptions,

@@ -25,3 +25,4 @@ class OutputOptions:
     #: what made the output (options, preset and its digest); each job adds its inputs' digests
     provenance: Provenance | None = None
     album: bool = False  # master: keep the tracks' relative loudness, the loudest at the target
+    reference: object | None = None  # a measured automix.master.reference.Reference to sound like

@@ -38,6 +38,10 @@ from automix.io.metadata import LoudnessTags, Provenance, write_metadata
 from automix.io.stream import BlockSource, BlockWriter, array_source
 from automix.io.validate import validate_audio
 from automix.master import glue as glue_stage
+from automix.master.reference import (
+    MidSideSpectrumMeter, Reference, SideEQ, reference_glue, reference_side_move, reference_tonal_move, reference_width,
+    side_to_mid_after,
+)  # fmt: skip
 from automix.master.limiter import LimiterStats, TruePeakLimiter
 from automix.master.loop import (
     OVER_LIMIT_CHOICES,
@@ -83,15 +87,20 @@ class MasterResult:
     codec_attenuation_db: float = 0.0  # how much lower the limiter sat for --codec-safe
     #: The limiter's deepest gain reduction per 100 ms, for the report's plot (not in JSON).
     limiter_timeline_db: np.ndarray | None = field(default=None, repr=False, compare=False)
+    side_eq: TonalMove | None = None  # with a reference: the side's own EQ
+    width_reason: str = ""
+    reference: dict | None = None  # what the reference measured, when one was matched
     #: The meter's reading of the written master (for the file's loudness metadata).
     output_measurement: loudness.LoudnessMeasurement | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         data = {key: value for key, value in asdict(self).items()
-                if key not in ("tonal_eq", "settings", "glue", "limiter_timeline_db", "output_measurement")}
+                if key not in ("tonal_eq", "settings", "glue", "limiter_timeline_db", "output_measurement", "side_eq")}
         data = {key: (round(value, 3) if isinstance(value, float) else value) for key, value in data.items()}
         data["tonal_eq_db"] = self.tonal_eq.to_dict()
         data["tonal_eq_reason"] = self.tonal_eq.reason
+        if self.side_eq is not None:
+            data["side_eq_db"] = self.side_eq.to_dict()
         data["glue"] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self.glue).items()}
         data["warnings"] = list(self.warnings)
         data["codec_true_peaks_dbtp"] = {k: round(v, 3) for k, v in self.codec_true_peaks_dbtp.items()}
@@ -108,29 +117,51 @@ class ChainPlan:
     stereo_width: float
     glue: glue_stage.GlueDecision
     amount: float = 1.0
+    side_eq: TonalMove | None = None  # with a reference: the side's own shape toward the reference's
+    width_reason: str = ""
 
 
-def plan_chain(measured: InputMeasurements, settings: MasterSettings, amount: float = 1.0) -> ChainPlan:
+def _scaled(move: TonalMove, amount: float) -> TonalMove:
+    return replace(move, gains_db=tuple(g * amount for g in move.gains_db),
+                   reason=move.reason if amount == 1.0 else f"{move.reason} (at amount {amount:g})")
+
+
+def plan_chain(measured: InputMeasurements, settings: MasterSettings, amount: float = 1.0,
+               reference: Reference | None = None) -> ChainPlan:
     """Decide the tonal EQ, stereo shaping and glue from the analysis alone.
 
     ``amount`` (0..1) scales every corrective move between none (0: the loudness stage
     alone, gain and limiter) and the full correction (1): each tonal band's gain, the
     width's distance from 1, the mono-bass frequency, and the glue's ratio above 1:1.
+    With a ``reference``, its measured sound replaces the preset's tonal target (mid and
+    side shapes), width and density; the preset still sets the rest.
     """
     if not 0.0 <= amount <= 1.0:
         raise AutomixError(f"--amount must be between 0 and 1, not {amount:g}")
     analysis = measured.analysis
-    full = tonal_balance(analysis, settings, uncertainty_db=measured.band_uncertainty_db)
-    tonal = replace(full, gains_db=tuple(g * amount for g in full.gains_db),
-                    reason=full.reason if amount == 1.0 else f"{full.reason} (at amount {amount:g})")
+    side_eq, width_setting, width_reason = None, settings.stereo_width, ""
+    mono = settings.mono_below_hz * amount
+    if reference is None:
+        tonal = _scaled(tonal_balance(analysis, settings, uncertainty_db=measured.band_uncertainty_db), amount)
+        glue = glue_stage.decide_glue(analysis, settings, detector=measured.glue_detector)
+    else:
+        mid_db, side_db = measured.mid_side.spectra_db()
+        full = reference_tonal_move(analysis, reference, settings, mix_mid_db=mid_db, uncertainty_db=measured.band_uncertainty_db)
+        tonal = _scaled(full, amount)
+        if analysis.channels == 2:
+            side_eq = _scaled(reference_side_move(analysis, reference, full, mid_db, side_db, settings), amount)
+            width_setting, width_reason = reference_width(
+                analysis.stereo_width, reference, mono_below_hz=mono,
+                side_to_mid=side_to_mid_after(mid_db, side_db, mid_gains_db=tonal.gains_db, side_gains_db=side_eq.gains_db,
+                                              mono_below_hz=mono))
+        glue = reference_glue(analysis, settings, reference, detector=measured.glue_detector)
     # The glue is decided on the input's analysis and follows the EQ's change of level.
-    glue = glue_stage.decide_glue(analysis, settings, detector=measured.glue_detector)
     glue = glue.at_gain(tonal_loudness_change_db(analysis, tonal))
     if glue.act and amount < 1.0:
         glue = replace(glue, ratio=1.0 + (glue.ratio - 1.0) * amount, act=amount > 0,
                        reason=f"{glue.reason} (at amount {amount:g})" if amount > 0 else "no glue: --amount 0")
-    width = 1.0 + (settings.stereo_width - 1.0) * amount
-    return ChainPlan(tonal, settings.mono_below_hz * amount, width, glue, amount)
+    width = 1.0 + (width_setting - 1.0) * amount
+    return ChainPlan(tonal, mono, width, glue, amount, side_eq, width_reason)
 
 
 def tonal_loudness_change_db(analysis: AudioAnalysis, tonal: TonalMove) -> float:
@@ -185,10 +216,10 @@ class Series:
 
 def pre_limiter(plan: ChainPlan, sample_rate: int, channels: int) -> Series:
     """EQ, stereo and glue as one streaming processor."""
-    stages: list[Processor] = [
-        StreamingEQ(sample_rate, plan.tonal, channels),
-        StereoShaper(sample_rate, plan.mono_below_hz, plan.stereo_width, channels),
-    ]
+    stages: list[Processor] = [StreamingEQ(sample_rate, plan.tonal, channels)]
+    if plan.side_eq is not None and channels == 2:
+        stages.append(SideEQ(sample_rate, plan.side_eq, channels))
+    stages.append(StereoShaper(sample_rate, plan.mono_below_hz, plan.stereo_width, channels))
     compressor = plan.glue.compressor(sample_rate, channels)
     if compressor is not None:
         stages.append(compressor)
@@ -274,7 +305,8 @@ class _TargetMissed(Exception):
 
 def master_to_file(source: BlockSource, output_path: Path, settings: MasterSettings, *, bit_depth: str = "24",
                    format_name: str | None = None, over_limit: str = "fail", codec_safe: str | None = None,
-                   dry_run: bool = False, amount: float = 1.0, provenance: Provenance | None = None) -> MasterResult:
+                   dry_run: bool = False, amount: float = 1.0, provenance: Provenance | None = None,
+                   reference: Reference | None = None) -> MasterResult:
     """Master ``source`` straight into ``output_path``, block by block, atomically.
 
     Each render writes a temporary file beside the output; the last one gets its
@@ -284,13 +316,14 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
     the output is no input (:func:`automix.io.paths.check_output_paths`).
     """
     if dry_run:
-        return master_stream(source, settings, NullSink(), bit_depth=bit_depth, over_limit=over_limit, amount=amount)
+        return master_stream(source, settings, NullSink(), bit_depth=bit_depth, over_limit=over_limit, amount=amount,
+                             reference=reference)
     result = None
     try:
         with atomic_output(output_path) as temp_name:
             sink = FileSink(temp_name, Path(output_path), source.sample_rate, source.channels, bit_depth, format_name)
             result = master_stream(source, settings, sink, bit_depth=bit_depth, over_limit=over_limit, codec_safe=codec_safe,
-                                   amount=amount)
+                                   amount=amount, reference=reference)
             if result.status == "target_missed":
                 raise _TargetMissed
             notes = write_metadata(temp_name, None, LoudnessTags.from_measurement(result.output_measurement), provenance)
@@ -356,7 +389,7 @@ def collect_loop_features(source: BlockSource, plan: ChainPlan):
 
 def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, bit_depth: str = "24",
                   over_limit: str = "fail", analysis: AudioAnalysis | None = None,
-                  codec_safe: str | None = None, amount: float = 1.0) -> MasterResult:
+                  codec_safe: str | None = None, amount: float = 1.0, reference: Reference | None = None) -> MasterResult:
     """Master a stream of blocks into ``sink`` (see the module docstring).
 
     Parameters
@@ -383,16 +416,20 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
     amount : float
         0..1: how much of the corrective moves (tonal EQ, width, glue) to apply; the
         loudness target and ceiling hold at any amount (see :func:`plan_chain`).
+    reference : Reference, optional
+        A finished track to sound like (:func:`automix.master.reference.analyze_reference`):
+        its tonal balance, width and density replace the preset's; the loudness target
+        and ceiling still hold exactly.
     """
     if over_limit not in OVER_LIMIT_CHOICES:
         raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}")
-    measured = measure_source(source, analysis)
+    measured = measure_source(source, analysis, with_mid_side=reference is not None)
     analysis = measured.analysis
     if analysis.is_silent:
         raise AutomixError(f"{source.name}: the audio is silent; there is nothing to master")
     if analysis.duration_s < 0.4:
         raise AutomixError(f"{source.name}: {analysis.duration_s:.2f} s is too short to master (loudness needs at least 0.4 s)")
-    plan = plan_chain(measured, settings, amount)
+    plan = plan_chain(measured, settings, amount, reference)
     features = collect_loop_features(source, plan)
 
     def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
@@ -410,7 +447,7 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
 
     loop = run_loop(features, settings, over_limit, render_with, precise_peak=lambda r: r.precise_true_peak_dbtp,
                     codec_attenuation=codec_check)
-    return _result(analysis, plan, loop, settings, source.warnings)
+    return _result(analysis, plan, loop, settings, source.warnings, reference)
 
 
 @dataclass(frozen=True, eq=False)
@@ -421,9 +458,10 @@ class InputMeasurements:
     analysis: AudioAnalysis
     band_uncertainty_db: np.ndarray
     glue_detector: glue_stage.GlueDetectorMeter
+    mid_side: MidSideSpectrumMeter | None = None  # mid and side spectra, for a reference match
 
 
-def measure_source(source: BlockSource, analysis: AudioAnalysis | None = None) -> InputMeasurements:
+def measure_source(source: BlockSource, analysis: AudioAnalysis | None = None, with_mid_side: bool = False) -> InputMeasurements:
     """One pass over ``source``: the streaming analyzer (unless ``analysis`` is given) and
     the tonal and glue meters, fed the same blocks."""
     from automix.measure.analyzer import Analyzer
@@ -431,17 +469,20 @@ def measure_source(source: BlockSource, analysis: AudioAnalysis | None = None) -
     analyzer = None if analysis is not None else Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
     spread = BandSpreadMeter(source.sample_rate, source.channels)
     detector = glue_stage.GlueDetectorMeter(source.sample_rate, source.channels)
+    mid_side = MidSideSpectrumMeter(source.sample_rate, source.channels) if with_mid_side else None
     for block in source.blocks():
         if analyzer is not None:
             analyzer.add(block)
         spread.add(block)
         detector.add(block)
-    return InputMeasurements(analysis or analyzer.result(), spread.uncertainty_db(), detector)
+        if mid_side is not None:
+            mid_side.add(block)
+    return InputMeasurements(analysis or analyzer.result(), spread.uncertainty_db(), detector, mid_side)
 
 
 def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", over_limit: str = "fail",
            analysis: AudioAnalysis | None = None, codec_safe: str | None = None,
-           amount: float = 1.0) -> tuple[np.ndarray, MasterResult]:
+           amount: float = 1.0, reference: Reference | None = None) -> tuple[np.ndarray, MasterResult]:
     """Master ``audio`` held in memory (:func:`master_stream` over its blocks).
 
     Returns
@@ -453,12 +494,12 @@ def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", ove
     validate_audio(audio.samples, audio.sample_rate, name=audio.name)
     sink = ArraySink(audio.channels, audio.frames)
     result = master_stream(array_source(audio), settings, sink, bit_depth=bit_depth, over_limit=over_limit,
-                           analysis=analysis, codec_safe=codec_safe, amount=amount)
+                           analysis=analysis, codec_safe=codec_safe, amount=amount, reference=reference)
     return sink.samples, result
 
 
 def _result(analysis: AudioAnalysis, plan: ChainPlan, loop: LoopResult, settings: MasterSettings,
-            source_warnings: tuple[str, ...]) -> MasterResult:
+            source_warnings: tuple[str, ...], reference: Reference | None = None) -> MasterResult:
     measured, limited = loop.rendered.measured, loop.rendered.limiter
     return MasterResult(
         status=loop.status,
@@ -481,8 +522,11 @@ def _result(analysis: AudioAnalysis, plan: ChainPlan, loop: LoopResult, settings
         stereo_width=plan.stereo_width,
         mono_below_hz=plan.mono_below_hz,
         amount=plan.amount,
+        side_eq=plan.side_eq,
+        width_reason=plan.width_reason,
+        reference=reference.to_dict() if reference is not None else None,
         renders=loop.renders,
-        warnings=tuple(source_warnings) + input_warnings(analysis),
+        warnings=tuple(source_warnings) + input_warnings(analysis) + (tuple(reference.warnings) if reference else ()),
         settings=settings,
         codec_true_peaks_dbtp=loop.codec_true_peaks_dbtp,
         codec_attenuation_db=loop.codec_attenuation_db,
