@@ -1122,3 +1122,21 @@ def test_a_sine_asked_to_be_louder_than_its_ceiling_allows_is_reported_missed():
     assert result.status == "target_missed"
     assert "out of reach" in result.message
     assert result.output_lufs <= -8.0 + 0.1
+
+
+def test_the_shortest_masterable_input_is_one_400_ms_loudness_block():
+    """BS.1770 integrated loudness needs one 400 ms block: 0.6 s is mastered (onto the
+    preset's loudness, as libebur128 reads it), 0.3 s is refused with a clear error."""
+    from test_loudness import ebur128
+
+    from automix.errors import AutomixError
+    from automix.io.audio import Audio
+    from automix.master.chain import master
+    from automix.presets import load_preset
+
+    settings = load_preset("pop").master
+    samples, result = master(Audio(_tone(0.6, -20.0), 48000), settings)
+    assert result.status == "ok"
+    assert ebur128(samples, 48000)[0] == pytest.approx(settings.target_lufs, abs=0.2)
+    with pytest.raises(AutomixError):
+        master(Audio(_tone(0.3, -20.0), 48000), settings)
