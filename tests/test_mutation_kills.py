@@ -951,6 +951,20 @@ def test_a_spectrum_on_the_target_or_within_the_tilt_tolerance_is_left_alone():
         assert not np.any(gains)
 
 
+def test_tonal_amount_zero_says_the_eq_is_off():
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from automix.master.tonal import tonal_balance
+    from automix.presets import load_preset
+
+    settings = replace(load_preset("pop").master, tonal_amount=0.0)
+    analysis = SimpleNamespace(band_levels_db=tuple(np.linspace(-20, -60, 30)), duration_s=30.0, loudness_range_lu=6.0,
+                               plr_db=15.0, sample_rate=48000)
+    move = tonal_balance(analysis, settings)
+    assert not any(move.gains_db) and "off" in move.reason
+
+
 def test_excess_tilt_is_corrected_by_amount_times_confidence():
     """+4 dB/octave (1.5 beyond the 2.5 tolerated), pop's amount 0.5: the EQ tilts the
     body (100 Hz - 8 kHz) by -1.5 x 0.5 = -0.75 dB/octave, so 4 kHz ends 1.5 dB under
