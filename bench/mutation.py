@@ -89,6 +89,8 @@ EQUIVALENT: dict[str, str] = {
     "limiter:253:unary:4a0a6456": "rfft along axis 1 instead of -1 of a 2-D (channels, frames) array: the same axis",
     "tonal:135:compare:abe9097e": "an FFT bin exactly on a band edge (c 2^-1/6, irrational for these centres) "
                                   "counted or not: no bin k fs / N equals one",
+    "chain:412:drop:a456f7d1": "analyze_source without the streaming analyzer's result falls through to analysing the "
+                        "concatenated blocks: the same analysis, more memory",
     "loop:323:compare:40fb2c47": "programme reduction <= vs < the limit: equality of a computed percentile only",
 }
 
