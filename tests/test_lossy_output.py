@@ -259,3 +259,23 @@ def test_file_path_matches_memory_path(tmp_path, programme, suffix):
     assert not encoded.exists() and out.bytes_written > len(in_memory.data)
     decoded, rate = decode_file(tmp_path / f"song{suffix}")
     assert abs(ebur128(decoded, rate)[0] - on_disk.decoded.integrated_lufs) <= 0.02
+
+
+def test_best_promise_keeping_encode_is_written_when_the_last_is_over(tmp_path, programme):
+    """A codec whose decoded peak does not follow level can leave the loop's last render
+    over the ceiling; the check keeps the best one that kept the promise, and writes it."""
+    check = lossy.decoded_check("mp3")
+    kept, _ = render_to(programme, TARGET_LUFS + 0.1, CEILING_DBTP - 1.0, 0.0)  # ~0.06 LU loud decoded: promise, not aim
+    first = check.verdict(kept, SR, TARGET_LUFS, CEILING_DBTP)
+    assert first.acceptable and not first.ok, (first.loudness_error_lu, first.decoded.true_peak_dbtp)
+    over, _ = render_to(programme, TARGET_LUFS, CEILING_DBTP + 0.5, 0.0)  # limited above the ceiling
+    second = check.verdict(over, SR, TARGET_LUFS, CEILING_DBTP)
+    assert not second.acceptable and second.extra_threshold_db > 0.5
+    assert check.chosen() is check.best and check.best.data == first.data
+    out = check.write(tmp_path / "song.mp3")
+    decoded, rate = decode_file(tmp_path / "song.mp3")
+    lufs, _ = ebur128(decoded, rate)
+    assert abs(lufs - TARGET_LUFS) <= 0.1 and scipy_true_peak_dbtp(decoded) <= CEILING_DBTP
+    assert out.warnings == ()
+    third = check.verdict(over, SR, TARGET_LUFS, CEILING_DBTP)  # the same over again: a larger step
+    assert third.extra_threshold_db == pytest.approx(second.extra_threshold_db + check.margin_db, abs=1e-6)
