@@ -137,3 +137,46 @@ def test_amount_scales_the_corrections_and_keeps_the_loudness():
         body = slice(rate, -rate)
         ratio = outs[0.0][:, body] / np.where(np.abs(boomy[:, body]) > 1e-3, boomy[:, body], np.nan)
         assert np.nanstd(ratio) < 1e-4  # one gain: no EQ, no width, no glue
+
+
+def bass_kick_and_pad(kick_db: float, seconds: float = 8.0) -> np.ndarray:
+    """Kicks at 120 bpm (a 90 -> 50 Hz sweep, 4 ms fade-in, no click) under a steady pad
+    (four sines between 1.1 and 2.2 kHz)."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    beat = (t * 2) % 1.0
+    phase = 2 * np.pi * np.cumsum(50 + 40 * np.exp(-beat * 30)) / RATE
+    phase -= phase[(np.floor(t * 2) * RATE / 2).astype(int)]
+    kick = np.sin(phase) * np.exp(-beat * 10) * np.minimum(beat / 0.004, 1.0)
+    pad = sum(np.sin(2 * np.pi * f * t + k) for k, f in enumerate((1100.0, 1390.0, 1650.0, 2200.0)))
+    pad = pad / np.sqrt(np.mean(pad**2)) * 0.05
+    mono = kick * 0.15 * 10 ** (kick_db / 20) + pad
+    return np.stack([mono, mono]).astype(np.float32)
+
+
+def pad_swing_db(x: np.ndarray) -> float:
+    """Max - min of the 900-3000 Hz band's 20 ms level over the steady middle."""
+    from scipy import signal as sps
+
+    band = sps.sosfiltfilt(sps.butter(6, [900, 3000], "bandpass", fs=RATE, output="sos"), x[0].astype(np.float64))
+    hop = int(0.02 * RATE)
+    level = 10 * np.log10(np.mean(band[: band.size // hop * hop].reshape(-1, hop) ** 2, axis=1) + 1e-20)
+    middle = level[int(2 / 0.02) : -int(1 / 0.02)]
+    return float(middle.max() - middle.min())
+
+
+@pytest.mark.parametrize("kick_db", [10.0, 14.0])
+def test_a_bass_kick_does_not_pump_the_music(kick_db, monkeypatch):
+    """At -14 LUFS the kicks need 3-9 dB of limiting; the pad must not swing with them by
+    more than 0.6 dB (issue 10). The wideband limiter alone swings it by 2-5 dB: the same
+    measurement with the split-band limiter switched off shows the test can fail."""
+    import automix.master.chain as chain
+
+    x = bass_kick_and_pad(kick_db)
+    settings = replace(POP, target_lufs=-14.0, max_limiting_db=20.0)
+    out, result = master(Audio(x, RATE), settings, bit_depth="32f")
+    assert result.limiter_design == "split-band" and result.limiter_max_gain_reduction_db > 2.0
+    assert ebur128(out, RATE)[0] == pytest.approx(-14.0, abs=0.1)
+    assert pad_swing_db(out) - pad_swing_db(x) <= 0.6
+    monkeypatch.setattr(chain, "clean_target_in_reach", lambda features, settings: False)
+    wide, _ = master(Audio(x, RATE), settings, bit_depth="32f")
+    assert pad_swing_db(wide) - pad_swing_db(x) > 1.5

@@ -38,17 +38,29 @@ from automix.io.metadata import LoudnessTags, Provenance, write_metadata
 from automix.io.stream import BlockSource, BlockWriter, array_source
 from automix.io.validate import validate_audio
 from automix.master import glue as glue_stage
-from automix.master.reference import (
-    MidSideSpectrumMeter, Reference, SideEQ, reference_glue, reference_side_move, reference_tonal_move, reference_width,
-    side_to_mid_after,
-)  # fmt: skip
-from automix.master.limiter import LimiterStats, TruePeakLimiter
+from automix.master.limiter import (
+    LimiterStats,
+    SplitBandFeatures,
+    SplitBandLimiter,
+    TruePeakLimiter,
+)
 from automix.master.loop import (
-    OVER_LIMIT_CHOICES,
-    FeatureCollector,
+    LoopFeatures,
     LoopResult,
+    clean_target_in_reach,
     run_loop,
 )
+from automix.master.platforms import OVER_LIMIT_CHOICES
+from automix.master.reference import (
+    MidSideSpectrumMeter,
+    Reference,
+    SideEQ,
+    reference_glue,
+    reference_side_move,
+    reference_tonal_move,
+    reference_width,
+    side_to_mid_after,
+)  # fmt: skip
 from automix.master.stereo import StereoShaper
 from automix.master.tonal import BandSpreadMeter, StreamingEQ, TonalMove, tonal_balance
 from automix.measure import loudness
@@ -87,6 +99,7 @@ class MasterResult:
     codec_attenuation_db: float = 0.0  # how much lower the limiter sat for --codec-safe
     #: The limiter's deepest gain reduction per 100 ms, for the report's plot (not in JSON).
     limiter_timeline_db: np.ndarray | None = field(default=None, repr=False, compare=False)
+    limiter_design: str = "wideband"  # or "split-band": bass peaks limited in the bass alone
     side_eq: TonalMove | None = None  # with a reference: the side's own EQ
     width_reason: str = ""
     reference: dict | None = None  # what the reference measured, when one was matched
@@ -351,11 +364,12 @@ class Render:
 
 
 def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: float, release_ms: float,
-           bit_depth: str, sink: Sink) -> Render:
+           bit_depth: str, sink: Sink, *, split_band: bool = False) -> Render:
     """Run the whole chain once over ``source`` into ``sink`` and measure what was written."""
     sample_rate, channels = source.sample_rate, source.channels
     chain = pre_limiter(plan, sample_rate, channels)
-    peak_limiter = TruePeakLimiter(sample_rate, channels, threshold_db, release_ms)
+    design = SplitBandLimiter if split_band else TruePeakLimiter
+    peak_limiter = design(sample_rate, channels, threshold_db, release_ms)
     dither = Dither(bit_depth, channels)
     meter = loudness.LoudnessMeter(sample_rate, channels)
     precise = loudness.PreciseTruePeakMeter(sample_rate, channels)
@@ -377,14 +391,16 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
     return Render(meter.result(), peak_limiter.stats(), loudness.amplitude_to_db(precise.peak()))
 
 
-def collect_loop_features(source: BlockSource, plan: ChainPlan):
-    """The loop's model of the signal before the limiter (one pass of the chain)."""
+def collect_loop_features(source: BlockSource, plan: ChainPlan) -> LoopFeatures:
+    """The loop's model of the signal before the limiter (one pass of the chain): the
+    split-band limiter's hops, which also hold the wideband model's."""
     chain = pre_limiter(plan, source.sample_rate, source.channels)
-    collector = FeatureCollector(source.sample_rate, source.channels)
+    collector = SplitBandFeatures(source.sample_rate, source.channels)
     for block in source.blocks():
         collector.add(chain.process(block))
     collector.add(chain.flush())
-    return collector.result()
+    hops = collector.result()
+    return replace(hops.features, split=hops)
 
 
 def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, bit_depth: str = "24",
@@ -431,9 +447,16 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
         raise AutomixError(f"{source.name}: {analysis.duration_s:.2f} s is too short to master (loudness needs at least 0.4 s)")
     plan = plan_chain(measured, settings, amount, reference)
     features = collect_loop_features(source, plan)
+    # The split-band limiter takes a bass peak's reduction from the bass alone, so a kick
+    # does not duck the rest of the music. On dense material it tops out a little lower
+    # (~0.3 LU on pink noise): where it cannot reach the target within the budget, the
+    # wideband limiter does the job.
+    split_band = clean_target_in_reach(features, settings)
+    if not split_band:
+        features = replace(features, split=None)
 
     def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
-        return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink)
+        return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink, split_band=split_band)
 
     codec_check = None
     if codec_safe:
@@ -447,7 +470,8 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
 
     loop = run_loop(features, settings, over_limit, render_with, precise_peak=lambda r: r.precise_true_peak_dbtp,
                     codec_attenuation=codec_check)
-    return _result(analysis, plan, loop, settings, source.warnings, reference)
+    result = _result(analysis, plan, loop, settings, source.warnings, reference)
+    return replace(result, limiter_design="split-band" if split_band else "wideband")
 
 
 @dataclass(frozen=True, eq=False)

@@ -88,6 +88,8 @@ class LoopFeatures:
     hops_per_granule: int
     peak: np.ndarray
     energy: np.ndarray
+    #: the split-band limiter's hops (``limiter.SplitBandHops``) when the render uses it
+    split: object = None
 
     @property
     def hop_rate(self) -> float:
@@ -199,8 +201,11 @@ def predict(features: LoopFeatures, gain_db: float, threshold_db: float, release
     runs on the hop envelope; an input gain of ``g`` dB is the same as a threshold ``g``
     dB lower.
     """
-    reduction_db = -limiter.gain_reduction_db(features.peak, features.hop_rate, threshold_db - gain_db, release_ms)
-    energy = features.energy * 10.0 ** ((gain_db + reduction_db.astype(np.float64)) / 10.0)
+    if features.split is not None:  # each band's own gain (see limiter.SplitBandLimiter)
+        energy, reduction_db = limiter.split_band_hop_energy(features.split, gain_db, threshold_db, release_ms)
+    else:
+        reduction_db = -limiter.gain_reduction_db(features.peak, features.hop_rate, threshold_db - gain_db, release_ms)
+        energy = features.energy * 10.0 ** ((gain_db + reduction_db.astype(np.float64)) / 10.0)
     granule_lufs, momentary = _granule_loudness(energy, features)
     integrated = loudness.gated_loudness(momentary)
     programme, deepest, at_s = _programme_reduction(reduction_db, granule_lufs, features)
@@ -442,6 +447,11 @@ def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, 
         precise_true_peak_dbtp=precise, prediction_error_lu=float(first_error or 0.0),
         codec_true_peaks_dbtp=codec_peaks, codec_attenuation_db=codec_db,
     )  # fmt: skip
+
+
+def clean_target_in_reach(features: LoopFeatures, settings: MasterSettings) -> bool:
+    """Whether the model reaches the target within the limiting budget (status "ok")."""
+    return _choose(features, settings, "fail", settings.ceiling_dbtp - 0.05)[0] == "ok"
 
 
 def _model_slope(features: LoopFeatures, gain: float, threshold: float, release: float) -> float:
