@@ -432,15 +432,15 @@ def _k_power_response(frequencies_hz: np.ndarray) -> np.ndarray:
 
 
 def test_tonal_loudness_change_is_k_weighted_band_power():
-    """Bands at 100 Hz, 1 kHz and 10 kHz at -10, 0 and -20 dB; +6 dB at 1 kHz raises
-    the K-weighted power by w2 (10^0.6 - 1) over w1 10^-1 + w2 + w3 10^-2."""
+    """Bands at 100 Hz, 1 kHz and 10 kHz at -40, -30 and -50 dB; +6 dB at 1 kHz raises
+    the K-weighted power by w2 10^-3 (10^0.6 - 1) over w1 10^-4 + w2 10^-3 + w3 10^-5."""
     from types import SimpleNamespace
 
     from automix.master.chain import tonal_loudness_change_db
     from automix.master.tonal import TonalMove
 
     centres = np.array([100.0, 1000.0, 10000.0])
-    levels = np.array([-10.0, 0.0, -20.0])
+    levels = np.array([-40.0, -30.0, -50.0])  # quiet bands: powers well under 1
     w = _k_power_response(centres)
     before = np.sum(w * 10 ** (levels / 10))
     for gains in ([0.0, 6.0, 0.0], [-3.0, 0.0, 9.0]):
@@ -455,6 +455,16 @@ def test_tonal_loudness_change_is_k_weighted_band_power():
     # no power in any band: no change (not 0/0)
     silent = SimpleNamespace(band_levels_db=(-np.inf,) * 3, sample_rate=48000)
     assert tonal_loudness_change_db(silent, move) == 0.0
+
+
+def test_input_warnings_for_clipping_and_a_dc_offset_over_1_percent():
+    from types import SimpleNamespace
+
+    from automix.master.chain import input_warnings
+
+    assert input_warnings(SimpleNamespace(clipped_samples=0, dc_offset=0.005)) == ()
+    warned = input_warnings(SimpleNamespace(clipped_samples=12, dc_offset=0.015))
+    assert len(warned) == 2 and "12 samples" in warned[0] and "0.015" in warned[1]
 
 
 @pytest.fixture(scope="module")
@@ -492,7 +502,7 @@ def test_amount_scales_each_corrective_move_by_its_share(dynamic_mix):
     full = _plan_chain(dynamic_mix, settings, 1.0)
     assert full.glue.act and full.glue.ratio > 1.0  # this mix is dynamic enough for glue
     half = _plan_chain(dynamic_mix, settings, 0.5)
-    assert half.glue.act
+    assert half.glue.act and "(at amount 0.5)" in half.glue.reason
     assert half.glue.ratio == pytest.approx(1.0 + (full.glue.ratio - 1.0) / 2, abs=1e-9)
     assert half.stereo_width == pytest.approx(1.0 + (settings.stereo_width - 1.0) / 2, abs=1e-9)
     assert half.mono_below_hz == pytest.approx(settings.mono_below_hz / 2, abs=1e-9)
