@@ -170,7 +170,8 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     stems, analyses, features = analyse_sources(stems, strict)
     infos, kept, skipped = identify_stems(stems, analyses, role_overrides or {}, strict, features=features)
     plan = balance(infos, preset)
-    sources = [stems.sources[i] for i in kept]
+    by_name = {stems.names[i]: stems.sources[i] for i in kept}
+    sources = [by_name[stem_plan.name] for stem_plan in plan.stems]  # the plan may leave stems out (muted)
     rate = stems.sample_rate
     writing = not options.dry_run
     exported = {}
