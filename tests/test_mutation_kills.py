@@ -813,6 +813,20 @@ def test_solve_gain_is_the_linear_gain_when_nothing_is_limited_and_stops_where_a
     assert missed.integrated_lufs == pytest.approx(-10.0, abs=0.2)
 
 
+def test_model_has_no_loudness_under_one_400_ms_block():
+    """0.3 s holds no 400 ms gating block: BS.1770 gives no integrated loudness (libebur128
+    reads -inf), the model its silence value."""
+    from test_loudness import ebur128
+
+    from automix.master.loop import collect_features, linear_loudness, predict
+
+    x = _tone(0.3, -20.0)
+    assert ebur128(x, 48000)[0] == -math.inf
+    features = collect_features(x, 48000)
+    assert linear_loudness(features) == loudness.SILENCE_DB
+    assert predict(features, 0.0, 0.0, 50.0).integrated_lufs == loudness.SILENCE_DB
+
+
 def test_model_programme_reduction_is_over_loud_granules_and_deepest_is_the_spike():
     """2 s of a 0 dBFS sine with one sample at +6 dBFS at 1.05 s, then 20 s at -30 dBFS,
     limited at -6 dBTP (20 ms release): of the 20 loud granules 19 are reduced by 6 dB
