@@ -315,7 +315,7 @@ def fmt_check(tool: Tool, check_target: bool) -> str:
         else:
             text += "  target ok"
         if over_4x:
-            text += f" (libebur128 reads {len(over_4x)} over the ceiling, up to {peak - CEILING_DBTP:+.2f} dB: {over_4x[:3]})"
+            text += f" (libebur128 reads {len(over_4x)} over the ceiling, up to {peak - CEILING_DBTP:+.3f} dB: {over_4x[:3]})"
     return text
 
 
