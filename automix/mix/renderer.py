@@ -15,6 +15,10 @@ true-peak limiter: then it is not lowered for peaks at all. For an unmastered mi
 (``mastering_follows=False``) it is kept under -1 dBTP by its *programme* peak -- the
 level the peaks of the music reach, not its single loudest event (see
 :func:`programme_peak_dbtp`) -- so one click at 0 dBFS cannot turn a whole song down.
+
+:func:`render` works on whole arrays (the reference); :func:`render_stream` gives the
+same mix block by block from block sources (:class:`automix.io.stream.BlockSource`), in memory that
+does not depend on the length of the song (see "streaming" below).
 """
 
 from __future__ import annotations
