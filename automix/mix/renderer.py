@@ -314,15 +314,21 @@ class PairEnergies:
     def _edge(self, index):
         return (np.asarray(index, dtype=np.int64) * 10 * self.sample_rate + 50) // 100  # as the meter's granule edges
 
-    def add(self, blocks: list[np.ndarray]) -> None:
-        """One stereo block per signal, all the same length."""
-        n = blocks[0].shape[1]
+    def weigh(self, index: int, block: np.ndarray) -> np.ndarray:
+        """K-weight signal ``index``'s next stereo block (each signal's filter state is
+        its own: the signals may be weighed on different threads)."""
+        y, self._zi[index] = signal.sosfilt(self._sos, block.astype(np.float64), axis=-1, zi=self._zi[index])
+        return y
+
+    def add(self, blocks: list[np.ndarray], *, weighted: list[np.ndarray] | None = None) -> None:
+        """One stereo block per signal, all the same length (or, as ``weighted``, the
+        blocks :meth:`weigh` returned for them)."""
+        if weighted is None:
+            weighted = [self.weigh(i, block) for i, block in enumerate(blocks)]
+        n = weighted[0].shape[1]
         if n == 0:
             return
-        weighted = np.empty((self.count, 2 * n))
-        for i, block in enumerate(blocks):
-            y, self._zi[i] = signal.sosfilt(self._sos, block.astype(np.float64), axis=-1, zi=self._zi[i])
-            weighted[i, :n], weighted[i, n:] = y[0], y[1]
+        weighted = np.stack([y.reshape(-1) for y in weighted])  # per signal: left, then right
         end = self._frames + n
         start = 0
         while True:
@@ -486,9 +492,11 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
         measuring = chains()
         pairs = PairEnergies(sample_rate, count)
         frames = 0
+        def measure(k, blocks):
+            return pairs.weigh(k, measuring[k].process(blocks[k]))
+
         for blocks in _lockstep(sources):
-            processed = _map(pool, lambda pair: pair[0].process(pair[1]), list(zip(measuring, blocks)))
-            pairs.add(processed)
+            pairs.add([], weighted=_map(pool, lambda k, blocks=blocks: measure(k, blocks), range(count)))
             frames += blocks[0].shape[1]
         reductions = [c.max_gain_reduction_db for c in measuring]
         makeups_db = []
