@@ -395,6 +395,11 @@ def mix_command(
     strict: bool = typer.Option(False, "--strict", help="Fail on an unreadable or silent stem instead of skipping it."),
     codec_safe: str | None = CodecSafeOption,
     amount: float = AmountOption,
+    gains: list[str] = typer.Option([], "--gain", help="STEM=DB on top of automix's level, -24..+24 (repeatable), e.g. --gain vox=+1.5."),
+    pans: list[str] = typer.Option([], "--pan", help="STEM=POSITION, -1 (left) .. 1 (right), replacing automix's (repeatable)."),
+    mutes: list[str] = typer.Option([], "--mute", help="Leave a stem out of the mix (repeatable)."),
+    focus: str | None = typer.Option(None, "--focus", help="A stem, role, group or 'lead' brought forward (default 3 LU; e.g. --focus vocal=+4)."),
+    plan_file: Path | None = typer.Option(None, "--plan-file", help="Your per-stem decisions in a TOML file beside the stems (the command line wins)."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -403,13 +408,20 @@ def mix_command(
         check_output_options(bit_depth, over_limit, format_name, sample_rate, codec_safe)
         resolved = resolve_preset(preset, preset_file, platform, target_lufs, ceiling_dbtp, max_limiting_db)
         overrides = parse_role_overrides(roles)
-        check_mix_arguments(folder, output, format_name, role_overrides=overrides, export_stems=export_stems, report_path=report)
+        from automix.mix import user_plan
+
+        user = user_plan.build(gains, pans, mutes, focus, plan_file) if (gains or pans or mutes or focus or plan_file) else None
+        scan = check_mix_arguments(folder, output, format_name, role_overrides=overrides, export_stems=export_stems, report_path=report)
+        if user is not None:  # every name the user gave is a stem in the folder: a usage error otherwise
+            user_plan.check_names(user, [p.name for p in scan.files] + [name for name, *_ in scan.skipped])
     except (AutomixError, OSError) as error:  # OSError: a path the system refuses (name too long...)
         fail(describe_error(error))
         raise typer.Exit(EXIT_USAGE)
     shaping = {"target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp, "max_limiting_db": max_limiting_db, "platform": platform,
                "over_limit": over_limit, "bit_depth": bit_depth, "sample_rate": sample_rate, "format": format_name,
-               "codec_safe": codec_safe, "amount": amount, "role": ",".join(sorted(roles)) or None, "no_master": no_master or None}
+               "codec_safe": codec_safe, "amount": amount, "role": ",".join(sorted(roles)) or None, "no_master": no_master or None,
+               "gain": ",".join(gains) or None, "pan": ",".join(pans) or None, "mute": ",".join(mutes) or None, "focus": focus,
+               "plan_file": str(plan_file) if plan_file else None}
     options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run=False, codec_safe=codec_safe, amount=amount,
                             provenance=provenance_for(resolved, preset_file, shaping))
     from automix.jobs.mix_folder import mix_folder
@@ -417,7 +429,7 @@ def mix_command(
     with _progress(1, quiet, f"mixing {folder.name}") as progress:
         try:
             result = mix_folder(folder, output, resolved, options, role_overrides=overrides, no_master=no_master,
-                                export_stems=export_stems, report_path=report, strict=strict)
+                                export_stems=export_stems, report_path=report, strict=strict, user=user)
         except Exception as error:  # noqa: BLE001 - AutomixError, disk full, out of memory...: one line
             debug_traceback(error)
             message = describe_error(error)

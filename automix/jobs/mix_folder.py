@@ -41,6 +41,7 @@ from automix.jobs.safety import debug_traceback, describe_error
 from automix.master.chain import ArraySink, FileSink, MasterResult, master_stream
 from automix.measure.analyzer import Analyzer, analyze
 from automix.measure.loudness import LoudnessMeter
+from automix.mix import user_plan
 from automix.mix.balancer import MixPlan, StemInfo, balance
 from automix.mix.renderer import render_stream
 from automix.mix.roles import detect_role, lead_features, pair_key, stereo_side
@@ -151,7 +152,7 @@ class MixResult:
 def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOptions, *,
                role_overrides: dict[str, str] | None = None, no_master: bool = False,
                export_stems: Path | None = None, report_path: Path | None = None,
-               strict: bool = False) -> MixResult:
+               strict: bool = False, user=None) -> MixResult:
     """Mix a folder of stems into one master. The pipeline, top to bottom.
 
     Every argument is checked before any audio is read
@@ -167,9 +168,17 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     scan = check_mix_arguments(folder, output, options.format_name, role_overrides=role_overrides,
                                export_stems=export_stems, report_path=report_path, dry_run=options.dry_run)
     stems = open_stems(folder, strict=strict, sample_rate=options.sample_rate, files=scan.files, skipped=scan.skipped)
+    if user is not None:  # the user's --gain/--pan/--mute/--focus name real stems (no audio read yet)
+        user_plan.check_names(user, [p.name for p in scan.files] + [name for name, *_ in scan.skipped])
     stems, analyses, features = analyse_sources(stems, strict)
     infos, kept, skipped = identify_stems(stems, analyses, role_overrides or {}, strict, features=features)
-    plan = balance(infos, preset)
+    if user is not None:
+        user = user_plan.restrict(user, [i.name for i in infos], {name: reason for name, reason, _ in skipped})
+    plan = balance(infos, preset, user=user)
+    planned = {p.name for p in plan.stems}
+    keep_index = [i for i, s in enumerate(infos) if s.name in planned]
+    infos, kept = [infos[i] for i in keep_index], [kept[i] for i in keep_index]
+    skipped = tuple(skipped) + tuple((m.name, m.rule, "muted") for m in plan.muted)
     by_name = {stems.names[i]: stems.sources[i] for i in kept}
     sources = [by_name[stem_plan.name] for stem_plan in plan.stems]  # the plan may leave stems out (muted)
     rate = stems.sample_rate

@@ -150,13 +150,17 @@ def group_gains_db(processed: list[np.ndarray], sample_rate: int, plans) -> tupl
         if getattr(stem_plan, "group", ""):
             members.setdefault(stem_plan.group, []).append(index)
     for group, indices in members.items():
+        # Measured without the user's own gains (--gain, --focus), which then apply on top
+        # exactly: a stem that rests most of the time adds less to the measured sum than
+        # its planned share, so leaving its gain in would be undone by the group scaling.
         total = np.zeros_like(processed[indices[0]])
         for index in indices:
-            total += processed[index]
+            user_db = getattr(plans[index], "user_gain_db", 0.0)
+            total += processed[index] * np.float32(10 ** (-user_db / 20)) if user_db else processed[index]
         measured = loudness.integrated_loudness(total, sample_rate, absolute_gate_lufs=ACTIVE_GATE_LUFS)
         if measured <= loudness.SILENCE_DB:
             continue
-        target = plans[indices[0]].group_lufs
+        target = plans[indices[0]].group_lufs - getattr(plans[indices[0]], "group_user_db", 0.0)
         for index in indices:
             gains[index] = target - measured
         report[group] = {"planned_lufs": round(target, 2), "summed_lufs": round(measured, 2),
@@ -513,12 +517,12 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
             if getattr(stem_plan, "group", ""):
                 members.setdefault(stem_plan.group, []).append(index)
         for group, indices in members.items():
-            weights = np.zeros(count)
-            weights[indices] = makeup[indices]
+            weights = np.zeros(count)  # without the user's gains, as group_gains_db measures
+            weights[indices] = makeup[indices] * np.array([10 ** (-getattr(plan.stems[i], "user_gain_db", 0.0) / 20) for i in indices])
             measured = pairs.loudness(weights)
             if measured <= loudness.SILENCE_DB:
                 continue
-            target = plan.stems[indices[0]].group_lufs
+            target = plan.stems[indices[0]].group_lufs - getattr(plan.stems[indices[0]], "group_user_db", 0.0)
             for index in indices:
                 group_gains[index] = target - measured
             groups[group] = {"planned_lufs": round(target, 2), "summed_lufs": round(measured, 2),
