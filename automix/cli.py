@@ -27,6 +27,7 @@ from rich.table import Table
 
 from automix import __version__
 from automix.errors import AutomixError
+from automix.io.formats import LOSSY_FORMAT_NAMES
 from automix.jobs.checks import check_mix_arguments
 from automix.jobs.options import OutputOptions
 from automix.jobs.safety import (
@@ -141,7 +142,7 @@ PlatformOption = typer.Option(None, "--platform", help="Loudness target of a pla
 OverLimitOption = typer.Option("fail", "--over-limit", help="If the target needs more limiting than allowed: fail (exit 3, nothing written), quieter, or force.")
 BitDepthOption = typer.Option("24", "--bit-depth", help="16 (dithered), 24 or 32f.")
 SampleRateOption = typer.Option(None, "--sample-rate", help="Output sample rate [default: the input's].")
-FormatOption = typer.Option(None, "--format", help="wav, flac or aiff [default: from the output name].")
+FormatOption = typer.Option(None, "--format", help="wav, flac, aiff, or mp3, opus, aac (judged as decoded) [default: from the output name].")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
 JsonOption = typer.Option(False, "--json", help="One JSON object per result and line on stdout.")
 CodecSafeOption = typer.Option(None, "--codec-safe", help="Lossy codecs (e.g. mp3,aac,opus or aac:128) whose decoded true peak must also stay under the ceiling.")
@@ -222,8 +223,12 @@ def check_output_options(bit_depth: str, over_limit: str, format_name: str | Non
         raise AutomixError(f"--bit-depth must be 16, 24 or 32f, not {bit_depth!r}")
     if over_limit not in OVER_LIMIT_CHOICES:
         raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}, not {over_limit!r}")
-    if format_name and format_name.lower().lstrip(".") not in ("wav", "flac", "aif", "aiff"):
-        raise AutomixError(f"--format must be wav, flac or aiff, not {format_name!r}")
+    if format_name and format_name.lower().lstrip(".") in LOSSY_FORMAT_NAMES:
+        from automix.io.lossy import lossy_target  # the encoder must exist before any audio is read
+
+        lossy_target(None, format_name)
+    elif format_name and format_name.lower().lstrip(".") not in ("wav", "flac", "aif", "aiff"):
+        raise AutomixError(f"--format must be wav, flac, aiff, mp3, opus or aac, not {format_name!r}")
     if format_name and format_name.lower() == "flac" and bit_depth == "32f":
         raise AutomixError("FLAC cannot hold 32-bit float; use --bit-depth 16 or 24, or --format wav")
     if sample_rate is not None and not 8000 <= sample_rate <= 384000:
@@ -353,6 +358,11 @@ def _progress(total: int, quiet: bool, label: str) -> _Progress:
     return _Progress(total, enabled=not quiet and stderr.is_terminal, label=label)
 
 
+def _heard(record: dict, decoded_key: str, key: str) -> float:
+    """What a listener gets: the decoded file's reading for mp3/opus/aac, else the PCM's."""
+    return record["decoded"][decoded_key] if record.get("decoded") else record[key]
+
+
 def _report_line(record: dict, quiet: bool, progress: _Progress) -> None:
     """One human line per file on stderr: errors always, results unless --quiet."""
     name = Path(record["input"]).name
@@ -369,8 +379,8 @@ def _report_line(record: dict, quiet: bool, progress: _Progress) -> None:
     where = f" -> {record['output']}" if record.get("output") else " (dry run)"
     note = escape(f"  [{record['status']}: {record['message']}]") if record["status"] != "ok" else ""
     progress.print(
-        f"ok {escape(name)}{escape(where)}  {record['input_lufs']:.1f} -> {record['output_lufs']:.2f} LUFS, "
-        f"{record['output_true_peak_dbtp']:.2f} dBTP, limiter {record['limiter_max_gain_reduction_db']:.1f} dB{note}"
+        f"ok {escape(name)}{escape(where)}  {record['input_lufs']:.1f} -> {_heard(record, 'integrated_lufs', 'output_lufs'):.2f} LUFS, "
+        f"{_heard(record, 'true_peak_dbtp', 'output_true_peak_dbtp'):.2f} dBTP{' decoded' if record.get('decoded') else ''}, limiter {record['limiter_max_gain_reduction_db']:.1f} dB{note}"
     )
 
 

@@ -129,9 +129,10 @@ def test_usage_errors_come_before_reading_audio(tmp_path, refuse):
     (tmp_path / "latin1.toml").write_bytes('description = "caf\xe9"\n'.encode("latin-1"))
     (tmp_path / "existing.wav").write_bytes(b"user data")
     cases = [
-        (("mix", stems, "-o", tmp_path / "song.mp3"), "mp3"),
+        (("mix", stems, "-o", tmp_path / "song.wma"), "wma"),
         (("mix", stems, "-o", tmp_path / "song"), "extension"),
-        (("mix", stems, "-o", tmp_path / "x.wav", "--format", "mp3"), "--format"),
+        (("mix", stems, "-o", tmp_path / "x.wav", "--format", "wma"), "--format"),
+        (("mix", stems, "-o", tmp_path / "x.wav", "--format", "mp3"), "mp3"),
         (("mix", stems, "-o", tmp_path / "x.wav", "--role", "missing=bass"), "missing"),
         (("mix", stems, "-o", tmp_path / "x.wav", "--preset-file", tmp_path / "missing.toml"), "no such file"),
         (("mix", stems, "-o", tmp_path / "x.wav", "--preset-file", tmp_path / "latin1.toml"), "UTF-8"),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from automix.errors import AutomixError
-from automix.io.formats import READABLE_EXTENSIONS, WRITABLE_FORMATS
+from automix.io.formats import LOSSY_FORMAT_NAMES, LOSSY_FORMATS, READABLE_EXTENSIONS, WRITABLE_FORMATS
 from automix.io.paths import (
     check_output_folder,
     check_output_paths,
@@ -77,10 +77,23 @@ def check_audio_output_name(path: Path, format_name: str | None, what: str = "-o
     """The container comes from ``--format`` or the extension: one of them must name a
     format automix writes."""
     if format_name:
-        return  # checked with the other options
-    allowed = ", ".join(sorted({k.lstrip(".") for k in WRITABLE_FORMATS}))
+        if format_name.strip().lower().lstrip(".") in LOSSY_FORMAT_NAMES:
+            from automix.io.lossy import lossy_target
+
+            lossy_target(path, format_name)
+            suffix = LOSSY_FORMAT_NAMES[format_name.strip().lower().lstrip(".")][1]
+            if path.suffix.lower() in (*WRITABLE_FORMATS, *LOSSY_FORMATS) and LOSSY_FORMATS.get(path.suffix.lower()) != LOSSY_FORMATS[suffix]:
+                raise AutomixError(f"{what} {path}: the name says {path.suffix.lstrip('.')} but --format says {format_name}; "
+                                   f"name it {path.stem}{suffix}")
+        return  # the rest is checked with the other options
+    allowed = ", ".join(sorted({k.lstrip(".") for k in (*WRITABLE_FORMATS, *LOSSY_FORMATS)}))
     if not path.suffix:
-        raise AutomixError(f"{what} {path}: no extension; name the file .wav, .flac or .aiff, or pass --format ({allowed})")
+        raise AutomixError(f"{what} {path}: no extension; name the file .wav, .flac, .aiff, .mp3, .opus or .m4a, or pass --format ({allowed})")
+    if path.suffix.lower() in LOSSY_FORMATS:
+        from automix.io.lossy import lossy_target  # is the encoder there? (PyAV: no audio read)
+
+        lossy_target(path)
+        return
     if path.suffix.lower() not in WRITABLE_FORMATS:
         raise AutomixError(f"{what} {path}: automix cannot write '{path.suffix.lstrip('.')}' files; use one of {allowed} (or --format)")
 

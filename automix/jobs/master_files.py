@@ -80,6 +80,7 @@ def output_path_for(input_path: Path, out_dir: Path, format_name: str | None, ta
     already used by another input or output of the same run."""
     if format_name:
         suffix = "." + format_name.lower().lstrip(".")
+        suffix = ".m4a" if suffix == ".aac" else suffix  # AAC is written in an MP4 container
     else:
         suffix = input_path.suffix.lower() if input_path.suffix.lower() in WRITABLE_FORMATS else ".wav"
     candidate = out_dir / f"{input_path.stem}{suffix}"

@@ -38,7 +38,8 @@ from automix.jobs.checks import (
 from automix.jobs.options import MIN_MEASURABLE_S, OutputOptions
 from automix.jobs.report import build_report, write_report
 from automix.jobs.safety import debug_traceback, describe_error
-from automix.master.chain import ArraySink, FileSink, MasterResult, master_stream
+from automix.io import lossy
+from automix.master.chain import ArraySink, FileSink, MasterResult, master_stream, master_to_file
 from automix.measure.analyzer import Analyzer, analyze
 from automix.measure.loudness import LoudnessMeter
 from automix.mix import user_plan
@@ -193,6 +194,7 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
                                                   **{f"exported stem {p.name}": p for p in exported}})
         for path in exported:
             check_writable_file(path, "exported stem")
+        output.parent.mkdir(parents=True, exist_ok=True)  # the temporary bus lives beside the output
         for where in {output.parent, *(p.parent for p in exported), *((Path(report_path).parent,) if report_path else ())}:
             clean_stale_parts(where)  # temp files a killed run left behind
     provenance = None
@@ -335,6 +337,10 @@ def _master_bus(bus_path: Path, output: Path, preset: Preset, options: OutputOpt
         sink = ArraySink(source.channels, source.frames)
         result = master_stream(source, preset.master, sink, **settings)
         return result, sink.samples, None
+    if lossy.is_lossy(output, options.format_name):  # mp3/opus/aac: judged as decoded, then encoded
+        result = master_to_file(source, output, preset.master, format_name=options.format_name, provenance=provenance,
+                                **{k: v for k, v in settings.items() if k != "bit_depth"})
+        return result, None, (output if result.status != "target_missed" else None)
     out = None
     try:
         with atomic_output(output) as temp_name:

@@ -97,6 +97,9 @@ class MasterResult:
     settings: MasterSettings
     codec_true_peaks_dbtp: dict = field(default_factory=dict)  # decoded, of the final master
     codec_attenuation_db: float = 0.0  # how much lower the limiter sat for --codec-safe
+    #: Lossy output: the written file as decoded ({"codec", "kbps", "integrated_lufs",
+    #: "true_peak_dbtp", "loudness_offset_lu"}); empty for PCM.
+    decoded: dict = field(default_factory=dict)
     #: The limiter's deepest gain reduction per 100 ms, for the report's plot (not in JSON).
     limiter_timeline_db: np.ndarray | None = field(default=None, repr=False, compare=False)
     limiter_design: str = "wideband"  # or "split-band": bass peaks limited in the bass alone
@@ -328,6 +331,12 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
     depends on the block size, not on the length of the audio. The caller checks that
     the output is no input (:func:`automix.io.paths.check_output_paths`).
     """
+    from automix.io import lossy
+
+    if not dry_run and lossy.is_lossy(output_path, format_name):
+        return _master_to_lossy(source, Path(output_path), settings, lossy.lossy_target(output_path, format_name),
+                                over_limit=over_limit, codec_safe=codec_safe, amount=amount, provenance=provenance,
+                                reference=reference)
     if dry_run:
         return master_stream(source, settings, NullSink(), bit_depth=bit_depth, over_limit=over_limit, amount=amount,
                              reference=reference)
@@ -344,6 +353,45 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
     except _TargetMissed:
         pass
     return result
+
+
+def _master_to_lossy(source: BlockSource, output_path: Path, settings: MasterSettings, target, *, over_limit: str,
+                     codec_safe: str | None, amount: float, provenance: Provenance | None,
+                     reference: Reference | None = None) -> MasterResult:
+    """Each render goes to a float WAV scratch file beside the output; the loop encodes
+    it into a second scratch file and judges that as decoded (both streamed: memory does
+    not grow with the length); the chosen encoding is tagged with its decoded loudness
+    and renamed into place. Scratch files have ``.part`` names (a killed run's leftovers
+    are cleaned like any other)."""
+    import os
+
+    from automix.io import lossy
+    from automix.io.paths import temp_name_for
+
+    check = lossy.decoded_check(target.codec, target.bitrate_kbps)
+    output_path.parent.mkdir(parents=True, exist_ok=True)  # the scratch files live beside the output
+    render_path, encoded_path = temp_name_for(output_path), temp_name_for(output_path)
+    try:
+        sink = FileSink(str(render_path), render_path.with_suffix(".wav"), source.sample_rate, source.channels, "32f", "wav")
+        result = master_stream(source, settings, sink, bit_depth="32f", over_limit=over_limit, codec_safe=codec_safe,
+                               amount=amount, reference=reference, lossy_check=check,
+                               lossy_files=(render_path, encoded_path))
+        if result.status == "target_missed":
+            return result
+        if check.last is None:  # never judged (e.g. no loudness aim): judge the final render now
+            check.verdict_file(render_path, encoded_path, settings.target_lufs, settings.ceiling_dbtp,
+                               rendered_lufs=result.output_lufs)
+        chosen = check.chosen()  # the last if it met the aim, else the best that kept the promise
+        written = check.write(output_path, provenance=provenance)
+        decoded = {"codec": check.codec, "kbps": check.bitrate_kbps, "integrated_lufs": chosen.decoded.integrated_lufs,
+                   "true_peak_dbtp": chosen.decoded.true_peak_dbtp, "loudness_offset_lu": chosen.loudness_offset_lu}
+        return replace(result, decoded=decoded, warnings=(*result.warnings, *written.warnings))
+    finally:
+        for scratch in (render_path, encoded_path):
+            try:
+                os.unlink(scratch)
+            except OSError:
+                pass
 
 
 @dataclass(frozen=True, eq=False)
@@ -405,7 +453,8 @@ def collect_loop_features(source: BlockSource, plan: ChainPlan) -> LoopFeatures:
 
 def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, bit_depth: str = "24",
                   over_limit: str = "fail", analysis: AudioAnalysis | None = None,
-                  codec_safe: str | None = None, amount: float = 1.0, reference: Reference | None = None) -> MasterResult:
+                  codec_safe: str | None = None, amount: float = 1.0, lossy_check=None,
+                  lossy_files: tuple[Path, Path] | None = None, reference: Reference | None = None) -> MasterResult:
     """Master a stream of blocks into ``sink`` (see the module docstring).
 
     Parameters
@@ -468,8 +517,21 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
             checked = codecs.codec_safe_gain_db(sink.read(), source.sample_rate, ceiling_dbtp, codec_safe, verify=False)
             return checked.attenuation_db, dict(checked.peaks_before_dbtp)
 
+    decoded_check = None
+    if lossy_check is not None:  # an automix.io.lossy.DecodedCheck: the file is judged as decoded
+
+        def decoded_check(rendered: Render, target_lufs: float, ceiling_dbtp: float):
+            if lossy_files is not None:  # (render on disk, encoded file): constant memory
+                verdict = lossy_check.verdict_file(*lossy_files, target_lufs, ceiling_dbtp,
+                                                   rendered_lufs=rendered.measured.integrated_lufs)
+            else:
+                verdict = lossy_check.verdict(sink.read(), source.sample_rate, target_lufs, ceiling_dbtp,
+                                              rendered_lufs=rendered.measured.integrated_lufs)
+            return verdict.extra_threshold_db, verdict.loudness_offset_lu, verdict.decoded
+
     loop = run_loop(features, settings, over_limit, render_with, precise_peak=lambda r: r.precise_true_peak_dbtp,
-                    codec_attenuation=codec_check)
+                    codec_attenuation=codec_check,
+                    decoded_check=decoded_check)
     result = _result(analysis, plan, loop, settings, source.warnings, reference)
     return replace(result, limiter_design="split-band" if split_band else "wideband")
 

@@ -335,6 +335,10 @@ RenderFn = Callable[[float, float, float], Rendered]
 PrecisePeakFn = Callable[[Rendered], float]
 #: codec_attenuation(rendered, ceiling_dbtp) -> (extra dB needed, decoded peaks per codec)
 CodecFn = Callable[[Rendered, float], tuple[float, dict]]
+#: decoded_check(rendered, target_lufs, ceiling_dbtp) -> (extra threshold dB, decoded minus
+#: rendered LU, decoded measurement with .integrated_lufs and .true_peak_dbtp); see
+#: automix.io.lossy.DecodedCheck
+DecodedFn = Callable[[Rendered, float, float], tuple[float, float, object]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -355,10 +359,13 @@ class LoopResult:
     prediction_error_lu: float  # model minus measurement, first render
     codec_true_peaks_dbtp: dict = field(default_factory=dict)
     codec_attenuation_db: float = 0.0
+    decoded: object = None  # the lossy file as decoded, last check (automix.io.lossy.DecodedMeasurement)
+    decoded_loudness_offset_lu: float = 0.0  # decoded minus rendered loudness, last check
 
 
 def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, render: RenderFn,
-             precise_peak: PrecisePeakFn | None = None, codec_attenuation: CodecFn | None = None) -> LoopResult:
+             precise_peak: PrecisePeakFn | None = None, codec_attenuation: CodecFn | None = None,
+             decoded_check: DecodedFn | None = None) -> LoopResult:
     """Choose gain, threshold and release on the model, then render and correct.
 
     Parameters
@@ -385,13 +392,15 @@ def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, 
     renders, first_error, codec_db, codec_peaks, codec_rounds = 0, None, 0.0, {}, 0
     history: list[tuple[float, float]] = []  # (gain, measured LUFS) at the current limiter setting
     precise = math.nan
+    aim = target  # the render's loudness goal: target minus the codec's loudness offset
+    decoded, decoded_offset, decoded_rounds = None, 0.0, 0
     while True:
         rendered = render(gain, threshold, release)
         renders += 1
         measured = rendered.measured
         if first_error is None:
             first_error = predict(features, gain, threshold, release).integrated_lufs - measured.integrated_lufs
-        loud_error = target - measured.integrated_lufs
+        loud_error = aim - measured.integrated_lufs
         peak_excess = measured.true_peak_dbtp - (ceiling - PEAK_MARGIN_DB)
         loud_ok = not aim_loudness or abs(loud_error) <= LOUDNESS_TOLERANCE_LU
         if loud_ok and peak_excess <= 0:
@@ -405,6 +414,25 @@ def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, 
                     codec_db += extra_db
                     threshold -= extra_db
                     history.clear()
+                    continue
+            if peak_excess <= 0 and decoded_check is not None and decoded_rounds < MAX_CODEC_ROUNDS + 2:
+                # Judge the file as decoded: lower the limiter for decoded overs, and aim
+                # the render at target - offset so the decoded loudness lands on target.
+                extra_db, decoded_offset, decoded = decoded_check(rendered, target, ceiling)
+                decoded_error = decoded.integrated_lufs - target
+                if extra_db > 0 or (aim_loudness and abs(decoded_error) > LOUDNESS_TOLERANCE_LU):
+                    decoded_rounds += 1
+                    if aim_loudness:
+                        aim = target - decoded_offset
+                        loud_error = aim - measured.integrated_lufs
+                    if extra_db > 0:
+                        codec_db += extra_db
+                        threshold -= extra_db
+                        history.clear()
+                        continue
+                    history.clear()
+                    history.append((gain, measured.integrated_lufs))
+                    gain += loud_error / _model_slope(features, gain, threshold, release)
                     continue
             if peak_excess <= 0:
                 break
@@ -449,6 +477,7 @@ def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, 
         deepest_gain_reduction_db=final.max_gain_reduction_db, deepest_at_s=final.deepest_at_s,
         precise_true_peak_dbtp=precise, prediction_error_lu=float(first_error or 0.0),
         codec_true_peaks_dbtp=codec_peaks, codec_attenuation_db=codec_db,
+        decoded=decoded, decoded_loudness_offset_lu=decoded_offset,
     )  # fmt: skip
 
 
