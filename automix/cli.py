@@ -410,6 +410,7 @@ def mix_command(
     mutes: list[str] = typer.Option([], "--mute", help="Leave a stem out of the mix (repeatable)."),
     focus: str | None = typer.Option(None, "--focus", help="A stem, role, group or 'lead' brought forward (default 3 LU; e.g. --focus vocal=+4)."),
     plan_file: Path | None = typer.Option(None, "--plan-file", help="Your per-stem decisions in a TOML file beside the stems (the command line wins)."),
+    reference: Path | None = ReferenceOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -424,6 +425,10 @@ def mix_command(
         scan = check_mix_arguments(folder, output, format_name, role_overrides=overrides, export_stems=export_stems, report_path=report)
         if user is not None:  # every name the user gave is a stem in the folder: a usage error otherwise
             user_plan.check_names(user, [p.name for p in scan.files] + [name for name, *_ in scan.skipped])
+        if reference is not None:
+            from automix.master.reference import check_reference_path
+
+            check_reference_path(reference, inputs=[folder], outputs=[p for p in (output, report, export_stems) if p is not None])
     except (AutomixError, OSError) as error:  # OSError: a path the system refuses (name too long...)
         fail(describe_error(error))
         raise typer.Exit(EXIT_USAGE)
@@ -434,6 +439,12 @@ def mix_command(
                "plan_file": str(plan_file) if plan_file else None}
     options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run=False, codec_safe=codec_safe, amount=amount,
                             provenance=provenance_for(resolved, preset_file, shaping))
+    if reference is not None:  # measured once; its loudness is the target unless one was given
+        matched, note = load_reference(reference, target_lufs is None and platform is None)
+        if note:
+            _note(note, quiet)
+            resolved = resolved.with_overrides({"target_lufs": matched.target}, "--reference")
+        options = dataclasses.replace(options, reference=matched.reference)
     from automix.jobs.mix_folder import mix_folder
 
     with _progress(1, quiet, f"mixing {folder.name}") as progress:

@@ -117,3 +117,33 @@ def test_master_output_name_taken_by_a_folder_fails_only_that_file(tmp_path):
     assert "folder" in records[1]["error"] and records[1]["output"] is None
     assert (out / "b.wav").is_dir() and (out / "a.wav").is_file() and (out / "c.wav").is_file()
     assert "Traceback" not in result.stderr
+
+
+def test_mix_matches_a_reference_and_refuses_a_stem_as_reference(tmp_path):
+    """--reference on mix: the report shows the reference and the tonal EQ aims at it;
+    a stem of the folder is refused as a reference before any audio is read (exit 2)."""
+    import shutil
+
+    import soundfile as sf
+    from scipy import signal as sps
+    from signals import music_like, pink_noise
+
+    stems = tmp_path / "stems"
+    stems.mkdir()
+    for name, seed in (("vocals.wav", 1), ("drums.wav", 2)):
+        sf.write(stems / name, music_like(6, 44100, seed=seed).T, 44100, subtype="PCM_24")
+    dark = sps.sosfilt(sps.butter(2, 800, "lowpass", fs=48000, output="sos"), 0.2 * pink_noise(8, 48000, seed=5), axis=-1)
+    sf.write(tmp_path / "dark.wav", dark.T.astype(np.float32), 48000, subtype="PCM_24")
+    result = automix("mix", stems, "-o", tmp_path / "mix.wav", "--reference", tmp_path / "dark.wav",
+                     "--report", tmp_path / "mix.json", "--quiet")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "mix.json").read_text())
+    assert report["master"]["reference"]["name"] == "dark.wav"
+    assert "reference dark.wav" in report["master"]["tonal_eq_reason"]
+    # a dark reference: the EQ cuts the top and does not boost it
+    gains = report["master"]["tonal_eq_db"]
+    assert min(gains.get(band, 0.0) for band in ("6310", "7943", "10000")) < -1.0
+    refused = automix("mix", stems, "-o", tmp_path / "mix2.wav", "--reference", stems / "vocals.wav")
+    assert refused.returncode == 2 and "--reference" in refused.stderr
+    assert not (tmp_path / "mix2.wav").exists()
+    shutil.rmtree(stems)

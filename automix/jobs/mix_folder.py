@@ -332,7 +332,7 @@ def _master_bus(bus_path: Path, output: Path, preset: Preset, options: OutputOpt
     gives the samples for the report)."""
     source = file_source(bus_path)
     settings = {"bit_depth": options.bit_depth, "over_limit": options.over_limit, "codec_safe": options.codec_safe,
-                "amount": options.amount}
+                "amount": options.amount, "reference": options.reference}
     if options.dry_run:
         sink = ArraySink(source.channels, source.frames)
         result = master_stream(source, preset.master, sink, **settings)
