@@ -73,46 +73,8 @@ def load_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = 
     resampled (soxr, very high quality) to ``sample_rate`` or else the rate most stems
     share (the higher on a tie); shorter stems are padded with silence at the end.
     """
-    if files is None:
-        scan = scan_stems_folder(folder)
-        files, skipped = scan.files, scan.skipped
-    loaded, skipped, notes = [], list(skipped), []
-    for path in files:
-        declared = _declared_duration_s(path)
-        if declared is not None and declared < MIN_MEASURABLE_S:
-            message = f"too short to measure: {declared:.3f} s; loudness needs at least {MIN_MEASURABLE_S} s"
-            if strict:
-                raise AutomixError(f"{path}: {message}")
-            skipped.append((path.name, message, "too short"))
-            continue
-        try:
-            audio = read_audio(path)
-        except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
-            debug_traceback(error)
-            if strict:
-                raise AutomixError(describe_error(error, path)) from None
-            skipped.append((path.name, describe_error(error, path), "unreadable"))
-            continue
-        if audio.channels > 2:
-            message = f"{path}: {audio.channels} channels; stems must be mono or stereo"
-            if strict:
-                raise AutomixError(message)
-            skipped.append((path.name, message, "unreadable"))
-            continue
-        if audio.frames < MIN_MEASURABLE_S * audio.sample_rate:
-            message = (f"too short to measure: {audio.frames} samples ({audio.duration_s:.3f} s); "
-                       f"loudness needs at least {MIN_MEASURABLE_S} s")
-            if strict:
-                raise AutomixError(f"{path}: {message}")
-            skipped.append((path.name, message, "too short"))
-            continue
-        loaded.append(audio)
-        notes.extend(f"{path.name}: {warning}" for warning in audio.warnings)
-    if not loaded:
-        raise AutomixError(f"{folder}: none of the {len(files)} audio files could be used"
-                           + "".join(f"; {name}: {reason}" for name, reason, _ in skipped[:3]))
-    rates = Counter(a.sample_rate for a in loaded)
-    rate = sample_rate or max(rates, key=lambda r: (rates[r], r))
+    opened, skipped, notes, rate = _usable_stems(folder, files, skipped, strict, sample_rate, read_audio)
+    loaded = [audio for _, audio in opened]
     samples = []
     for audio in loaded:
         x = audio.samples
@@ -129,6 +91,52 @@ def load_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = 
         names=tuple(a.name for a in loaded), paths=tuple(a.path for a in loaded), samples=tuple(samples),
         sample_rate=rate, skipped=tuple(skipped), notes=tuple(notes),
     )  # fmt: skip
+
+
+def _usable_stems(folder: Path, files, skipped, strict: bool, sample_rate: int | None, opener):
+    """Open every stem with ``opener`` (``read_audio`` or ``file_source``: both give
+    ``channels``, ``frames``, ``sample_rate`` and ``warnings``) and set aside, with the
+    reason, what cannot be mixed: unreadable, more than two channels, too short to
+    measure (or, with ``strict``, fail). Returns ``(path, opened)`` pairs, the skipped
+    and the notes, and the rate the mix runs at: ``sample_rate``, else the rate most
+    stems share (the higher on a tie)."""
+    if files is None:
+        scan = scan_stems_folder(folder)
+        files, skipped = scan.files, scan.skipped
+    opened, skipped, notes = [], list(skipped), []
+
+    def leave_out(path: Path, message: str, kind: str) -> None:
+        if strict:
+            raise AutomixError(message if message.startswith(str(path)) else f"{path}: {message}")
+        skipped.append((path.name, message, kind))
+
+    for path in files:
+        declared = _declared_duration_s(path)
+        if declared is not None and declared < MIN_MEASURABLE_S:
+            leave_out(path, f"too short to measure: {declared:.3f} s; loudness needs at least {MIN_MEASURABLE_S} s", "too short")
+            continue
+        try:
+            stem = opener(path)
+        except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
+            debug_traceback(error)
+            if strict:
+                raise AutomixError(describe_error(error, path)) from None
+            skipped.append((path.name, describe_error(error, path), "unreadable"))
+            continue
+        if stem.channels > 2:
+            leave_out(path, f"{path}: {stem.channels} channels; stems must be mono or stereo", "unreadable")
+            continue
+        if stem.frames < MIN_MEASURABLE_S * stem.sample_rate:
+            leave_out(path, f"too short to measure: {stem.frames} samples ({stem.frames / stem.sample_rate:.3f} s); "
+                            f"loudness needs at least {MIN_MEASURABLE_S} s", "too short")
+            continue
+        opened.append((path, stem))
+        notes.extend(w if w.startswith(f"{path.name}: ") else f"{path.name}: {w}" for w in stem.warnings)
+    if not opened:
+        raise AutomixError(f"{folder}: none of the {len(files)} audio files could be used"
+                           + "".join(f"; {name}: {reason}" for name, reason, _ in skipped[:3]))
+    rates = Counter(stem.sample_rate for _, stem in opened)
+    return opened, skipped, notes, sample_rate or max(rates, key=lambda r: (rates[r], r))
 
 
 def _declared_duration_s(path: Path) -> float | None:
@@ -418,46 +426,7 @@ def open_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = 
                files: tuple[Path, ...] | None = None, skipped: tuple = ()) -> StemSources:
     """:func:`load_stems`, streaming: the same checks, skips and notes, but each stem is a
     :class:`automix.io.stream.BlockSource` (decoded once here to validate it)."""
-    if files is None:
-        scan = scan_stems_folder(folder)
-        files, skipped = scan.files, scan.skipped
-    opened, skipped, notes = [], list(skipped), []
-    for path in files:
-        declared = _declared_duration_s(path)
-        if declared is not None and declared < MIN_MEASURABLE_S:
-            message = f"too short to measure: {declared:.3f} s; loudness needs at least {MIN_MEASURABLE_S} s"
-            if strict:
-                raise AutomixError(f"{path}: {message}")
-            skipped.append((path.name, message, "too short"))
-            continue
-        try:
-            source = file_source(path)
-        except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
-            debug_traceback(error)
-            if strict:
-                raise AutomixError(describe_error(error, path)) from None
-            skipped.append((path.name, describe_error(error, path), "unreadable"))
-            continue
-        if source.channels > 2:
-            message = f"{path}: {source.channels} channels; stems must be mono or stereo"
-            if strict:
-                raise AutomixError(message)
-            skipped.append((path.name, message, "unreadable"))
-            continue
-        if source.frames < MIN_MEASURABLE_S * source.sample_rate:
-            message = (f"too short to measure: {source.frames} samples ({source.frames / source.sample_rate:.3f} s); "
-                       f"loudness needs at least {MIN_MEASURABLE_S} s")
-            if strict:
-                raise AutomixError(f"{path}: {message}")
-            skipped.append((path.name, message, "too short"))
-            continue
-        opened.append((path, source))
-        notes.extend(w if w.startswith(f"{path.name}: ") else f"{path.name}: {w}" for w in source.warnings)
-    if not opened:
-        raise AutomixError(f"{folder}: none of the {len(files)} audio files could be used"
-                           + "".join(f"; {name}: {reason}" for name, reason, _ in skipped[:3]))
-    rates = Counter(s.sample_rate for _, s in opened)
-    rate = sample_rate or max(rates, key=lambda r: (rates[r], r))
+    opened, skipped, notes, rate = _usable_stems(folder, files, skipped, strict, sample_rate, file_source)
     sources = []
     for path, source in opened:
         if source.sample_rate != rate:

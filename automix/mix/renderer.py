@@ -107,16 +107,7 @@ def render(stems: list[np.ndarray], sample_rate: int, plan: MixPlan, keep_stems:
     if mastering_follows:
         bus_rule += " (float bus, not lowered for peaks: the master's limiter sets the true peak)"
     else:
-        peak_db, where_s, outliers = programme_peak_dbtp(mix, sample_rate)
-        peak_after = peak_db + bus_gain_db
-        if peak_after > BUS_CEILING_DBTP:
-            bus_gain_db -= peak_after - BUS_CEILING_DBTP
-            bus_rule += (f", lowered {peak_after - BUS_CEILING_DBTP:.1f} dB to keep its programme peak (at {where_s:.2f} s) "
-                         f"under {BUS_CEILING_DBTP:g} dBTP")
-        outliers = [(t, db) for t, db in outliers if db + bus_gain_db > BUS_CEILING_DBTP]
-        if outliers:
-            bus_rule += (f"; {len(outliers)} isolated peak(s) ignored for the bus level, loudest at {outliers[0][0]:.2f} s "
-                         f"({outliers[0][1] + bus_gain_db:+.1f} dBTP after the bus gain)")
+        bus_gain_db, bus_rule = held_under_bus_ceiling(bus_gain_db, bus_rule, *programme_peak_dbtp(mix, sample_rate))
     bus_gain = np.float32(10 ** (bus_gain_db / 20))
     if keep_stems:
         # The exported stems carry the bus gain and the mix is re-summed from them,
@@ -166,6 +157,22 @@ def group_gains_db(processed: list[np.ndarray], sample_rate: int, plans) -> tupl
         report[group] = {"planned_lufs": round(target, 2), "summed_lufs": round(measured, 2),
                          "gain_db": round(target - measured, 2), "stems": len(indices)}
     return gains, report
+
+
+def held_under_bus_ceiling(bus_gain_db: float, bus_rule: str, peak_db: float, where_s: float,
+                           outliers: list[tuple[float, float]]) -> tuple[float, str]:
+    """Lower an unmastered bus so its programme peak stays under ``BUS_CEILING_DBTP``;
+    isolated peaks left over it are named in the rule, not allowed to set the level."""
+    peak_after = peak_db + bus_gain_db
+    if peak_after > BUS_CEILING_DBTP:
+        bus_gain_db -= peak_after - BUS_CEILING_DBTP
+        bus_rule += (f", lowered {peak_after - BUS_CEILING_DBTP:.1f} dB to keep its programme peak (at {where_s:.2f} s) "
+                     f"under {BUS_CEILING_DBTP:g} dBTP")
+    outliers = [(t, db) for t, db in outliers if db + bus_gain_db > BUS_CEILING_DBTP]
+    if outliers:
+        bus_rule += (f"; {len(outliers)} isolated peak(s) ignored for the bus level, loudest at {outliers[0][0]:.2f} s "
+                     f"({outliers[0][1] + bus_gain_db:+.1f} dBTP after the bus gain)")
+    return bus_gain_db, bus_rule
 
 
 def programme_peak_dbtp(mix: np.ndarray, sample_rate: int) -> tuple[float, float, list[tuple[float, float]]]:
@@ -559,16 +566,7 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
             meter = ProgrammePeakMeter(sample_rate, frames)
             for bus, _ in rendered_blocks(None):
                 meter.add(bus)
-            peak_db, where_s, outliers = meter.result()
-            peak_after = peak_db + bus_gain_db
-            if peak_after > BUS_CEILING_DBTP:
-                bus_gain_db -= peak_after - BUS_CEILING_DBTP
-                bus_rule += (f", lowered {peak_after - BUS_CEILING_DBTP:.1f} dB to keep its programme peak (at {where_s:.2f} s) "
-                             f"under {BUS_CEILING_DBTP:g} dBTP")
-            outliers = [(t, db) for t, db in outliers if db + bus_gain_db > BUS_CEILING_DBTP]
-            if outliers:
-                bus_rule += (f"; {len(outliers)} isolated peak(s) ignored for the bus level, loudest at {outliers[0][0]:.2f} s "
-                             f"({outliers[0][1] + bus_gain_db:+.1f} dBTP after the bus gain)")
+            bus_gain_db, bus_rule = held_under_bus_ceiling(bus_gain_db, bus_rule, *meter.result())
         bus_gain = np.float32(10 ** (bus_gain_db / 20))
         # 3. render. Exported stems carry the bus gain and the bus is their sum, as render() does.
         for bus, stems in rendered_blocks(bus_gain if stem_sinks is not None else None):
