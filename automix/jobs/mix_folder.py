@@ -23,6 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from automix.errors import AutomixError
+from automix.io import lossy
 from automix.io.audio import Audio, atomic_output, read_audio, resample
 from automix.io.dither import Dither
 from automix.io.metadata import LoudnessTags, input_digest, write_metadata
@@ -38,11 +39,17 @@ from automix.jobs.checks import (
 from automix.jobs.options import MIN_MEASURABLE_S, OutputOptions
 from automix.jobs.report import build_report, write_report
 from automix.jobs.safety import debug_traceback, describe_error
-from automix.io import lossy
-from automix.master.chain import ArraySink, FileSink, MasterResult, master_stream, master_to_file
+from automix.master.chain import (
+    ArraySink,
+    FileSink,
+    MasterResult,
+    master_stream,
+    master_to_file,
+)
 from automix.measure.analyzer import Analyzer, analyze
 from automix.measure.loudness import LoudnessMeter
 from automix.mix import user_plan
+from automix.mix.amount import group_corrections_db, own_placements, scale_plan
 from automix.mix.balancer import MixPlan, StemInfo, balance
 from automix.mix.renderer import render_stream
 from automix.mix.roles import detect_role, lead_features, pair_key, stereo_side
@@ -191,6 +198,12 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     by_name = {stems.names[i]: stems.sources[i] for i in kept}
     sources = [by_name[stem_plan.name] for stem_plan in plan.stems]  # the plan may leave stems out (muted)
     rate = stems.sample_rate
+    if options.amount != 1.0:
+        # --amount scales the mix's corrective moves too (the user's stay in full). Between
+        # 0 and 1 the groups' correction, measured as at amount 1, is scaled with the
+        # stems' levels (one pass over the grouped stems); at 0 every stem gets one gain.
+        corrections = group_corrections_db(sources, rate, plan) if options.amount > 0 else None
+        plan = scale_plan(plan, options.amount, group_gains_db=corrections, own_pans=own_placements(infos))
     writing = not options.dry_run
     exported = {}
     if export_stems is not None:

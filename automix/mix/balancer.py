@@ -154,9 +154,14 @@ class MixPlan:
     focus_rule: str = ""
     #: what combining the command line and the plan file replaced
     user_notes: tuple[str, ...] = ()
+    #: share of automix's corrective moves the plan applies (``mix --amount``, 0..1;
+    #: :func:`automix.mix.amount.scale_plan`), and what that scaled ("" at 1)
+    amount: float = 1.0
+    amount_rule: str = ""
 
     def to_dict(self) -> dict:
         return {"lead": self.lead, "lead_rule": self.lead_rule, "bus_lufs": self.bus_lufs,
+                "amount": self.amount, "amount_rule": self.amount_rule,
                 "groups": [_rounded(asdict(group)) for group in self.groups],
                 "stems": [stem.to_dict() for stem in self.stems],
                 "muted": [asdict(stem) for stem in self.muted],
