@@ -222,6 +222,9 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     if options.provenance is not None and writing:
         provenance = dataclasses.replace(options.provenance, inputs=tuple((Path(p).name, input_digest(p)) for p in stems.paths))
     html = report_path is not None and writing and Path(report_path).suffix.lower() in HTML_SUFFIXES
+    # --reference: the report sets reference, the bus (the master's input) and the master side by side
+    compare = report_path is not None and writing and options.reference is not None and not no_master
+    keep_bus = html or compare
 
     master_result, written, out, bus_path = None, None, None, None
     try:
@@ -250,7 +253,7 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
                 if status == "target_missed" and stem_writers:
                     raise _Abandon
             finally:
-                if bus_path is not None and not html:
+                if bus_path is not None and not keep_bus:
                     with contextlib.suppress(OSError):
                         os.unlink(bus_path)
     except _Abandon:
@@ -268,6 +271,15 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
                                    loudness_range_lu=round(final.loudness_range_lu, 2),
                                    sample_peak_dbfs=round(final.sample_peak_dbfs, 2),
                                    third_octave_bands_db=final.to_dict()["third_octave_bands_db"])
+        if compare and master_result is not None:
+            from automix.report.html import reference_comparison
+
+            try:
+                report["reference_comparison"] = reference_comparison(
+                    options.reference, bus_path, written if written is not None else out, rate,
+                    width_above_hz=master_result.mono_below_hz)
+            except AutomixError as error:  # a lossy output this build cannot decode: the rest of the report stands
+                report["notes"].append(f"reference comparison left out: {error}")
         if html and out.shape[1] < rendered_frames(rendered):
             out = read_audio(written).samples  # the plots need the whole output
         if report_path is not None and writing:
@@ -284,7 +296,7 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
             else:
                 write_report(report, Path(report_path))
     finally:
-        if bus_path is not None and html:
+        if bus_path is not None and keep_bus:
             with contextlib.suppress(OSError):
                 os.unlink(bus_path)
     return MixResult(status, written, plan, master_result, report)

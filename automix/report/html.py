@@ -87,6 +87,274 @@ class ReportCurves:
 #: The report file suffixes that mean "the HTML page" (anything else: the JSON).
 HTML_SUFFIXES = (".html", ".htm")
 
+#: The figure of reference, input and output side by side (``--reference`` only; not in
+#: ``FIGURE_IDS``, whose figures every full report has).
+REFERENCE_FIGURE_ID = "fig-reference"
+
+#: The bands the distance to the reference is taken over, Hz: the issue's check of the
+#: match (``tests/test_reference.py``), where a third-octave band of a few seconds of
+#: music holds enough bins and cycles to be a stable long-term level.
+COMPARISON_RANGE_HZ = (40.0, 16000.0)
+
+
+def spectrum_distance_db(levels_db, reference_db, centres_hz=None) -> float:
+    """How far one long-term spectrum's shape is from another's, dB.
+
+    The RMS over the third-octave bands centred in ``COMPARISON_RANGE_HZ`` (where both
+    are finite) of the per-band difference with its mean removed: the overall level
+    does not count, only the balance between bands. NaN if no band is left.
+    """
+    a = np.asarray(levels_db, dtype=np.float64)
+    b = np.asarray(reference_db, dtype=np.float64)
+    count = min(a.size, b.size)
+    centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ if centres_hz is None else centres_hz, dtype=np.float64)[:count]
+    a, b = a[:count], b[:count]
+    keep = ((centres >= COMPARISON_RANGE_HZ[0] * 0.99) & (centres <= COMPARISON_RANGE_HZ[1] * 1.01)
+            & np.isfinite(a) & np.isfinite(b))  # fmt: skip
+    if not keep.any():
+        return math.nan
+    d = a[keep] - b[keep]
+    return float(np.sqrt(np.mean((d - d.mean()) ** 2)))
+
+
+def measure_for_comparison(signal, sample_rate: int | None = None) -> dict:
+    """What the reference comparison reads from a signal, in one streaming pass.
+
+    Parameters
+    ----------
+    signal : path, numpy.ndarray or automix.io.stream.BlockSource
+        A file (read block by block: memory does not grow with its length), float32
+        ``(channels, samples)`` audio (then give ``sample_rate``) or a block source.
+
+    Returns
+    -------
+    dict
+        ``mid_bands_db`` (numpy array: the long-term third-octave spectrum of the mid,
+        ``(L + R) / 2``, relative to its total, ``-inf`` where empty: what the reference
+        match compares, :class:`automix.master.reference.MidSideSpectrumMeter`),
+        ``side_bands_db`` (the side's, ``(L - R) / 2``, on the mid's scale; None for mono),
+        ``integrated_lufs``, ``true_peak_dbtp``, ``plr_db``, ``stereo_width`` (side energy
+        over mid plus side), and ``analysis`` (the :class:`AudioAnalysis`, for the curves).
+    """
+    from automix.io.audio import Audio
+    from automix.io.stream import BlockSource, array_source, file_source
+    from automix.master.reference import MidSideSpectrumMeter
+    from automix.measure.analyzer import Analyzer
+
+    if isinstance(signal, BlockSource):
+        source = signal
+    elif isinstance(signal, np.ndarray):
+        if sample_rate is None:
+            raise ValueError("measure_for_comparison: give the sample_rate of an array")
+        source = array_source(Audio(np.ascontiguousarray(signal, dtype=np.float32), int(sample_rate)))
+    else:
+        source = file_source(Path(signal))
+    analyzer = Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
+    spectrum = MidSideSpectrumMeter(source.sample_rate, source.channels)
+    for block in source.blocks():
+        analyzer.add(block)
+        spectrum.add(block)
+    analysis = analyzer.result()
+    mid_db, side_db = spectrum.spectra_db()
+    meter = analyzer.meter.result()
+    return {"mid_bands_db": np.asarray(mid_db, dtype=np.float64), "integrated_lufs": analysis.integrated_lufs,
+            "side_bands_db": np.asarray(side_db, dtype=np.float64) if source.channels >= 2 else None,
+            "momentary_lufs": meter.momentary_lufs, "short_term_lufs": meter.short_term_lufs,
+            "true_peak_dbtp": analysis.true_peak_dbtp, "plr_db": analysis.plr_db,
+            "stereo_width": analysis.stereo_width if analysis.channels >= 2 else 0.0, "analysis": analysis}
+
+
+def _reference_numbers(reference) -> tuple[str, np.ndarray, dict]:
+    """(name, mid band levels, numbers) of a :class:`automix.master.reference.Reference`
+    or of its ``to_dict()`` (the ``reference`` of a master record)."""
+    if isinstance(reference, dict):
+        def bands(key):
+            values = reference.get(key)
+            if not isinstance(values, dict):
+                return None
+            return np.asarray([values.get(f"{c:.0f}", np.nan) for c in THIRD_OCTAVE_CENTRES_HZ], dtype=np.float64)
+
+        mid, side = bands("mid_bands_db"), bands("side_bands_db")
+        get = reference.get
+        name = str(get("name") or "reference")
+    else:
+        mid = np.asarray(reference.mid_bands_db, dtype=np.float64)
+        side = None if reference.side_bands_db is None else np.asarray(reference.side_bands_db, dtype=np.float64)
+        name = reference.name
+
+        def get(key):
+            return getattr(reference, key)
+    numbers = {key: get(key) for key in ("integrated_lufs", "true_peak_dbtp", "plr_db", "stereo_width")}
+    return name, mid, side, numbers
+
+
+def width_above(mid_db, side_db, above_hz: float) -> float:
+    """Side energy over mid plus side in the third-octave bands centred above ``above_hz``
+    (from band levels on one scale; 0 without a side). The master's mono bass takes the
+    side out below its frequency whatever the reference does, so the width the reference
+    match aims at is the one above it (:func:`automix.master.reference.reference_width`)."""
+    if side_db is None:
+        return 0.0
+    mid, side = np.asarray(mid_db, dtype=np.float64), np.asarray(side_db, dtype=np.float64)
+    count = min(mid.size, side.size)
+    centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[:count])
+    mid, side = mid[:count], side[:count]
+    keep = (centres > above_hz) & np.isfinite(mid)
+    mid_power = float((10 ** (mid[keep] / 10)).sum())
+    side_power = float(np.where(np.isfinite(side[keep]), 10 ** (np.nan_to_num(side[keep], neginf=-300.0) / 10), 0.0).sum())
+    total = mid_power + side_power
+    return side_power / total if total > 0 else 0.0
+
+
+def reference_comparison(reference, input_signal, output_signal, sample_rate: int | None = None, *,
+                         measured_input: dict | None = None, measured_output: dict | None = None,
+                         width_above_hz: float | None = None) -> dict:
+    """Reference, input and output side by side, as data for the report (JSON-ready).
+
+    Parameters
+    ----------
+    reference : Reference or dict
+        :func:`automix.master.reference.analyze_reference`'s result, or its ``to_dict()``.
+    input_signal, output_signal : path, array or BlockSource
+        What the master started from (for a mix, the balanced bus) and what it wrote
+        (:func:`measure_for_comparison`; arrays need ``sample_rate``). Either may be None
+        if ``measured_input`` / ``measured_output`` are given instead.
+    width_above_hz : float, optional
+        The master's mono-bass frequency (``MasterResult.mono_below_hz``): the widths
+        are then also given above it (``stereo_width_above``, :func:`width_above`), the
+        width the match aims at.
+
+    Returns
+    -------
+    dict
+        ``reference`` (name), ``bands_hz`` (the third-octave centres), ``mid_bands_db``
+        (``{"reference": [...], "input": [...], "output": [...]}``, null where empty or
+        unknown), ``distance_db`` (``{"input": .., "output": ..}``:
+        :func:`spectrum_distance_db` to the reference's mid spectrum), ``distance_range_hz``,
+        ``measures`` (per signal: ``integrated_lufs``, ``true_peak_dbtp``, ``plr_db``,
+        ``stereo_width``, and ``stereo_width_above`` with ``width_above_hz``) and ``rule``
+        (how the distance is taken).
+    """
+    name, ref_mid, ref_side, ref_numbers = _reference_numbers(reference)
+    measured = {"input": measured_input or measure_for_comparison(input_signal, sample_rate),
+                "output": measured_output or measure_for_comparison(output_signal, sample_rate)}
+    count = max(ref_mid.size, *(m["mid_bands_db"].size for m in measured.values()))
+    centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[:count], dtype=np.float64)
+
+    def padded(values):
+        values = np.asarray(values, dtype=np.float64)[:count]
+        return np.concatenate([values, np.full(count - values.size, np.nan)])
+
+    spectra = {"reference": padded(ref_mid), **{k: padded(m["mid_bands_db"]) for k, m in measured.items()}}
+    # The distances use the same bands for input and output: those where all three have content.
+    common = np.isfinite(spectra["reference"]) & np.isfinite(spectra["input"]) & np.isfinite(spectra["output"])
+    distance = {k: spectrum_distance_db(np.where(common, spectra[k], np.nan), spectra["reference"], centres)
+                for k in ("input", "output")}
+
+    def rounded(value, digits=2):
+        return round(float(value), digits) if _is_number(value) else None
+
+    measures = {"reference": dict(ref_numbers), **{k: {key: m[key] for key in ("integrated_lufs", "true_peak_dbtp", "plr_db",
+                                                                                 "stereo_width")}
+                                                    for k, m in measured.items()}}
+    if width_above_hz is not None:
+        measures["reference"]["stereo_width_above"] = width_above(ref_mid, ref_side, width_above_hz)
+        for k, m in measured.items():
+            measures[k]["stereo_width_above"] = width_above(m["mid_bands_db"], m["side_bands_db"], width_above_hz)
+
+    return {
+        "reference": name,
+        "bands_hz": [round(float(c), 1) for c in centres],
+        "mid_bands_db": {k: [rounded(v) for v in values] for k, values in spectra.items()},
+        "distance_db": {k: rounded(v, 3) for k, v in distance.items()},
+        "distance_range_hz": list(COMPARISON_RANGE_HZ),
+        "measures": {k: {key: rounded(v, 4 if key.startswith("stereo_width") else 2) for key, v in m.items()}
+                     for k, m in measures.items()},
+        "width_above_hz": width_above_hz,
+        "rule": (f"distance: RMS over the third-octave bands {COMPARISON_RANGE_HZ[0]:g} Hz-{COMPARISON_RANGE_HZ[1] / 1000:g} kHz "
+                 "(where all three have content) of the difference between the mid spectra (L+R)/2, each relative "
+                 "to its own total, with the mean difference removed (shape, not level); PLR: true peak minus "
+                 "integrated loudness; width: side energy over mid plus side"),
+    }  # fmt: skip
+
+
+def curves_from_files(before, after, settings=None, *, limiter_gain_reduction_db: np.ndarray | None = None,
+                      glue_gain_reduction_db: np.ndarray | None = None, measured_before: dict | None = None,
+                      measured_after: dict | None = None) -> ReportCurves:
+    """:func:`curves_from_audio` streamed from files (or block sources): memory does not
+    grow with the length, so an hour-long master gets its page. ``measured_before`` /
+    ``measured_after`` (:func:`measure_for_comparison`'s results) save a pass."""
+    def curves_of(signal, measured):
+        if measured is None and signal is None:
+            return None, None, None
+        measured = measured or measure_for_comparison(signal)
+        analysis = measured["analysis"]
+        return measured["momentary_lufs"], measured["short_term_lufs"], np.asarray(analysis.band_levels_db, dtype=np.float64)
+
+    in_momentary, in_short, in_bands = curves_of(before, measured_before)
+    out_momentary, out_short, out_bands = curves_of(after, measured_after)
+    target = None
+    if settings is not None:
+        from automix.master.tonal import target_curve_db
+
+        target = target_curve_db(np.asarray(THIRD_OCTAVE_CENTRES_HZ, dtype=np.float64), settings)
+    return ReportCurves(in_momentary, in_short, out_momentary, out_short, in_bands, out_bands, target,
+                        limiter_gain_reduction_db, glue_gain_reduction_db, hop_s=0.1)
+
+
+def write_master_report(result, path: str | Path, *, input_path=None, output_path=None, reference=None,
+                        settings=None, extra: dict | None = None) -> dict:
+    """The report of one ``automix master`` run: HTML for ``.html``/``.htm``, else JSON.
+
+    Parameters
+    ----------
+    result : MasterResult
+        :func:`automix.master.chain.master_to_file`'s result.
+    path : path
+        Where the report goes (written atomically).
+    input_path, output_path : path, optional
+        The input and the written master; their curves (loudness over time, spectra) are
+        measured from them block by block. A missing output (target missed, dry run)
+        leaves the "after" parts out.
+    reference : Reference, optional
+        The reference the master matched (``--reference``); else ``result.reference``.
+        With a reference and both files, the report holds ``reference_comparison``
+        (:func:`reference_comparison`): reference, input and output side by side.
+    settings : MasterSettings, optional
+        For the target spectrum; defaults to ``result.settings``.
+    extra : dict, optional
+        More keys for the record (e.g. ``{"preset": {"name": "pop"}}``).
+
+    Returns
+    -------
+    dict
+        The report as written (JSON) or as the page shows it.
+    """
+    import json
+
+    from automix import __version__
+
+    record = result.to_dict()
+    record.update({"automix_version": __version__, "input": str(input_path) if input_path else None,
+                   "output": str(output_path) if output_path and Path(output_path).exists() else None})
+    record.update(extra or {})
+    reference = reference if reference is not None else result.reference
+    before = measure_for_comparison(input_path) if input_path else None
+    after = measure_for_comparison(output_path) if record["output"] else None
+    if reference is not None and before is not None and after is not None:
+        record["reference_comparison"] = reference_comparison(reference, None, None, measured_input=before,
+                                                              measured_output=after, width_above_hz=result.mono_below_hz)
+    if Path(path).suffix.lower() in HTML_SUFFIXES:
+        curves = curves_from_files(None, None, settings if settings is not None else result.settings,
+                                   limiter_gain_reduction_db=result.limiter_timeline_db,
+                                   measured_before=before, measured_after=after)
+        write_html(record, curves, path)
+    else:
+        with atomic_output(path) as temp_name, open(temp_name, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2, default=str)
+            f.write("\n")
+    return record
+
 
 def curves_from_audio(before: np.ndarray | None, after: np.ndarray | None, sample_rate: int, settings=None, *,
                       limiter_gain_reduction_db: np.ndarray | None = None,
@@ -331,7 +599,7 @@ class _Page:
     # --- the page ---------------------------------------------------------------------
 
     def render(self) -> str:
-        body = [self.header(), self.summary(), self.loudness(), self.spectrum(), self.dynamics()]
+        body = [self.header(), self.summary(), self.loudness(), self.spectrum(), self.against_reference(), self.dynamics()]
         if self.stems or self.report.get("mix"):
             body.append(self.mix())
         body.append(self.other_reasons())
@@ -512,6 +780,10 @@ class _Page:
             curves.append(("input", _array(c.input_bands_db), "#7f9bb3", "-"))
         if output is not None:
             curves.append(("output", output, "#1f77b4", "-"))
+        if master.get("reference"):
+            # the reference replaced the preset's tonal target: its spectrum is drawn in
+            # "Against the reference" (the preset's curve here would be a target not aimed at)
+            target = None
         if target is not None:
             curves.append((f"target ({_get(self.report, 'preset', 'name') or 'preset'})", target, "#ff7f0e", "--"))
         head = '<section id="spectrum"><h2>Tonal balance</h2>'
@@ -528,6 +800,59 @@ class _Page:
                    "its level)" + (", and below it the tonal EQ's gain per band." if eq_move is not None else "."))
         figure = self.figure("fig-spectrum", caption, lambda: plots.spectrum_svg("fig-spectrum", centres, curves, eq_move))
         return head + figure + reason_html + "</section>"
+
+    def against_reference(self) -> str:
+        """Reference, input and output side by side (``--reference``): their mid spectra
+        in one figure, the distances to the reference, and a table of loudness, true
+        peak, PLR and width."""
+        comparison = self.report.get("reference_comparison")
+        if not isinstance(comparison, dict):
+            return ""
+        name = comparison.get("reference") or "reference"
+        distance = comparison.get("distance_db") if isinstance(comparison.get("distance_db"), dict) else {}
+        spectra = comparison.get("mid_bands_db") if isinstance(comparison.get("mid_bands_db"), dict) else {}
+        bands = _array(comparison.get("bands_hz"))
+        head = f'<section id="reference"><h2>Against the reference: <code>{_e(name)}</code></h2>'
+        numbers = (f"<p>Distance of the tonal balance from the reference's: the input "
+                   f"<strong>{_num(distance.get('input'), '.2f', 'dB')}</strong>, the output "
+                   f"<strong>{_num(distance.get('output'), '.2f', 'dB')}</strong> "
+                   f"({self.why(comparison.get('rule'), block=False)}).</p>")
+        figure = '<p class="missing">Spectra: the comparison holds no band levels.</p>'
+        curves = []
+        for key, label, colour, style in (("reference", f"reference ({name})", "#ff7f0e", "--"),
+                                          ("input", "input", "#7f9bb3", "-"), ("output", "output", "#1f77b4", "-")):
+            values = spectra.get(key)
+            if isinstance(values, list) and values:
+                levels = np.asarray([v if _is_number(v) else np.nan for v in values], dtype=np.float64)
+                if key != "reference" and _is_number(distance.get(key)):
+                    label = f"{label}, {distance[key]:.2f} dB from the reference"
+                curves.append((label, levels, colour, style))
+        if bands is not None and curves:
+            from automix.report import plots
+
+            caption = ("Long-term third-octave spectrum of the mid, (L+R)/2, of the reference, the input and the output, "
+                       "each relative to its own total power (its shape, not its level).")
+            figure = self.figure(REFERENCE_FIGURE_ID, caption,
+                                 lambda: plots.reference_spectra_svg(REFERENCE_FIGURE_ID, bands, curves))
+        measures = comparison.get("measures") if isinstance(comparison.get("measures"), dict) else {}
+        above = comparison.get("width_above_hz")
+        rows = []
+        for key, label in (("reference", "reference"), ("input", "input"), ("output", "output")):
+            m = measures.get(key) if isinstance(measures.get(key), dict) else {}
+            rows.append(f"<tr><td>{_e(label)}</td><td class=\"n\">{_num(m.get('integrated_lufs'), '.1f', 'LUFS')}</td>"
+                        f"<td class=\"n\">{_num(m.get('true_peak_dbtp'), '.2f', 'dBTP')}</td>"
+                        f"<td class=\"n\">{_num(m.get('plr_db'), '.1f', 'dB')}</td>"
+                        f"<td class=\"n\">{_num(m.get('stereo_width'), '.3f')}</td>"
+                        + (f"<td class=\"n\">{_num(m.get('stereo_width_above'), '.3f')}</td>" if _is_number(above) else "")
+                        + f"<td class=\"n\">{_num(distance.get(key), '.2f', 'dB') if key != 'reference' else '&ndash;'}</td></tr>")
+        above_head = f"<th>width above {_num(above, '.0f', 'Hz')}</th>" if _is_number(above) else ""
+        table = ('<div class="scroll"><table id="reference-table"><thead><tr><th></th><th>loudness</th><th>true peak</th>'
+                 f"<th>PLR</th><th>width</th>{above_head}<th>distance</th></tr></thead><tbody>" + "".join(rows)
+                 + "</tbody></table></div>")
+        if _is_number(above):
+            table += (f"<p>Width: side energy over mid plus side; above {_num(above, '.0f', 'Hz')} too, where the "
+                      "master keeps the side (its mono bass takes it out below): the width the match aims at.</p>")
+        return head + figure + numbers + table + "</section>"
 
     def dynamics(self) -> str:
         c, master = self.curves, self.master or {}
@@ -591,6 +916,10 @@ class _Page:
         if _is_number(mix.get("bus_gain_db")) or mix.get("bus_rule"):
             facts.append(f"<li>Sum: {_num(mix.get('bus_lufs'), 'g', 'LUFS')}, bus gain "
                          f"{_num(mix.get('bus_gain_db'), '+.2f', 'dB')}: {self.why(mix.get('bus_rule'), block=False)}.</li>")
+        if _is_number(mix.get("amount")) and mix["amount"] != 1:
+            # the per-stem table below shows every move as applied at this amount
+            facts.append(f"<li>Amount {_num(mix['amount'], 'g')}: {self.why(mix.get('amount_rule'), block=False)}; "
+                         "the table below shows each move as applied.</li>")
         if facts:
             parts.append('<ul class="reasons">' + "".join(facts) + "</ul>")
         if self.stems:

@@ -281,3 +281,36 @@ def stem_levels_svg(figure_id: str, stems: list[tuple[str, float, str]], bus_luf
         fig.tight_layout()
         fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(handles)))
         return _to_svg(fig, figure_id)
+
+
+def reference_spectra_svg(figure_id: str, centres_hz, curves: list[tuple[str, object, str, str]]) -> str:
+    """Reference, input and output long-term third-octave spectra in one plot, the legend
+    (which carries each curve's distance from the reference) under it, clear of the curves.
+
+    Parameters
+    ----------
+    centres_hz : array
+        Band centres, Hz; each curve uses the first ``len(curve)`` of them.
+    curves : list of (label, levels_db, colour, linestyle)
+        NaN or levels under ``PLOT_FLOOR_BAND_DB`` are gaps (a band the signal leaves empty
+        or a reference beyond its bandwidth).
+    """
+    matplotlib, plt = _pyplot()
+    centres_hz = np.asarray(centres_hz, dtype=np.float64)
+    with matplotlib.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN, 3.0))
+        for label, levels, colour, style in curves:
+            levels = _finite_above(levels, PLOT_FLOOR_BAND_DB)
+            ax.plot(centres_hz[: levels.size], levels, color=colour, ls=style, lw=1.8 if style == "--" else 1.6,
+                    marker=None if style == "--" else "o", ms=2.5, label=_plain(label))
+        ax.set_xscale("log")
+        ax.set_xlim(20.0, 22000.0)
+        ticks = [31.5, 63, 125, 250, 500, 1000, 2000, 4000, 8000, 16000]
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(["31", "63", "125", "250", "500", "1k", "2k", "4k", "8k", "16k"])
+        ax.minorticks_off()
+        ax.set_xlabel("frequency (Hz)")
+        ax.set_ylabel("dB re total power")
+        fig.tight_layout()
+        fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1)
+        return _to_svg(fig, figure_id)
