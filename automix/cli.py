@@ -244,8 +244,8 @@ def check_output_options(bit_depth: str, over_limit: str, format_name: str | Non
 
 @app.command("master")
 def master_command(
-    inputs: list[Path] = typer.Argument(..., help="Mixes to master: files, folders or shell globs."),
-    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Folder for the masters (created if needed)."),
+    inputs: list[str] = typer.Argument(..., help="Mixes to master: files, folders, shell globs, or URLs (s3://, file://...)."),
+    output_dir: str = typer.Option(..., "--output-dir", "-o", help="Folder for the masters (created if needed); may be a URL."),
     preset: str = PresetOption,
     preset_file: Path | None = PresetFileOption,
     target_lufs: float | None = TargetOption,
@@ -262,58 +262,151 @@ def master_command(
     amount: float = AmountOption,
     album: bool = typer.Option(False, "--album", help="Keep the tracks' relative loudness: the loudest at the target, the others as far below it as they were."),
     reference: Path | None = ReferenceOption,
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave a file whose output is already its complete master with these settings (its provenance tag says so)."),
+    manifest: Path | None = typer.Option(None, "--manifest", help="Append one JSON line per finished file here (a rerun keeps one line per file)."),
+    cluster: str | None = typer.Option(None, "--cluster", help="Run the files on a Dask scheduler at this address (or $AUTOMIX_CLUSTER); needs automix[cluster]."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Master finished mixes to a loudness target under a true-peak ceiling."""
+    from automix.io.remote import is_url
+
+    # a URL stays a string (a Path would fold its "//"); the rest are paths
+    input_locations = [text if is_url(text) else Path(text) for text in inputs]
+    output_location = output_dir if is_url(output_dir) else Path(output_dir)
+    runner = None
     try:
         check_output_options(bit_depth, over_limit, format_name, sample_rate, codec_safe)
         resolved = resolve_preset(preset, preset_file, platform, target_lufs, ceiling_dbtp, max_limiting_db)
-        from automix.jobs.master_files import plan_master, run_master_batch
+        from automix.jobs.master_files import plan_master
 
-        plan = plan_master(inputs, output_dir, format_name, dry_run)
+        if manifest is not None:
+            if dry_run:
+                raise AutomixError("--manifest records what was written; --dry-run writes nothing")
+            from automix.jobs.manifest import check_manifest_path
+
+            check_manifest_path(manifest)
+        plan = plan_master(input_locations, output_location, format_name, dry_run)
         if reference is not None:
             from automix.master.reference import check_reference_path
 
-            check_reference_path(reference, inputs=list(inputs), outputs=[dst for _, dst in plan.jobs])
+            check_reference_path(reference, inputs=[p for p in input_locations if isinstance(p, Path)],
+                                 outputs=[dst for _, dst in plan.jobs if isinstance(dst, Path)])
+        if manifest is not None:
+            _check_manifest_is_no_output(manifest, plan)
+        address = _cluster_option(cluster)
+        if address is not None and plan.jobs:
+            from automix.jobs.cluster import connect
+
+            runner = connect(address)  # last: the cheap checks first, and it may take seconds
     except (AutomixError, OSError) as error:  # OSError: a path the system refuses (name too long...)
         fail(describe_error(error))
         raise typer.Exit(EXIT_USAGE)
+    try:
+        options = {"preset_file": preset_file, "target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp,
+                   "max_limiting_db": max_limiting_db, "platform": platform, "over_limit": over_limit, "bit_depth": bit_depth,
+                   "sample_rate": sample_rate, "format_name": format_name, "codec_safe": codec_safe, "amount": amount,
+                   "album": album, "dry_run": dry_run, "reference": reference}
+        _master_batch(plan, inputs, output_location, resolved, options, jobs=jobs, runner=runner, skip_existing=skip_existing,
+                      manifest_path=manifest, quiet=quiet, as_json=as_json)
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+def _cluster_option(cluster: str | None) -> str | None:
+    """``--cluster``, else ``$AUTOMIX_CLUSTER``; checked here so that a bad value is a
+    usage error before any audio is read."""
+    from automix.jobs.cluster import cluster_address, require_distributed
+
+    address = cluster_address(cluster)
+    if address is not None:
+        require_distributed(f"--cluster {address}" if cluster else f"AUTOMIX_CLUSTER={address}")
+    return address
+
+
+def _check_manifest_is_no_output(manifest: Path, plan) -> None:
+    from automix.jobs.checks import same_path
+
+    for src, dst in plan.jobs:
+        for what, other in (("input", src), ("output", dst)):
+            if isinstance(other, Path) and same_path(manifest, other):
+                raise AutomixError(f"--manifest {manifest}: is the {what} {other}; give the manifest its own name")
+
+
+def _master_batch(plan, inputs, output_location, resolved: Preset, options: dict, jobs: int, runner,
+                  skip_existing: bool, manifest_path: Path | None, quiet: bool, as_json: bool) -> None:
+    """Run ``master``'s batch, print one line per file and the summary; exits."""
+    from automix.jobs.manifest import Manifest, manifest_status
+    from automix.jobs.master_files import LocalRunner, master_batch, summarise
+
     for note in plan.notes:
         _note(note, quiet)
     if not plan.jobs:
         fail("no audio files to master in " + ", ".join(map(str, inputs)))
         raise typer.Exit(EXIT_USAGE)
-    workers, capped = cap_jobs(jobs, len(plan.jobs) - len(plan.problems))
-    if capped:
-        _note(capped, quiet)
-    shaping = {"target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp, "max_limiting_db": max_limiting_db, "platform": platform,
-               "over_limit": over_limit, "bit_depth": bit_depth, "sample_rate": sample_rate, "format": format_name,
-               "codec_safe": codec_safe, "amount": amount, "album": album or None}
-    options = OutputOptions(bit_depth, sample_rate, format_name, over_limit, dry_run, codec_safe, amount,
-                            provenance_for(resolved, preset_file, shaping), album)
+    if runner is None:
+        workers, capped = cap_jobs(jobs, len(plan.jobs) - len(plan.problems))
+        if capped:
+            _note(capped, quiet)
+        runner = LocalRunner(workers)
+    elif jobs > 1:
+        _note(f"--jobs {jobs} is ignored with --cluster: each worker's threads set how many files it masters at once", quiet)
+    if getattr(runner, "client", None) is not None and not runner.workers:
+        _note("no worker is connected to the cluster yet: the files wait for the first one", quiet)
+    reference = options["reference"]
+    shaping = {"target_lufs": options["target_lufs"], "ceiling_dbtp": options["ceiling_dbtp"],
+               "max_limiting_db": options["max_limiting_db"], "platform": options["platform"],
+               "over_limit": options["over_limit"], "bit_depth": options["bit_depth"], "sample_rate": options["sample_rate"],
+               "format": options["format_name"], "codec_safe": options["codec_safe"], "amount": options["amount"],
+               "album": options["album"] or None}
+    if reference is not None:  # the reference shapes the audio: a master made against another one is not this one
+        from automix.io.metadata import input_digest
+
+        shaping["reference_sha256"] = input_digest(reference)
+    output_options = OutputOptions(options["bit_depth"], options["sample_rate"], options["format_name"], options["over_limit"],
+                                   options["dry_run"], options["codec_safe"], options["amount"],
+                                   provenance_for(resolved, options["preset_file"], shaping), options["album"])
     if reference is not None:
-        matched, note = load_reference(reference, target_lufs is None and platform is None)
+        matched, note = load_reference(reference, options["target_lufs"] is None and options["platform"] is None)
         if note:
             _note(note, quiet)
             resolved = resolved.with_overrides({"target_lufs": matched.target}, "--reference")
-        options = dataclasses.replace(options, reference=matched.reference)
+        output_options = dataclasses.replace(output_options, reference=matched.reference)
+    batch_options = skip_existing or manifest_path is not None or getattr(runner, "client", None) is not None
+    manifest = Manifest(manifest_path) if manifest_path is not None else None
+    if manifest is not None and manifest.damaged:
+        _note(f"--manifest {manifest_path}: {manifest.damaged} damaged line(s) left out (a run killed mid-line?)", quiet)
     notes_shown = len(plan.notes)
-    counts = {"ok": 0, "error": 0, "target_missed": 0}
-    with _progress(len(plan.jobs), quiet, "mastering") as progress, \
-            closing(run_master_batch(plan, output_dir, resolved.master, options, workers)) as records:
-        for record in records:
-            counts[record["status"] if record["status"] in counts else "ok"] += 1
-            if as_json:
-                print(json.dumps(record), flush=True)
-            for note in plan.notes[notes_shown:]:  # what the batch found on the way (--album)
-                _note(note, quiet)
-            notes_shown = len(plan.notes)
-            _report_line(record, quiet, progress)
-            progress.advance()
+    records = []
+    try:
+        with _progress(len(plan.jobs), quiet, "mastering") as progress, \
+                closing(master_batch(plan, output_location, resolved.master, output_options, runner=runner,
+                                     skip_existing=skip_existing, manifest=manifest)) as results:
+            for record in results:
+                records.append({"input": record["input"], "status": record["status"],
+                                "error": record.get("error") or record.get("message")})
+                if as_json:
+                    print(json.dumps(record), flush=True)
+                for note in plan.notes[notes_shown:]:  # what the batch found on the way (--album)
+                    _note(note, quiet)
+                notes_shown = len(plan.notes)
+                _report_line(record, quiet, progress)
+                progress.advance()
+    finally:
+        if manifest is not None:
+            manifest.close()
+    summary = summarise(records)
+    if as_json and batch_options:  # a script gets the summary as the last line (not by default: one line per file)
+        print(json.dumps({"summary": summary.to_dict()}), flush=True)
     if not quiet:
-        stderr.print(f"{counts['ok']} mastered, {counts['target_missed']} missed the target, {counts['error']} failed", highlight=False)
-    raise typer.Exit(EXIT_FAILED if counts["error"] else EXIT_TARGET_MISSED if counts["target_missed"] else EXIT_OK)
+        skipped = f", {summary.skipped} skipped (already done)" if skip_existing else ""
+        stderr.print(f"{summary.done} mastered{skipped}, {summary.refused} missed the target, {summary.failed} failed", highlight=False)
+        if batch_options and summary.failed_files:
+            stderr.print("not mastered:\n" + "\n".join(f"  {escape(line)}" for line in summary.failed_files), highlight=False,
+                         soft_wrap=True)
+    counts = {status: sum(manifest_status(r["status"]) == status for r in records) for status in ("failed", "refused")}
+    raise typer.Exit(EXIT_FAILED if counts["failed"] else EXIT_TARGET_MISSED if counts["refused"] else EXIT_OK)
 
 
 def _note(text: str, quiet: bool) -> None:
@@ -366,6 +459,10 @@ def _heard(record: dict, decoded_key: str, key: str) -> float:
 def _report_line(record: dict, quiet: bool, progress: _Progress) -> None:
     """One human line per file on stderr: errors always, results unless --quiet."""
     name = Path(record["input"]).name
+    if record["status"] == "skipped":
+        if not quiet:
+            progress.print(f"skipped {escape(name)}: {escape(str(record['output']))} is already done")
+        return
     if record["status"] == "error":
         progress.print(f"[bold red]automix:[/] {escape(record['error'])}")
         return
