@@ -35,6 +35,7 @@ from automix.errors import AutomixError
 from automix.io.audio import Audio, atomic_output
 from automix.io.dither import Dither
 from automix.io.metadata import LoudnessTags, Provenance, write_metadata
+from automix.io.overlap import Behind, ahead
 from automix.io.stream import BlockSource, BlockWriter, array_source
 from automix.io.validate import validate_audio
 from automix.master import glue as glue_stage
@@ -431,10 +432,19 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
             precise.add(out)
             sink.write(out)
 
-    for block in source.blocks():
-        emit(peak_limiter.process(chain.process(block) * gain))
-    emit(peak_limiter.process(chain.flush() * gain))
-    emit(peak_limiter.flush())
+    # Three stages on the cores (io/overlap.py; the same bits as one after the other):
+    # reading, the limiter's chain, and dither + meters + writing.
+    threaded = loudness.THREADS > 1
+    output = Behind(emit, threaded)
+    try:
+        for block in ahead(source.blocks(), threaded):
+            output.put(peak_limiter.process(chain.process(block) * gain))
+        output.put(peak_limiter.process(chain.flush() * gain))
+        output.put(peak_limiter.flush())
+    except BaseException:
+        output.abandon()
+        raise
+    output.close()
     sink.finish()
     return Render(meter.result(), peak_limiter.stats(), loudness.amplitude_to_db(precise.peak()))
 
@@ -444,9 +454,15 @@ def collect_loop_features(source: BlockSource, plan: ChainPlan) -> LoopFeatures:
     split-band limiter's hops, which also hold the wideband model's."""
     chain = pre_limiter(plan, source.sample_rate, source.channels)
     collector = SplitBandFeatures(source.sample_rate, source.channels)
-    for block in source.blocks():
-        collector.add(chain.process(block))
-    collector.add(chain.flush())
+
+    def processed():
+        for block in source.blocks():
+            yield chain.process(block)
+        yield chain.flush()
+
+    # reading and the chain in one thread, the model's detectors in this one
+    for block in ahead(processed(), loudness.THREADS > 1):
+        collector.add(block)
     hops = collector.result()
     return replace(hops.features, split=hops)
 
@@ -556,13 +572,24 @@ def measure_source(source: BlockSource, analysis: AudioAnalysis | None = None, w
     spread = BandSpreadMeter(source.sample_rate, source.channels)
     detector = glue_stage.GlueDetectorMeter(source.sample_rate, source.channels)
     mid_side = MidSideSpectrumMeter(source.sample_rate, source.channels) if with_mid_side else None
-    for block in source.blocks():
-        if analyzer is not None:
-            analyzer.add(block)
+    def tonal_and_glue(block: np.ndarray) -> None:
         spread.add(block)
         detector.add(block)
         if mid_side is not None:
             mid_side.add(block)
+
+    # the analyzer in this thread, the tonal and glue meters beside it, reading ahead
+    threaded = loudness.THREADS > 1
+    beside = Behind(tonal_and_glue, threaded)
+    try:
+        for block in ahead(source.blocks(), threaded):
+            if analyzer is not None:
+                analyzer.add(block)
+            beside.put(block)
+    except BaseException:
+        beside.abandon()
+        raise
+    beside.close()
     return InputMeasurements(analysis or analyzer.result(), spread.uncertainty_db(), detector, mid_side)
 
 

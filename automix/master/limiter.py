@@ -120,6 +120,7 @@ from scipy import ndimage
 
 from automix.dsp.dynamics import one_pole
 from automix.errors import AutomixError
+from automix.io.overlap import Beside
 from automix.measure import loudness
 
 CHUNK_FRAMES = 1 << 18
@@ -1063,6 +1064,9 @@ class SplitBandLimiter:
         self._low_stats = _StatsAccumulator(self.sample_rate)
         self._high_stats = _StatsAccumulator(self.sample_rate)
         self._flushed = False
+        # the whole signal's detector works beside the crossover and the high band's
+        # (same blocks, same order: the same bits as in one thread)
+        self._beside = Beside(self._sum_detector.process, loudness.THREADS > 1)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Feed ``(channels, n)`` audio; returns the limited frames that are ready (aligned
@@ -1070,16 +1074,17 @@ class SplitBandLimiter:
         if self._flushed:
             raise AutomixError("the limiter was already flushed; make a new one for a new signal")
         block = _as_audio(block, self.channels)
-        envelope_sum = self._sum_detector.process(block)
+        pending_sum = self._beside.submit(block)
         low, high = self._crossover.process(block)
-        return self._advance(low, high, self._low_envelope.process(low), self._high_detector.process(high),
-                             envelope_sum, final=False)
+        envelope_low, envelope_high = self._low_envelope.process(low), self._high_detector.process(high)
+        return self._advance(low, high, envelope_low, envelope_high, pending_sum.result(), final=False)
 
     def flush(self) -> np.ndarray:
         """The remaining output frames (the input is over)."""
         if self._flushed:
             return np.zeros((self.channels, 0), dtype=np.float32)
         self._flushed = True
+        self._beside.close()
         envelope_sum = self._sum_detector.flush()
         low, high = self._crossover.flush()
         envelope_low = np.concatenate((self._low_envelope.process(low), self._low_envelope.flush()))
@@ -1191,6 +1196,8 @@ class SplitBandFeatures:
         self._sosfilt = signal.sosfilt
         self._aligned = [np.zeros(0, np.float32) for _ in range(3)]  # low, high, sum envelopes to pair up
         self._triples = _HopTriples(sample_rate, self._per_granule)
+        # the whole signal's detector works beside the bands' (same bits as in one thread)
+        self._beside = Beside(self._sum_detector.process, loudness.THREADS > 1)
 
     def add(self, block: np.ndarray) -> None:
         """Take the next ``(channels, n)`` block."""
@@ -1198,15 +1205,20 @@ class SplitBandFeatures:
         if block.shape[1] == 0:
             return
         self._frames += block.shape[1]
-        envelope_sum = self._sum_detector.process(block)
+        pending_sum = self._beside.submit(block)
+        low, high = self._crossover.process(block)
+        envelope_low = self._low_envelope.process(low)
+        envelope_high = self._high_detector.process(high)
+        envelope_sum = pending_sum.result()
         self._peaks[2].add(envelope_sum)
         self._align(2, envelope_sum)
-        self._bands(*self._crossover.process(block))
+        self._bands(low, high, envelopes=(envelope_low, envelope_high))
 
     def result(self) -> SplitBandHops:
         """Flush, and return the features."""
         from automix.master import loop
 
+        self._beside.close()
         envelope_sum = self._sum_detector.flush()
         self._peaks[2].add(envelope_sum)
         self._align(2, envelope_sum)
@@ -1225,9 +1237,11 @@ class SplitBandFeatures:
             self._triples.add(*(a[:ready] for a in self._aligned))
             self._aligned = [a[ready:] for a in self._aligned]
 
-    def _bands(self, low: np.ndarray, high: np.ndarray, final: bool = False) -> None:
-        envelope_low = self._low_envelope.process(low)
-        envelope_high = self._high_detector.process(high)
+    def _bands(self, low: np.ndarray, high: np.ndarray, final: bool = False, envelopes=None) -> None:
+        if envelopes is None:
+            envelope_low, envelope_high = self._low_envelope.process(low), self._high_detector.process(high)
+        else:
+            envelope_low, envelope_high = envelopes
         if final:
             envelope_low = np.concatenate((envelope_low, self._low_envelope.flush()))
             envelope_high = np.concatenate((envelope_high, self._high_detector.flush()))
