@@ -27,6 +27,7 @@ from automix.mix.balancer import StemInfo, balance
 from automix.mix.roles import pair_key, role_from_name, stereo_side
 from automix.mix.user_plan import parse_cli
 from automix.presets import load_preset
+from automix.report.html import render_html
 
 RATE = 44100
 SECONDS = 3.0
@@ -193,6 +194,8 @@ def test_the_report_states_the_moves_at_the_amount(renders):
             assert cut_half["gain_db"] == pytest.approx(cut["gain_db"] / 2, abs=0.01)
         assert zero[name]["eq_cuts"] == []
     assert half["gtr_L.wav"]["pan"] == pytest.approx((-1 + full["gtr_L.wav"]["pan"]) / 2, abs=1e-3)
+    page = render_html(renders[0.5]["report"])
+    assert "Amount 0.5" in page and "--amount 0.5: automix" in page and "at amount 0.5" in page
 
 
 # --- the plan function ------------------------------------------------------------------

@@ -339,8 +339,16 @@ def write_master_report(result, path: str | Path, *, input_path=None, output_pat
                    "output": str(output_path) if output_path and Path(output_path).exists() else None})
     record.update(extra or {})
     reference = reference if reference is not None else result.reference
-    before = measure_for_comparison(input_path) if input_path else None
-    after = measure_for_comparison(output_path) if record["output"] else None
+    from automix.errors import AutomixError
+
+    def measured(which, where):
+        try:
+            return measure_for_comparison(where) if where else None
+        except AutomixError as error:  # e.g. a lossy output this build cannot decode: the rest of the report stands
+            record.setdefault("notes", []).append(f"the {which} could not be measured for the report: {error}")
+            return None
+
+    before, after = measured("input", input_path), measured("output", record["output"])
     if reference is not None and before is not None and after is not None:
         record["reference_comparison"] = reference_comparison(reference, None, None, measured_input=before,
                                                               measured_output=after, width_above_hz=result.mono_below_hz)
