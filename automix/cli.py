@@ -263,7 +263,7 @@ def master_command(
     album: bool = typer.Option(False, "--album", help="Keep the tracks' relative loudness: the loudest at the target, the others as far below it as they were."),
     reference: Path | None = ReferenceOption,
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave a file whose output is already its complete master with these settings (its provenance tag says so)."),
-    manifest: Path | None = typer.Option(None, "--manifest", help="Append one JSON line per finished file here (a rerun keeps one line per file)."),
+    manifest: str | None = typer.Option(None, "--manifest", help="Append one JSON line per finished file here (a rerun keeps one line per file)."),
     cluster: str | None = typer.Option(None, "--cluster", help="Run the files on a Dask scheduler at this address (or $AUTOMIX_CLUSTER); needs automix[cluster]."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
@@ -285,7 +285,11 @@ def master_command(
                 raise AutomixError("--manifest records what was written; --dry-run writes nothing")
             from automix.jobs.manifest import check_manifest_path
 
-            check_manifest_path(manifest)
+            manifest = check_manifest_path(manifest)
+        address = _cluster_option(cluster)
+        if address is not None:  # the workers' working folder is not ours: they get absolute paths
+            input_locations = [p.absolute() if isinstance(p, Path) else p for p in input_locations]
+            output_location = output_location.absolute() if isinstance(output_location, Path) else output_location
         plan = plan_master(input_locations, output_location, format_name, dry_run)
         if reference is not None:
             from automix.master.reference import check_reference_path
@@ -294,7 +298,6 @@ def master_command(
                                  outputs=[dst for _, dst in plan.jobs if isinstance(dst, Path)])
         if manifest is not None:
             _check_manifest_is_no_output(manifest, plan)
-        address = _cluster_option(cluster)
         if address is not None and plan.jobs:
             from automix.jobs.cluster import connect
 

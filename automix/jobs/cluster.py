@@ -220,7 +220,7 @@ class ClusterRunner:
             call = [shared.get(position, value) for position, value in enumerate(args)]
             futures[self.client.submit(_run_task, fn, *call, pure=False, retries=TASK_RETRIES)] = index
         try:
-            for future in as_completed(list(futures)):
+            for future in as_completed(list(futures), loop=self.client.loop):
                 index = futures.pop(future)
                 yield index, self._record(future, labels[index])
                 future.release()
