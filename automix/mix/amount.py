@@ -33,13 +33,13 @@ it would otherwise re-measure the group at the scaled levels and undo the scalin
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 
 from automix.errors import AutomixError
+from automix.measure import loudness
 from automix.mix.balancer import MixPlan, StemInfo, StemPlan
 
 #: Where the high-pass cutoff goes as the amount falls to 0, Hz: an octave under the
@@ -182,7 +182,6 @@ def group_corrections_db(sources, sample_rate: int, plan: MixPlan, *, threads: i
     on its group's level: 0 dB); ``sources`` are :class:`automix.io.stream.BlockSource`\\ s
     in the order of ``plan.stems``.
     """
-    from automix.measure import loudness
     from automix.mix.renderer import PairEnergies, StemChain, _lockstep, _map
 
     members: dict[str, list[int]] = {}
@@ -196,7 +195,7 @@ def group_corrections_db(sources, sample_rate: int, plan: MixPlan, *, threads: i
     local = {index: k for k, index in enumerate(measured)}
     chains = [StemChain(plan.stems[i], sample_rate, sources[i].channels) for i in measured]
     pairs = PairEnergies(sample_rate, len(measured))
-    workers = min(len(measured), threads or os.cpu_count() or 1)
+    workers = min(len(measured), threads or loudness.THREADS)  # AUTOMIX_THREADS: the one thread setting
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
         for blocks in _lockstep([sources[i] for i in measured]):

@@ -24,7 +24,6 @@ does not depend on the length of the song (see "streaming" below).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -86,7 +85,7 @@ def render(stems: list[np.ndarray], sample_rate: int, plan: MixPlan, keep_stems:
     frames = stems[0].shape[1]
     # Stems are processed two at a time (scipy and numpy release the GIL on big arrays)
     # and summed in plan order, so the result does not depend on which finishes first.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, loudness.THREADS)) as pool:  # the one thread setting
         results = list(pool.map(lambda pair: process_stem(pair[0], sample_rate, pair[1]), zip(stems, plan.stems)))
     processed = [stereo for stereo, _, _ in results]
     group_gains, group_report = group_gains_db(processed, sample_rate, plan.stems)
@@ -493,7 +492,7 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
     peak, one to render. The result equals :func:`render` within float rounding.
     """
     count = len(sources)
-    workers = min(count, threads or os.cpu_count() or 1)
+    workers = min(count, threads or loudness.THREADS)  # AUTOMIX_THREADS: the one thread setting
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
         def chains():
