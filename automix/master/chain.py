@@ -46,10 +46,13 @@ from automix.master.limiter import (
     TruePeakLimiter,
 )
 from automix.master.loop import (
+    SPLIT_BAND_FROM_DB,
+    FeatureCollector,
     LoopFeatures,
     LoopResult,
     clean_target_in_reach,
     run_loop,
+    wideband_limiting_db,
 )
 from automix.master.platforms import OVER_LIMIT_CHOICES
 from automix.master.reference import (
@@ -449,11 +452,12 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
     return Render(meter.result(), peak_limiter.stats(), loudness.amplitude_to_db(precise.peak()))
 
 
-def collect_loop_features(source: BlockSource, plan: ChainPlan) -> LoopFeatures:
+def collect_loop_features(source: BlockSource, plan: ChainPlan, *, split_band: bool = True) -> LoopFeatures:
     """The loop's model of the signal before the limiter (one pass of the chain): the
-    split-band limiter's hops, which also hold the wideband model's."""
+    split-band limiter's hops, which also hold the wideband model's, or (``split_band``
+    False) the wideband model's alone, at a third of the cost."""
     chain = pre_limiter(plan, source.sample_rate, source.channels)
-    collector = SplitBandFeatures(source.sample_rate, source.channels)
+    collector = (SplitBandFeatures if split_band else FeatureCollector)(source.sample_rate, source.channels)
 
     def processed():
         for block in source.blocks():
@@ -463,6 +467,8 @@ def collect_loop_features(source: BlockSource, plan: ChainPlan) -> LoopFeatures:
     # reading and the chain in one thread, the model's detectors in this one
     for block in ahead(processed(), loudness.THREADS > 1):
         collector.add(block)
+    if not split_band:
+        return collector.result()
     hops = collector.result()
     return replace(hops.features, split=hops)
 
@@ -511,14 +517,18 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
     if analysis.duration_s < 0.4:
         raise AutomixError(f"{source.name}: {analysis.duration_s:.2f} s is too short to master (loudness needs at least 0.4 s)")
     plan = plan_chain(measured, settings, amount, reference)
-    features = collect_loop_features(source, plan)
+    features = collect_loop_features(source, plan, split_band=False)
     # The split-band limiter takes a bass peak's reduction from the bass alone, so a kick
-    # does not duck the rest of the music. On dense material it tops out a little lower
-    # (~0.3 LU on pink noise): where it cannot reach the target within the budget, the
+    # does not duck the rest of the music. It is used where the wideband limiter would
+    # work hard enough to pump (SPLIT_BAND_FROM_DB), and where it reaches the target: on
+    # dense material it tops out a little lower (~0.3 LU on pink noise), and there the
     # wideband limiter does the job.
-    split_band = clean_target_in_reach(features, settings)
-    if not split_band:
-        features = replace(features, split=None)
+    split_band = False
+    if wideband_limiting_db(features, settings, over_limit) > SPLIT_BAND_FROM_DB:
+        split_features = collect_loop_features(source, plan)
+        split_band = clean_target_in_reach(split_features, settings)
+        if split_band:
+            features = split_features
 
     def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
         return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink, split_band=split_band)
