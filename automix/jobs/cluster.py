@@ -133,7 +133,7 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> ClusterRunner
         socket.create_connection((host, port), timeout=timeout_s).close()
     except socket.gaierror:
         raise AutomixError(f"--cluster {address}: unknown host {host!r}") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise AutomixError(f"--cluster {address}: no answer within {timeout_s:g} s; is `dask scheduler` running there, "
                            "and the port open?") from None
     except OSError as error:
@@ -220,29 +220,33 @@ class ClusterRunner:
             call = [shared.get(position, value) for position, value in enumerate(args)]
             futures[self.client.submit(_run_task, fn, *call, pure=False, retries=TASK_RETRIES)] = index
         try:
-            for future in as_completed(list(futures), loop=self.client.loop):
+            # with_results: each result is fetched the moment its task ends, not when the
+            # caller gets to it; a result still held by a worker that dies would be
+            # computed again (the same bytes, but the work twice)
+            for future, result in as_completed(list(futures), with_results=True, raise_errors=False, loop=self.client.loop):
                 index = futures.pop(future)
-                yield index, self._record(future, labels[index])
+                record = self._record(future, result, labels[index])
                 future.release()
+                yield index, record
         finally:
             with suppress(Exception):  # stopped early (a signal, an error): nothing more to run
                 self.client.cancel(list(futures) + list(shared.values()))
 
     @staticmethod
-    def _record(future, label: str) -> dict:
+    def _record(future, result, label: str) -> dict:
         from distributed import KilledWorker
 
         from automix.jobs.safety import error_record
 
-        try:
-            return future.result()
-        except KilledWorker:
+        if future.cancelled():
+            return {"status": "error", "error": f"{label}: the cluster dropped it (scheduler stopped?); nothing was written"}
+        if future.status != "error":
+            return result
+        error = future.exception()
+        if isinstance(error, KilledWorker):
             return {"status": "error", "error": f"{label}: the cluster's workers kept dying while working on it "
                                                  "(killed, or out of memory); nothing was written"}
-        except Exception as error:  # noqa: BLE001 - a cancelled future, a worker without automix...
-            if type(error).__name__ == "CancelledError":
-                return {"status": "error", "error": f"{label}: the cluster dropped it (scheduler stopped?); nothing was written"}
-            return error_record(error, label)
+        return error_record(error, label)
 
     def close(self) -> None:
         with suppress(Exception), _quiet_client_errors():
