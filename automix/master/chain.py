@@ -40,6 +40,7 @@ from automix.io.stream import BlockSource, BlockWriter, array_source
 from automix.io.validate import validate_audio
 from automix.master import glue as glue_stage
 from automix.master.limiter import (
+    EnvelopeSpill,
     LimiterStats,
     SplitBandFeatures,
     SplitBandLimiter,
@@ -416,48 +417,66 @@ class Render:
 
 
 def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: float, release_ms: float,
-           bit_depth: str, sink: Sink, *, split_band: bool = False) -> Render:
-    """Run the whole chain once over ``source`` into ``sink`` and measure what was written."""
+           bit_depth: str, sink: Sink, *, split_band: bool = False, envelope: EnvelopeSpill | None = None) -> Render:
+    """Run the whole chain once over ``source`` into ``sink`` and measure what was written.
+
+    ``envelope``: the wideband limiter's detector envelope of the signal before the
+    limiter, kept by the model pass (:func:`collect_loop_features`): read instead of
+    detected again.
+    """
     sample_rate, channels = source.sample_rate, source.channels
     chain = pre_limiter(plan, sample_rate, channels)
-    design = SplitBandLimiter if split_band else TruePeakLimiter
-    peak_limiter = design(sample_rate, channels, threshold_db, release_ms)
+    gain = np.float32(10 ** (gain_db / 20))
+    if split_band:
+        peak_limiter = SplitBandLimiter(sample_rate, channels, threshold_db, release_ms)
+    else:
+        kept = envelope.detector(gain) if envelope is not None and envelope.usable else None
+        peak_limiter = TruePeakLimiter(sample_rate, channels, threshold_db, release_ms, detector=kept)
     dither = Dither(bit_depth, channels)
     meter = loudness.LoudnessMeter(sample_rate, channels)
     precise = loudness.PreciseTruePeakMeter(sample_rate, channels)
-    gain = np.float32(10 ** (gain_db / 20))
     sink.start()
 
-    def emit(block: np.ndarray) -> None:
-        if block.shape[1]:
-            out = dither.process(block)
-            meter.add(out)
-            precise.add(out)
-            sink.write(out)
+    def write_and_measure(out: np.ndarray) -> None:
+        meter.add(out)
+        sink.write(out)
 
-    # Three stages on the cores (io/overlap.py; the same bits as one after the other):
-    # reading, the limiter's chain, and dither + meters + writing.
+    # Stages on the cores (io/overlap.py; the same bits as one after the other): reading,
+    # the chain and the limiter, the loudness meter and the writing, the near-ideal peak.
     threaded = loudness.THREADS > 1
-    output = Behind(emit, threaded)
+    outputs = (Behind(write_and_measure, threaded), Behind(precise.add, threaded))
     try:
+        def emit(block: np.ndarray) -> None:
+            if block.shape[1]:
+                out = dither.process(block)
+                for output in outputs:
+                    output.put(out)
+
         for block in ahead(source.blocks(), threaded):
-            output.put(peak_limiter.process(chain.process(block) * gain))
-        output.put(peak_limiter.process(chain.flush() * gain))
-        output.put(peak_limiter.flush())
+            emit(peak_limiter.process(chain.process(block) * gain))
+        emit(peak_limiter.process(chain.flush() * gain))
+        emit(peak_limiter.flush())
     except BaseException:
-        output.abandon()
+        for output in outputs:
+            output.abandon()
         raise
-    output.close()
+    for output in outputs:
+        output.close()
     sink.finish()
     return Render(meter.result(), peak_limiter.stats(), loudness.amplitude_to_db(precise.peak()))
 
 
-def collect_loop_features(source: BlockSource, plan: ChainPlan, *, split_band: bool = True) -> LoopFeatures:
+def collect_loop_features(source: BlockSource, plan: ChainPlan, *, split_band: bool = True,
+                          spill: EnvelopeSpill | None = None) -> LoopFeatures:
     """The loop's model of the signal before the limiter (one pass of the chain): the
     split-band limiter's hops, which also hold the wideband model's, or (``split_band``
-    False) the wideband model's alone, at a third of the cost."""
+    False) the wideband model's alone, at a third of the cost, its full-rate envelope
+    kept in ``spill`` for the renders."""
     chain = pre_limiter(plan, source.sample_rate, source.channels)
-    collector = (SplitBandFeatures if split_band else FeatureCollector)(source.sample_rate, source.channels)
+    if split_band:
+        collector = SplitBandFeatures(source.sample_rate, source.channels)
+    else:
+        collector = FeatureCollector(source.sample_rate, source.channels, spill)
 
     def processed():
         for block in source.blocks():
@@ -517,49 +536,52 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
     if analysis.duration_s < 0.4:
         raise AutomixError(f"{source.name}: {analysis.duration_s:.2f} s is too short to master (loudness needs at least 0.4 s)")
     plan = plan_chain(measured, settings, amount, reference)
-    features = collect_loop_features(source, plan, split_band=False)
-    # The split-band limiter takes a bass peak's reduction from the bass alone, so a kick
-    # does not duck the rest of the music. It is used where the wideband limiter would
-    # work hard enough to pump (SPLIT_BAND_FROM_DB), and where it reaches the target: on
-    # dense material it tops out a little lower (~0.3 LU on pink noise), and there the
-    # wideband limiter does the job.
-    split_band = False
-    if wideband_limiting_db(features, settings, over_limit) > SPLIT_BAND_FROM_DB:
-        split_features = collect_loop_features(source, plan)
-        split_band = clean_target_in_reach(split_features, settings)
-        if split_band:
-            features = split_features
+    # the model pass keeps the wideband detector's envelope on disk: renders read it
+    with EnvelopeSpill() as spill:
+        features = collect_loop_features(source, plan, split_band=False, spill=spill)
+        # The split-band limiter takes a bass peak's reduction from the bass alone, so a kick
+        # does not duck the rest of the music. It is used where the wideband limiter would
+        # work hard enough to pump (SPLIT_BAND_FROM_DB), and where it reaches the target: on
+        # dense material it tops out a little lower (~0.3 LU on pink noise), and there the
+        # wideband limiter does the job.
+        split_band = False
+        if wideband_limiting_db(features, settings, over_limit) > SPLIT_BAND_FROM_DB:
+            split_features = collect_loop_features(source, plan)
+            split_band = clean_target_in_reach(split_features, settings)
+            if split_band:
+                features = split_features
 
-    def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
-        return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink, split_band=split_band)
+        def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
+            return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink, split_band=split_band,
+                          envelope=spill)
 
-    codec_check = None
-    if codec_safe:
-        from automix.master import codecs
+        codec_check = None
+        if codec_safe:
+            from automix.master import codecs
 
-        codecs.parse_codecs(codec_safe)  # a bad name fails before any rendering
+            codecs.parse_codecs(codec_safe)  # a bad name fails before any rendering
 
-        def codec_check(rendered: Render, ceiling_dbtp: float) -> tuple[float, dict]:
-            checked = codecs.codec_safe_gain_db(sink.read(), source.sample_rate, ceiling_dbtp, codec_safe, verify=False)
-            return checked.attenuation_db, dict(checked.peaks_before_dbtp)
+            def codec_check(rendered: Render, ceiling_dbtp: float) -> tuple[float, dict]:
+                checked = codecs.codec_safe_gain_db(sink.read(), source.sample_rate, ceiling_dbtp, codec_safe, verify=False)
+                return checked.attenuation_db, dict(checked.peaks_before_dbtp)
 
-    decoded_check = None
-    if lossy_check is not None:  # an automix.io.lossy.DecodedCheck: the file is judged as decoded
+        decoded_check = None
+        if lossy_check is not None:  # an automix.io.lossy.DecodedCheck: the file is judged as decoded
 
-        def decoded_check(rendered: Render, target_lufs: float, ceiling_dbtp: float):
-            if lossy_files is not None:  # (render on disk, encoded file): constant memory
-                verdict = lossy_check.verdict_file(*lossy_files, target_lufs, ceiling_dbtp,
-                                                   rendered_lufs=rendered.measured.integrated_lufs)
-            else:
-                verdict = lossy_check.verdict(sink.read(), source.sample_rate, target_lufs, ceiling_dbtp,
-                                              rendered_lufs=rendered.measured.integrated_lufs)
-            return verdict.extra_threshold_db, verdict.loudness_offset_lu, verdict.decoded
+            def decoded_check(rendered: Render, target_lufs: float, ceiling_dbtp: float):
+                if lossy_files is not None:  # (render on disk, encoded file): constant memory
+                    verdict = lossy_check.verdict_file(*lossy_files, target_lufs, ceiling_dbtp,
+                                                       rendered_lufs=rendered.measured.integrated_lufs)
+                else:
+                    verdict = lossy_check.verdict(sink.read(), source.sample_rate, target_lufs, ceiling_dbtp,
+                                                  rendered_lufs=rendered.measured.integrated_lufs)
+                return verdict.extra_threshold_db, verdict.loudness_offset_lu, verdict.decoded
 
-    loop = run_loop(features, settings, over_limit, render_with, precise_peak=lambda r: r.precise_true_peak_dbtp,
-                    codec_attenuation=codec_check,
-                    decoded_check=decoded_check)
-    result = _result(analysis, plan, loop, settings, source.warnings, reference)
-    return replace(result, limiter_design="split-band" if split_band else "wideband")
+        loop = run_loop(features, settings, over_limit, render_with, precise_peak=lambda r: r.precise_true_peak_dbtp,
+                        codec_attenuation=codec_check,
+                        decoded_check=decoded_check)
+        result = _result(analysis, plan, loop, settings, source.warnings, reference)
+        return replace(result, limiter_design="split-band" if split_band else "wideband")
 
 
 @dataclass(frozen=True, eq=False)

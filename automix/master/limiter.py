@@ -402,6 +402,70 @@ def detector_envelope(samples: np.ndarray, sample_rate: int, factor: int | None 
     return np.concatenate(parts)
 
 
+class EnvelopeSpill:
+    """The detector's envelope of a whole signal, kept in a temporary file (4 bytes per
+    frame, not in memory) so that a later render of the same signal at another gain
+    reads it instead of detecting again: the detector is linear up to the absolute
+    value, so the envelope of ``g * x`` is ``g`` times the envelope of ``x``.
+
+    ``write(envelope)`` appends (in stream order); ``detector(gain)`` returns an object
+    with the detector's interface (``process(block)``, ``flush()``, ``latency_frames``)
+    that hands out the kept envelope, scaled, one value per frame it is given, with no
+    latency. ``close()`` deletes the file. If the file cannot be written (a full disk),
+    ``usable`` turns False and the render detects as usual.
+    """
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self._file = tempfile.TemporaryFile(prefix="automix-envelope-")  # noqa: SIM115 - closed by close()
+        self.frames = 0
+        self.usable = True
+
+    def write(self, envelope: np.ndarray) -> None:
+        if not self.usable or envelope.size == 0:
+            return
+        try:
+            self._file.write(np.ascontiguousarray(envelope, dtype=np.float32).tobytes())
+            self.frames += envelope.size
+        except OSError:
+            self.usable = False
+
+    def detector(self, gain: float) -> _SpilledEnvelope:
+        self._file.flush()
+        self._file.seek(0)
+        return _SpilledEnvelope(self._file, np.float32(gain))
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> EnvelopeSpill:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _SpilledEnvelope:
+    """An ``EnvelopeSpill`` read back in order, scaled: a detector with no latency."""
+
+    latency_frames = 0
+
+    def __init__(self, file, gain: np.float32) -> None:
+        self._file, self._gain = file, gain
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        count = block.shape[1]
+        values = np.frombuffer(self._file.read(4 * count), dtype=np.float32)
+        if values.size != count:
+            raise AutomixError(f"the kept limiter envelope ended early ({values.size} of {count} frames): "
+                               "the render's input differs from the model pass's")
+        return values * self._gain
+
+    def flush(self) -> np.ndarray:
+        return np.zeros(0, dtype=np.float32)
+
+
 def decimate_envelope(envelope: np.ndarray, factor: int) -> np.ndarray:
     """Max-pool by ``factor`` (the last partial group too): a conservative low-rate envelope."""
     pad = -envelope.size % factor
@@ -640,15 +704,15 @@ class TruePeakLimiter:
 
     def __init__(self, sample_rate: int, channels: int, threshold_db: float, release_ms: float = RELEASE_MS, *,
                  hold_ms: float = HOLD_MS, lookahead_ms: float = LOOKAHEAD_MS, factor: int | None = None,
-                 precise: bool = True):
+                 precise: bool = True, detector=None):
         if channels < 1 or sample_rate < 1:
             raise AutomixError(f"the limiter needs at least one channel and a positive rate (got {channels}, {sample_rate})")
         self.sample_rate, self.channels, self.threshold_db = int(sample_rate), int(channels), float(threshold_db)
         threshold = 10.0 ** (threshold_db / 20.0)
         # refine only where a peak could reach the threshold (a little lower still,
-        # against float32 rounding)
-        self._detector = limiter_detector(sample_rate, channels, 0.999 * threshold, hold_ms=hold_ms,
-                                          lookahead_ms=lookahead_ms, precise=precise, factor=factor)
+        # against float32 rounding); or the envelope an earlier pass kept (EnvelopeSpill)
+        self._detector = detector or limiter_detector(sample_rate, channels, 0.999 * threshold, hold_ms=hold_ms,
+                                                      lookahead_ms=lookahead_ms, precise=precise, factor=factor)
         self._gain = GainComputer(sample_rate, threshold_db, release_ms, hold_ms=hold_ms, lookahead_ms=lookahead_ms)
         self.latency_frames = self._detector.latency_frames + self._gain.latency_frames
         self._pending = np.zeros((channels, 0), dtype=np.float32)  # input not yet output

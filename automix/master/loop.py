@@ -122,10 +122,11 @@ class FeatureCollector:
     features.
     """
 
-    def __init__(self, sample_rate: int, channels: int) -> None:
+    def __init__(self, sample_rate: int, channels: int, spill: limiter.EnvelopeSpill | None = None) -> None:
         self.sample_rate, self.channels = sample_rate, channels
         self._per_granule = hops_per_granule(sample_rate)
         self._detector = limiter.limiter_detector(sample_rate, channels)
+        self._spill = spill  # keeps the full-rate envelope for the renders
         self._sos = loudness.k_weighting_sos(sample_rate)
         self._zi = np.zeros((self._sos.shape[0], channels, 2))
         self._weights = loudness.channel_weights(channels)[:, None]
@@ -140,13 +141,18 @@ class FeatureCollector:
         self._frames += block.shape[1]
         filtered, self._zi = signal.sosfilt(self._sos, block, axis=-1, zi=self._zi)
         self._energy_pool.add((self._weights * (filtered * filtered)).sum(axis=0))
-        self._peak_pool.add(self._detector.process(block))
+        self._peaks(self._detector.process(block))
 
     def result(self) -> LoopFeatures:
         """Flush the detector and the last partial hop, and return the features."""
-        self._peak_pool.add(self._detector.flush())
+        self._peaks(self._detector.flush())
         return LoopFeatures(self.sample_rate, self._frames, self._per_granule, self._peak_pool.result(),
                             self._energy_pool.result())
+
+    def _peaks(self, envelope: np.ndarray) -> None:
+        self._peak_pool.add(envelope)
+        if self._spill is not None:
+            self._spill.write(envelope)
 
 
 class _HopPool:
