@@ -179,14 +179,44 @@ def check_output_folder_url(url: str) -> None:
 # --- staging: local copies of remote files --------------------------------------------
 
 
+#: ``automix-stage-<pid>-<random>``: a staging folder names its process, so one that a
+#: killed worker left behind (SIGKILL runs no clean-up) is found and removed later.
+_STAGE = re.compile(r"^automix-stage-(?P<pid>[0-9]+)-")
+
+
 @contextmanager
 def staging_folder() -> Iterator[Path]:
-    """A private temporary folder, removed with everything in it on the way out."""
-    folder = Path(tempfile.mkdtemp(prefix="automix-stage-"))
+    """A private temporary folder, removed with everything in it on the way out.
+
+    Folders of dead processes (a worker killed mid-file) are removed first, so a
+    worker's temp space does not fill up with copies of inputs over a long catalogue.
+    """
+    _remove_dead_stages()
+    folder = Path(tempfile.mkdtemp(prefix=f"automix-stage-{os.getpid()}-"))
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_dead_stages() -> None:
+    with suppress(OSError):
+        for entry in os.scandir(tempfile.gettempdir()):
+            match = _STAGE.match(entry.name)
+            if match and entry.is_dir(follow_symlinks=False) and not _alive(int(match["pid"])):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process, or no way to tell: keep its folder
+        return True
+    return True
 
 
 def download(url: str, folder: Path) -> Path:
