@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
+from automix.dsp import iir
+
 
 def one_pole(x: np.ndarray, time_ms: float, sample_rate: int) -> np.ndarray:
     """First-order low-pass with time constant ``time_ms``, started at the first value."""
@@ -144,7 +146,7 @@ class StreamingCompressor:
         if self._sidechain is not None:
             if self._sidechain_zi is None:  # start at rest, as a filter run over the whole signal
                 self._sidechain_zi = np.zeros((self._sidechain.shape[0], block.shape[0], 2))
-            detector, self._sidechain_zi = signal.sosfilt(self._sidechain, block, axis=-1, zi=self._sidechain_zi)
+            detector, self._sidechain_zi = iir.sosfilt(self._sidechain, block, self._sidechain_zi)
             power = np.mean(np.square(detector), axis=0).astype(np.float32)
         else:
             power = np.mean(np.square(block), axis=0, dtype=np.float32)
@@ -184,7 +186,7 @@ class StreamingCompressor:
             if self._sidechain_zi is None:
                 self._sidechain_zi = np.zeros((self._sidechain.shape[0], block.shape[0], 2), dtype=np.float32)
             sos = self._sidechain.astype(np.float32)  # a detector needs no more than float32
-            detector, self._sidechain_zi = signal.sosfilt(sos, block, axis=-1, zi=self._sidechain_zi)
+            detector, self._sidechain_zi = iir.sosfilt(sos, block, self._sidechain_zi)
             power = np.mean(np.square(detector), axis=0, dtype=np.float32)
         else:
             power = np.mean(np.square(block), axis=0, dtype=np.float32)

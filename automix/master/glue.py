@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import signal
 
+from automix.dsp import iir
 from automix.dsp.dynamics import (
     CompressorResult,
     StreamingCompressor,
@@ -355,7 +356,7 @@ class GlueDetectorMeter:
         if block.shape[1] == 0:
             return
         self.frames += block.shape[1]
-        filtered, self._zi = signal.sosfilt(self._sos, block, axis=-1, zi=self._zi)
+        filtered, self._zi = iir.sosfilt(self._sos, block, self._zi)
         power = np.mean(np.square(filtered), axis=0, dtype=np.float32)
         if self._partial.size:
             power = np.concatenate([self._partial, power])

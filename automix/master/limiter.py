@@ -118,6 +118,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
+from automix.dsp import iir
 from automix.dsp.dynamics import one_pole
 from automix.errors import AutomixError
 from automix.io.overlap import Beside
@@ -1239,7 +1240,6 @@ class SplitBandFeatures:
 
     def __init__(self, sample_rate: int, channels: int, *, crossover_hz: float = CROSSOVER_HZ,
                  high_hold_ms: float | None = None, refine_above: float = 0.0):
-        from scipy import signal
 
         from automix.master import loop  # here: loop imports this module
 
@@ -1257,7 +1257,6 @@ class SplitBandFeatures:
         self._peaks = [loop._HopPool(sample_rate, self._per_granule, np.maximum, np.float32) for _ in range(4)]
         self._pending = [np.zeros(0, np.float32), np.zeros(0, np.float32)]  # band envelopes to pair up
         self._energies = [loop._HopPool(sample_rate, self._per_granule, np.add, np.float64) for _ in range(3)]
-        self._sosfilt = signal.sosfilt
         self._aligned = [np.zeros(0, np.float32) for _ in range(3)]  # low, high, sum envelopes to pair up
         self._triples = _HopTriples(sample_rate, self._per_granule)
         # the whole signal's detector works beside the bands' (same bits as in one thread)
@@ -1318,8 +1317,8 @@ class SplitBandFeatures:
         self._peaks[3].add(self._pending[0][:paired] + self._pending[1][:paired])
         self._pending = [p[paired:] for p in self._pending]
         if low.shape[1]:
-            k_low, self._zi[0] = self._sosfilt(self._sos, low, axis=-1, zi=self._zi[0])
-            k_high, self._zi[1] = self._sosfilt(self._sos, high, axis=-1, zi=self._zi[1])
+            k_low, self._zi[0] = iir.sosfilt(self._sos, low, self._zi[0])
+            k_high, self._zi[1] = iir.sosfilt(self._sos, high, self._zi[1])
             self._energies[0].add((self._weights * (k_low * k_low)).sum(axis=0))
             self._energies[1].add((self._weights * (k_high * k_high)).sum(axis=0))
             self._energies[2].add((self._weights * (k_low * k_high)).sum(axis=0))

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
-from scipy import signal
 
+from automix.dsp import iir
 from automix.errors import AutomixError
 from automix.master import limiter
 from automix.master.platforms import OVER_LIMIT_CHOICES
@@ -139,7 +139,7 @@ class FeatureCollector:
         if block.shape[1] == 0:
             return
         self._frames += block.shape[1]
-        filtered, self._zi = signal.sosfilt(self._sos, block, axis=-1, zi=self._zi)
+        filtered, self._zi = iir.sosfilt(self._sos, block, self._zi)
         self._energy_pool.add((self._weights * (filtered * filtered)).sum(axis=0))
         self._peaks(self._detector.process(block))
 

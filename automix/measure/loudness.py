@@ -44,6 +44,7 @@ import numpy as np
 import scipy.fft
 from scipy import signal
 
+from automix.dsp import iir
 from automix.errors import AutomixError
 from automix.io.validate import MAX_CHANNELS, validate_sample_rate
 
@@ -324,7 +325,7 @@ class LoudnessMeter:
         """K-weight one chunk and add its energy to the 10 ms sub-granules."""
         n = chunk.shape[1]
         self._sample_peak = max(self._sample_peak, float(np.max(chunk)), -float(np.min(chunk)))
-        filtered, self._zi = signal.sosfilt(self._sos, chunk.astype(np.float64), axis=-1, zi=self._zi)
+        filtered, self._zi = iir.sosfilt(self._sos, chunk.astype(np.float64), self._zi)
         np.multiply(filtered, filtered, out=filtered)
         # channel-weighted power per sample (a loop, not a BLAS product: OpenBLAS
         # would start threads for it)

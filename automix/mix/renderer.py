@@ -32,7 +32,7 @@ import numpy as np
 import pedalboard
 from scipy import signal
 
-from automix.dsp import dynamics
+from automix.dsp import dynamics, iir
 from automix.io.stream import BLOCK_FRAMES
 from automix.measure import loudness
 from automix.measure.analyzer import ACTIVE_GATE_LUFS
@@ -293,7 +293,7 @@ class StemChain:
         """The next ``(channels, n)`` block in, stereo float32 out (before the make-up gain)."""
         x = block * self._gain
         if self._sos is not None:
-            x, self._zi = signal.sosfilt(self._sos, x, axis=-1, zi=self._zi)
+            x, self._zi = iir.sosfilt(self._sos, x, self._zi)
             x = x.astype(np.float32)
         if self._board is not None and x.shape[1]:
             x = self._board(x, self.sample_rate, reset=not self._started)
@@ -327,7 +327,7 @@ class PairEnergies:
     def weigh(self, index: int, block: np.ndarray) -> np.ndarray:
         """K-weight signal ``index``'s next stereo block (each signal's filter state is
         its own: the signals may be weighed on different threads)."""
-        y, self._zi[index] = signal.sosfilt(self._sos, block.astype(np.float64), axis=-1, zi=self._zi[index])
+        y, self._zi[index] = iir.sosfilt(self._sos, block.astype(np.float64), self._zi[index])
         return y
 
     def add(self, blocks: list[np.ndarray], *, weighted: list[np.ndarray] | None = None) -> None:
