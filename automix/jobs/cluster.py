@@ -215,10 +215,12 @@ class ClusterRunner:
         for position, value in enumerate(arguments[0]):
             if len(arguments) > 1 and all(args[position] is value for args in arguments):
                 shared[position] = self.client.submit(_identity, value, pure=False)
-        futures = {}
-        for index, args in enumerate(arguments):
-            call = [shared.get(position, value) for position, value in enumerate(args)]
-            futures[self.client.submit(_run_task, fn, *call, pure=False, retries=TASK_RETRIES)] = index
+        # one map call, not a submit per file: a catalogue's tens of thousands of tasks
+        # reach the scheduler in one message
+        columns = [[shared[position]] * len(arguments) if position in shared else [args[position] for args in arguments]
+                   for position in range(len(arguments[0]))]
+        submitted = self.client.map(_run_task, [fn] * len(arguments), *columns, pure=False, retries=TASK_RETRIES)
+        futures = {future: index for index, future in enumerate(submitted)}
         try:
             # with_results: each result is fetched the moment its task ends, not when the
             # caller gets to it; a result still held by a worker that dies would be
