@@ -415,7 +415,7 @@ def master_batch(plan: MasterPlan, output_dir: Path | str, settings: MasterSetti
     runner = runner or LocalRunner()
     settings_sha256 = settings_digest(options.provenance)
     skipped: dict[int, dict] = {}
-    if skip_existing and not options.dry_run:
+    if skip_existing:  # read-only: a dry run shows what a real one would leave alone
         skipped = _find_finished(plan, options, runner, manifest, settings_sha256)
     redo = [i for i in range(len(plan.jobs)) if i not in skipped]
     if options.album and redo and skipped:
