@@ -46,6 +46,7 @@ from automix.master.chain import (
     master_stream,
     master_to_file,
 )
+from automix.measure import loudness
 from automix.measure.analyzer import Analyzer, analyze
 from automix.measure.loudness import LoudnessMeter
 from automix.mix import user_plan
@@ -601,7 +602,7 @@ def analyse_sources(stems: StemSources, strict: bool) -> tuple[StemSources, list
         except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
             return error
 
-    pool = ThreadPoolExecutor(max_workers=min(len(stems.names), os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(max_workers=min(len(stems.names), loudness.THREADS))  # AUTOMIX_THREADS
     try:
         results = list(pool.map(one, range(len(stems.names))))
     finally:  # on a signal, do not analyse the stems still queued
@@ -631,7 +632,7 @@ def _analyse_stems(stems: LoadedStems, strict: bool) -> tuple[LoadedStems, list]
         except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
             return error
 
-    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(max_workers=loudness.THREADS)  # AUTOMIX_THREADS
     try:
         results = list(pool.map(one, range(len(stems.names))))
     finally:  # on a signal, do not analyse the stems still queued

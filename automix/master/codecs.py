@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import numpy as np
 
 from automix.errors import AutomixError
 from automix.io.audio import resample
+from automix.measure import loudness
 from automix.measure.loudness import true_peak_dbtp
 
 
@@ -525,7 +525,7 @@ def _peaks(samples: np.ndarray, sample_rate: int, pairs: tuple[tuple[str, int], 
         decoded, rate = encode_decode_native(scaled, sample_rate, name, kbps)
         return true_peak_dbtp(decoded, rate) + offset_db
 
-    with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(jobs), loudness.THREADS)) as pool:  # AUTOMIX_THREADS
         results = list(pool.map(run, jobs))
     peaks = [-math.inf] * len(pairs)
     for (index, *_), peak in zip(jobs, results):
