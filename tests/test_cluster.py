@@ -61,18 +61,23 @@ class LocalCluster:
         logs = folder / "dask-logs"
         logs.mkdir(parents=True, exist_ok=True)
         port = self.address.rsplit(":", 1)[1]
-        self.scheduler = self._start(["scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"], logs / "scheduler.log")
-        self._wait_for_port(int(port))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        for i in range(workers):
-            # --no-nanny: killing the worker process is losing the worker (a nanny would restart it)
-            worker = self._start(["worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name",
-                                  f"w{i}", "--memory-limit", "0"], logs / f"worker{i}.log", env=env, cwd=folder)
-            self.workers.append(worker)
-        self._wait_for_workers(workers)
+        try:
+            self._start(["scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"], logs / "scheduler.log")
+            self._wait_for_port(int(port))
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+            for i in range(workers):
+                # --no-nanny: killing the worker process is losing the worker (a nanny would restart it)
+                worker = self._start(["worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name",
+                                      f"w{i}", "--memory-limit", "0"], logs / f"worker{i}.log", env=env, cwd=folder)
+                self.workers.append(worker)
+            self._wait_for_workers(workers)
+        except BaseException:
+            self.stop()  # a half-started cluster leaves no process behind either
+            raise
 
     def _start(self, args, log: Path, env=None, cwd=None) -> subprocess.Popen:
-        process = subprocess.Popen(dask_command(*args), stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env, cwd=cwd)
+        with open(log, "w") as stderr:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(dask_command(*args), stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=cwd)
         self.processes.append(process)
         return process
 

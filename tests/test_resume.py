@@ -128,7 +128,7 @@ def test_a_killed_batch_resumes_without_redoing_or_duplicating(tmp_path):
 
 
 def test_other_settings_another_input_and_truncated_outputs_are_redone(tmp_path, monkeypatch):
-    import automix.jobs.master_files as master_files
+    from automix.jobs import master_files
 
     names = ["cut", "louder", "changed", "kept", "left"]
     inputs = [write_input(tmp_path / "in" / f"{name}.wav", seed=i) for i, name in enumerate(names)]
