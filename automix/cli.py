@@ -297,7 +297,10 @@ def master_command(
             check_reference_path(reference, inputs=[p for p in input_locations if isinstance(p, Path)],
                                  outputs=[dst for _, dst in plan.jobs if isinstance(dst, Path)])
         if manifest is not None:
+            from automix.jobs.manifest import Manifest
+
             _check_manifest_is_no_output(manifest, plan)
+            manifest = Manifest(manifest)  # read now: an unreadable one is a usage error too
         if address is not None and plan.jobs:
             from automix.jobs.cluster import connect
 
@@ -311,7 +314,7 @@ def master_command(
                    "sample_rate": sample_rate, "format_name": format_name, "codec_safe": codec_safe, "amount": amount,
                    "album": album, "dry_run": dry_run, "reference": reference}
         _master_batch(plan, inputs, output_location, resolved, options, jobs=jobs, runner=runner, skip_existing=skip_existing,
-                      manifest_path=manifest, quiet=quiet, as_json=as_json)
+                      manifest=manifest, quiet=quiet, as_json=as_json)
     finally:
         if runner is not None:
             runner.close()
@@ -338,9 +341,8 @@ def _check_manifest_is_no_output(manifest: Path, plan) -> None:
 
 
 def _master_batch(plan, inputs, output_location, resolved: Preset, options: dict, jobs: int, runner,
-                  skip_existing: bool, manifest_path: Path | None, quiet: bool, as_json: bool) -> None:
+                  skip_existing: bool, manifest, quiet: bool, as_json: bool) -> None:
     """Run ``master``'s batch, print one line per file and the summary; exits."""
-    from automix.jobs.manifest import Manifest, manifest_status
     from automix.jobs.master_files import LocalRunner, master_batch, summarise
 
     for note in plan.notes:
@@ -376,10 +378,9 @@ def _master_batch(plan, inputs, output_location, resolved: Preset, options: dict
             _note(note, quiet)
             resolved = resolved.with_overrides({"target_lufs": matched.target}, "--reference")
         output_options = dataclasses.replace(output_options, reference=matched.reference)
-    batch_options = skip_existing or manifest_path is not None or getattr(runner, "client", None) is not None
-    manifest = Manifest(manifest_path) if manifest_path is not None else None
+    batch_options = skip_existing or manifest is not None or getattr(runner, "client", None) is not None
     if manifest is not None and manifest.damaged:
-        _note(f"--manifest {manifest_path}: {manifest.damaged} damaged line(s) left out (a run killed mid-line?)", quiet)
+        _note(f"--manifest {manifest.path}: {manifest.damaged} damaged line(s) left out (a run killed mid-line?)", quiet)
     notes_shown = len(plan.notes)
     records = []
     try:
@@ -408,8 +409,7 @@ def _master_batch(plan, inputs, output_location, resolved: Preset, options: dict
         if batch_options and summary.failed_files:
             stderr.print("not mastered:\n" + "\n".join(f"  {escape(line)}" for line in summary.failed_files), highlight=False,
                          soft_wrap=True)
-    counts = {status: sum(manifest_status(r["status"]) == status for r in records) for status in ("failed", "refused")}
-    raise typer.Exit(EXIT_FAILED if counts["failed"] else EXIT_TARGET_MISSED if counts["refused"] else EXIT_OK)
+    raise typer.Exit(EXIT_FAILED if summary.failed else EXIT_TARGET_MISSED if summary.refused else EXIT_OK)
 
 
 def _note(text: str, quiet: bool) -> None:
