@@ -192,6 +192,23 @@ def test_a_worker_killed_mid_batch_still_masters_every_file_once(cluster, tmp_pa
     assert sorted(Path(r["input"]).name for r in records[:-1]) == sorted(p.name for p in inputs)
 
 
+def test_file_urls_without_a_cluster(tmp_path):
+    """URLs alone (fsspec, no Dask): a folder URL is listed, each input copied to a
+    private folder, each master uploaded beside its destination and moved into place."""
+    pytest.importorskip("fsspec", reason=REASON)
+    import tempfile
+
+    inputs = [write_input(tmp_path / "in" / f"u{i}.wav", seed=30 + i) for i in range(2)]
+    local = local_masters(inputs, tmp_path / "local")
+    stages_before = {p.name for p in Path(tempfile.gettempdir()).glob("automix-stage-*")}
+    result = finish(automix("master", f"file://{tmp_path / 'in'}/", "-o", f"file://{tmp_path / 'urls'}", "-j", "2", "--json"))
+    assert result.returncode == 0, result.stderr
+    assert {p.name: p.read_bytes() for p in sorted((tmp_path / "urls").iterdir())} == local
+    assert [json.loads(line)["output"] for line in result.stdout.splitlines()] == \
+        [f"file://{tmp_path / 'urls' / p.name}" for p in inputs]
+    assert {p.name for p in Path(tempfile.gettempdir()).glob("automix-stage-*")} <= stages_before  # nothing left
+
+
 def test_an_unreachable_scheduler_is_a_usage_error(tmp_path):
     pytest.importorskip("distributed", reason=REASON)
     source = write_input(tmp_path / "a.wav", seed=1)

@@ -131,14 +131,6 @@ def expand_url(url: str, extensions: Iterable[str]) -> list[str]:
     return [_unstrip(p, url) for p in sorted(files)]
 
 
-def is_dir_url(url: str) -> bool:
-    fs, path = filesystem(url)
-    try:
-        return fs.isdir(path)
-    except OSError:
-        return False
-
-
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
     try:
