@@ -409,14 +409,18 @@ def master_batch(plan: MasterPlan, output_dir: Path | str, settings: MasterSetti
     Yields
     ------
     dict
-        One record per file of ``plan``: the skipped ones first, then the others as
+        One record per file of ``plan``: the skipped ones first, as they are found
+        (their manifest lines are written once all are checked), then the others as
         they finish.
     """
     runner = runner or LocalRunner()
     settings_sha256 = settings_digest(options.provenance)
     skipped: dict[int, dict] = {}
     if skip_existing:  # read-only: a dry run shows what a real one would leave alone
-        skipped = _find_finished(plan, options, runner, manifest, settings_sha256)
+        for index, record in _find_finished(plan, options, runner, manifest, settings_sha256):
+            skipped[index] = record
+            if not options.album:  # an album is skipped whole or not at all: known at the end
+                yield record
     redo = [i for i in range(len(plan.jobs)) if i not in skipped]
     if options.album and redo and skipped:
         plan.notes.append(f"album: {len(redo)} of {len(plan.jobs)} tracks need mastering; all are mastered again, as each "
@@ -430,8 +434,8 @@ def master_batch(plan: MasterPlan, output_dir: Path | str, settings: MasterSetti
                     and old.get("settings_sha256") == settings_sha256):
                 fresh.append(manifest_line(record, *plan.jobs[index], settings_sha256))
         manifest.start([plan.jobs[i] for i in redo], fresh)
-    for index in sorted(skipped):
-        yield skipped[index]
+    if options.album:
+        yield from (skipped[index] for index in sorted(skipped))
     if not redo:
         return
     position_of = {str(src): i for i, (src, _) in enumerate(plan.jobs)}  # inputs are unique (expand_master_inputs)
@@ -442,8 +446,9 @@ def master_batch(plan: MasterPlan, output_dir: Path | str, settings: MasterSetti
 
 
 def _find_finished(plan: MasterPlan, options: OutputOptions, runner: Runner, manifest: Manifest | None,
-                   settings_sha256: str) -> dict[int, dict]:
-    """The files of ``plan`` whose outputs are already done, as skipped records."""
+                   settings_sha256: str) -> Iterator[tuple[int, dict]]:
+    """The files of ``plan`` whose outputs are already done: ``(index, skipped record)``
+    as each check ends."""
     candidates = [i for i in range(len(plan.jobs)) if i not in plan.problems]
     arguments = []
     for i in candidates:
@@ -452,13 +457,12 @@ def _find_finished(plan: MasterPlan, options: OutputOptions, runner: Runner, man
         recorded = old.get("output_sha256") if old and old.get("status") in ("done", "skipped") \
             and old.get("settings_sha256") == settings_sha256 else None
         arguments.append((src, dst, options.provenance, recorded))
-    finished = {}
-    for position, result in runner(check_existing, arguments, [str(plan.jobs[i][0]) for i in candidates]):
-        if result.get("status") == "skipped":
-            index = candidates[position]
-            src, dst = plan.jobs[index]
-            finished[index] = {"input": str(src), "output": str(dst), **result}
-    return finished
+    with closing(runner(check_existing, arguments, [str(plan.jobs[i][0]) for i in candidates])) as results:
+        for position, result in results:
+            if result.get("status") == "skipped":
+                index = candidates[position]
+                src, dst = plan.jobs[index]
+                yield index, {"input": str(src), "output": str(dst), **result}
 
 
 # --- album mode -----------------------------------------------------------------------
