@@ -224,7 +224,9 @@ def check_output_options(bit_depth: str, over_limit: str, format_name: str | Non
     if over_limit not in OVER_LIMIT_CHOICES:
         raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}, not {over_limit!r}")
     if format_name and format_name.lower().lstrip(".") in LOSSY_FORMAT_NAMES:
-        from automix.io.lossy import lossy_target  # the encoder must exist before any audio is read
+        from automix.io.lossy import (
+            lossy_target,  # the encoder must exist before any audio is read
+        )
 
         lossy_target(None, format_name)
     elif format_name and format_name.lower().lstrip(".") not in ("wav", "flac", "aif", "aiff"):
@@ -265,6 +267,7 @@ def master_command(
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave a file whose output is already its complete master with these settings (its provenance tag says so)."),
     manifest: str | None = typer.Option(None, "--manifest", help="Append one JSON line per finished file here (a rerun keeps one line per file)."),
     cluster: str | None = typer.Option(None, "--cluster", help="Run the files on a Dask scheduler at this address (or $AUTOMIX_CLUSTER); needs automix[cluster]."),
+    report: Path | None = typer.Option(None, "--report", help="Report of every decision, with plots: a .html (or .json) file for one input, or a folder getting <name>.html per input."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -296,6 +299,10 @@ def master_command(
 
             check_reference_path(reference, inputs=[p for p in input_locations if isinstance(p, Path)],
                                  outputs=[dst for _, dst in plan.jobs if isinstance(dst, Path)])
+        if report is not None:
+            from automix.jobs.checks import check_master_report
+
+            report = check_master_report(report, plan.jobs)
         if manifest is not None:
             from automix.jobs.manifest import Manifest
 
@@ -312,7 +319,7 @@ def master_command(
         options = {"preset_file": preset_file, "target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp,
                    "max_limiting_db": max_limiting_db, "platform": platform, "over_limit": over_limit, "bit_depth": bit_depth,
                    "sample_rate": sample_rate, "format_name": format_name, "codec_safe": codec_safe, "amount": amount,
-                   "album": album, "dry_run": dry_run, "reference": reference}
+                   "album": album, "dry_run": dry_run, "reference": reference, "report": report}
         _master_batch(plan, inputs, output_location, resolved, options, jobs=jobs, runner=runner, skip_existing=skip_existing,
                       manifest=manifest, quiet=quiet, as_json=as_json)
     finally:
@@ -371,7 +378,8 @@ def _master_batch(plan, inputs, output_location, resolved: Preset, options: dict
         shaping["reference_sha256"] = input_digest(reference)
     output_options = OutputOptions(options["bit_depth"], options["sample_rate"], options["format_name"], options["over_limit"],
                                    options["dry_run"], options["codec_safe"], options["amount"],
-                                   provenance_for(resolved, options["preset_file"], shaping), options["album"])
+                                   provenance_for(resolved, options["preset_file"], shaping), options["album"],
+                                   report=options["report"])
     if reference is not None:
         matched, note = load_reference(reference, options["target_lufs"] is None and options["platform"] is None)
         if note:
@@ -474,6 +482,8 @@ def _report_line(record: dict, quiet: bool, progress: _Progress) -> None:
         return
     for warning in record.get("warnings", []):
         progress.print(f"[yellow]warning[/] {escape(name)}: {escape(warning)}")
+    if record.get("report_error"):
+        progress.print(f"[yellow]warning[/] {escape(name)}: no report: {escape(record['report_error'])}")
     if quiet:
         return
     where = f" -> {record['output']}" if record.get("output") else " (dry run)"

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from automix.errors import AutomixError
-from automix.io.formats import LOSSY_FORMAT_NAMES, LOSSY_FORMATS, READABLE_EXTENSIONS, WRITABLE_FORMATS
+from automix.io.formats import (
+    LOSSY_FORMAT_NAMES,
+    LOSSY_FORMATS,
+    READABLE_EXTENSIONS,
+    WRITABLE_FORMATS,
+)
 from automix.io.paths import (
     check_output_folder,
     check_output_paths,
@@ -90,7 +95,9 @@ def check_audio_output_name(path: Path, format_name: str | None, what: str = "-o
     if not path.suffix:
         raise AutomixError(f"{what} {path}: no extension; name the file .wav, .flac, .aiff, .mp3, .opus or .m4a, or pass --format ({allowed})")
     if path.suffix.lower() in LOSSY_FORMATS:
-        from automix.io.lossy import lossy_target  # is the encoder there? (PyAV: no audio read)
+        from automix.io.lossy import (
+            lossy_target,  # is the encoder there? (PyAV: no audio read)
+        )
 
         lossy_target(path)
         return
@@ -213,3 +220,41 @@ def check_mix_arguments(folder: Path, output: Path, format_name: str | None, *, 
         if export_stems is not None:
             check_writable_folder(export_stems, f"--export-stems {export_stems}")
     return scan
+
+
+#: ``--report`` names a file with one of these suffixes; anything else is a folder.
+REPORT_SUFFIXES = (".html", ".htm", ".json")
+
+
+def check_master_report(report: Path, jobs: list[tuple]) -> Path:
+    """``master --report``: a ``.html``/``.json`` file for one input, else a folder that
+    gets one ``<output name>.html`` per input. Never an input or an output of the run,
+    checked before any audio is read.
+
+    Returns the path as it will be used (absolute: workers of a cluster get it too).
+    """
+    report = Path(report).absolute()
+    if report.suffix.lower() in REPORT_SUFFIXES:
+        if len(jobs) > 1:
+            raise AutomixError(f"--report {report}: one report file for {len(jobs)} inputs; give a folder "
+                               "(each input gets <name>.html in it)")
+        check_writable_file(report, "--report")
+        targets = [report]
+    else:
+        if report.exists() and not report.is_dir():
+            raise AutomixError(f"--report {report}: exists and is not a folder; name a folder, or a .html/.json file")
+        check_writable_folder(report, "--report")
+        targets = [report / (Path(str(dst)).stem + ".html") for _, dst in jobs]
+    for target in targets:
+        for src, dst in jobs:
+            for what, other in (("input", src), ("output", dst)):
+                if isinstance(other, Path) and same_path(target, other):
+                    raise AutomixError(f"--report {target}: is the {what} {other}; give the report its own name")
+    return report
+
+
+def master_report_path(report: Path, output: Path | str) -> Path:
+    """Where ``master --report`` writes the report of the master written to ``output``."""
+    if report.suffix.lower() in REPORT_SUFFIXES:
+        return report
+    return report / (Path(str(output)).stem + ".html")

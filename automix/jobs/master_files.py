@@ -34,6 +34,7 @@ from automix.jobs.checks import (
     clean_stale_parts,
     is_automix_output,
     list_folder,
+    master_report_path,
 )
 from automix.jobs.manifest import (
     STATUSES,
@@ -98,11 +99,31 @@ def master_job(input_path: Path | str, output_path: Path | str, settings: Master
                                  input_sha256=digests.get("input_sha256"))
             if not options.dry_run and result.status != "target_missed":
                 digests["output_sha256"] = input_digest(local_out)
+            if options.report is not None:
+                digests.update(_write_report(result, options, local_in, local_out, output_path))
     except Exception as error:  # noqa: BLE001 - one file's failure is its record
         return error_record(error, input_path)
     data = result.to_dict()
     data.pop("settings")
     return {**data, **digests}
+
+
+def _write_report(result: MasterResult, options: OutputOptions, local_in: Path, local_out: Path,
+                  output_path: Path | str) -> dict:
+    """``--report``: the file's report page (or JSON). The master stands if the report
+    cannot be written: the record says why instead."""
+    from automix.report.html import write_master_report
+
+    path = master_report_path(options.report, output_path)
+    written = not options.dry_run and result.status != "target_missed"
+    preset = options.provenance.preset if options.provenance is not None else None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_master_report(result, path, input_path=local_in, output_path=local_out if written else None,
+                            reference=options.reference, extra={"preset": {"name": preset}} if preset else None)
+    except (AutomixError, OSError) as error:
+        return {"report_error": f"{path}: {error}"}
+    return {"report": str(path)}
 
 
 def output_path_for(input_path: Path, out_dir: Path, format_name: str | None, taken: set[Path]) -> Path:

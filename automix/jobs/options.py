@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from automix.io.metadata import Provenance
 
@@ -26,3 +27,5 @@ class OutputOptions:
     provenance: Provenance | None = None
     album: bool = False  # master: keep the tracks' relative loudness, the loudest at the target
     reference: object | None = None  # a measured automix.master.reference.Reference to sound like
+    #: master --report: a .html/.json file (one input), or a folder of <output name>.html
+    report: Path | None = None
