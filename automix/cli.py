@@ -147,7 +147,7 @@ QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
 JsonOption = typer.Option(False, "--json", help="One JSON object per result and line on stdout.")
 CodecSafeOption = typer.Option(None, "--codec-safe", help="Lossy codecs (e.g. mp3,aac,opus or aac:128) whose decoded true peak must also stay under the ceiling.")
 ReferenceOption = typer.Option(None, "--reference", help="A finished track to sound like: its tonal balance, width and density (and loudness, unless a target is given).")
-AmountOption = typer.Option(1.0, "--amount", min=0.0, max=1.0, help="0..1: how much of the mastering's corrections (tonal EQ, width, glue) to apply; 0 = loudness only.")
+AmountOption = typer.Option(1.0, "--amount", min=0.0, max=1.0, help="0..1: how much of automix's corrections to apply (master: tonal EQ, width, glue; mix: also each stem's level, high-pass, cuts, compression, pan); 0 = loudness only, the stems at their own levels. Your --gain/--pan/--mute/--focus apply in full.")
 
 
 def resolve_preset(preset: str, preset_file: Path | None, platform: str | None, target_lufs: float | None,
