@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the module (measured with --durations); the mutation tests come first: they are fast
 # and aimed at exactly these modules.
 KILLS = "tests/test_mutation_kills.py"
+KILLS2 = "tests/test_mutation_kills_2.py"
 MODULES: dict[str, tuple[str, list[str]]] = {
     "loudness": ("automix/measure/loudness.py",
                  [KILLS, "tests/test_loudness.py", "-k", "not (music_like and (96000 or 44100))"]),
@@ -67,6 +68,20 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "tonal": ("automix/master/tonal.py", [KILLS, "tests/test_tonal.py"]),
     "chain": ("automix/master/chain.py",
               [KILLS, "tests/test_mastering.py", "-k", "not (target_and_ceiling_hold or 96000) or music"]),
+    # the modules added or changed in the second round (tests/test_mutation_kills_2.py)
+    "amount": ("automix/mix/amount.py", [KILLS2, "tests/test_mix_amount.py"]),
+    "iir": ("automix/dsp/iir.py", [KILLS2, "tests/test_iir.py"]),
+    "overlap": ("automix/io/overlap.py", [KILLS2, "tests/test_overlap.py"]),
+    "manifest": ("automix/jobs/manifest.py", [KILLS2, "tests/test_resume.py"]),
+    "loop_split": ("automix/master/loop.py", [KILLS2, "tests/test_limiter_choice.py", "tests/test_loop.py"]),
+    "limiter_spill": ("automix/master/limiter.py", [KILLS2, "tests/test_limiter.py", "-k", "kept or Spill"]),
+}
+
+# module key -> the top-level names (functions, classes, assigned constants) whose
+# source alone is mutated; a key not listed here mutates its whole module.
+SCOPES: dict[str, tuple[str, ...]] = {
+    "loop_split": ("SPLIT_BAND_FROM_DB", "wideband_limiting_db"),
+    "limiter_spill": ("EnvelopeSpill", "_SpilledEnvelope"),
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
@@ -221,9 +236,34 @@ def candidates(module: str, path: Path) -> list[Mutant]:
             for stmt in node.body:
                 if not isinstance(stmt, ast.Pass) and id(stmt) not in skip:
                     add(stmt, "drop", "pass")
+    if module in SCOPES:
+        spans = _scope_lines(tree, SCOPES[module])
+        found = [m for m in found if any(first <= m.line <= last for first, last in spans)]
     found.sort(key=lambda m: (m.start, m.kind, m.id))
     unique = {m.id: m for m in found}  # identical text in two places: keep one id per place
     return sorted(unique.values(), key=lambda m: (m.start, m.kind, m.id))
+
+
+def _scope_lines(tree: ast.Module, names: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(first, last) line of each top-level definition or assignment named in ``names``."""
+    spans = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            named = {node.name}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            named = {t.id for t in targets if isinstance(t, ast.Name)}
+        else:
+            continue
+        if named & set(names):
+            spans.append((node.lineno, node.end_lineno))
+    missing = set(names) - {n for node in tree.body for n in (
+        [node.name] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else
+        [t.id for t in (node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else [])
+         if isinstance(t, ast.Name)])}
+    if missing:
+        raise SystemExit(f"scope names not found at top level: {sorted(missing)}")
+    return spans
 
 
 def apply(source: str, mutant: Mutant) -> str:
