@@ -107,6 +107,20 @@ EQUIVALENT: dict[str, str] = {
     "chain:412:drop:a456f7d1": "analyze_source without the streaming analyzer's result falls through to analysing the "
                         "concatenated blocks: the same analysis, more memory",
     "loop:323:compare:40fb2c47": "programme reduction <= vs < the limit: equality of a computed percentile only",
+    # second round (mutation_report_2.md), judged at 65c6faa
+    "iir:33:unary:ea4e99c9": "sosfilt along axis 1 instead of -1: the same axis of the (channels, n) blocks every "
+                             "caller passes",
+    "amount:78:number:99ec4f2a": "the common gain of a plan without stems: never made (an empty folder and all stems "
+                                 "muted are refused before planning); it would only reach the rule's text",
+    "amount:206:bool:b5503d8a": "cancel_futures on the stem pool: pool.map has finished (or cancelled) every future "
+                                "before the finally runs",
+    "amount:212:number:4e28ab39": "make-up of a stem that reads as digital silence (<= -200 LUFS): it multiplies "
+                                  "zero pair energies, so the group's level is the same",
+    "overlap:168:drop:aa78d74d": "Beside.__del__ without shutdown: the pool, held by nothing else, is collected and "
+                                 "its weakref callback wakes the idle worker to exit (measured: thread gone)",
+    "manifest:189:number:324f836c": "ID3v2 footer flag 0x10 vs 0x11: flag bits 0-3 are always cleared (ID3v2.4 "
+                                    "section 3.1), so both masks agree on every valid tag",
+    "manifest:206:return:4dec9c94": "_has_id3v1 returns None instead of False: its one caller only tests truth",
 }
 
 
