@@ -190,3 +190,21 @@ def test_a_meter_fed_block_by_block_calibrates_like_the_samples():
     whole = glue.decide_glue(analysis, POP, samples=x)
     assert streamed.act and streamed.threshold_db == pytest.approx(whole.threshold_db, abs=0.05)
     assert streamed.initial_reduction_db == pytest.approx(whole.initial_reduction_db, abs=0.05)
+
+
+def test_a_long_signal_fed_block_by_block_calibrates_on_the_same_excerpts_as_the_samples(monkeypatch):
+    """Past CALIBRATION_WHOLE_S the streaming meter keeps only the calibration's excerpts
+    (memory independent of length), and calibrates exactly as the whole-signal path."""
+    monkeypatch.setattr(glue, "CALIBRATION_WHOLE_S", 6.0)  # a short signal stands in for a long one
+    x = kit_and_pad(16.0, kick=0.5, snare=0.8, pad=0.05)
+    analysis = analyze(Audio(x, SR))
+    meter = glue.GlueDetectorMeter(SR, 2, total_frames=x.shape[1])
+    for start in range(0, x.shape[1], 7000):
+        meter.add(x[:, start : start + 7000])
+    kept = sum(powers.size for powers, _ in meter.groups())
+    assert kept == glue.CALIBRATION_EXCERPTS * (int(glue.CALIBRATION_EXCERPT_S * SR) // glue.CONTROL_DECIMATION)
+    streamed = glue.decide_glue(analysis, POP, detector=meter)
+    whole = glue.decide_glue(analysis, POP, samples=x)
+    assert streamed.act
+    assert streamed.threshold_db == whole.threshold_db
+    assert streamed.initial_reduction_db == whole.initial_reduction_db

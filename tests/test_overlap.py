@@ -96,3 +96,22 @@ def test_a_threaded_master_is_bit_identical_to_a_single_threaded_one(monkeypatch
     assert np.array_equal(outputs[0][0], outputs[1][0])
     assert outputs[0][1] == outputs[1][1]
     assert not _automix_threads()
+
+
+def test_abandon_drops_the_items_still_queued():
+    import time
+
+    seen = []
+
+    def slow(item):
+        time.sleep(0.1)
+        seen.append(item)
+
+    behind = Behind(slow, depth=3)
+    for i in range(4):  # one in hand, three queued
+        behind.put(i)
+    started = time.perf_counter()
+    behind.abandon()
+    assert len(seen) <= 1  # at most the one being consumed when abandon() came
+    assert time.perf_counter() - started < 0.3
+    assert not _automix_threads()

@@ -120,7 +120,7 @@ class Behind:
                 if self._stop.is_set():
                     return
                 continue
-            if item is _DONE:
+            if item is _DONE or self._stop.is_set():  # abandoned: the queued items are dropped
                 return
             try:
                 self._consume(item)

@@ -139,6 +139,8 @@ def _flac_reason(path: Path) -> str | None:
         with sf.SoundFile(str(path)) as audio:
             if audio.frames <= 0:
                 return "a FLAC file without audio"
+            if audio.frames >= 1 << 62:  # libsndfile's "unknown": the header leaves the count at 0
+                return "the FLAC header does not state its length, so it cannot be checked whole"
             audio.seek(audio.frames - 1)  # a seek into a missing tail fails
             if len(audio.read(1)) != 1:
                 return "the last FLAC frame is missing"

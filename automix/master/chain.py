@@ -602,7 +602,7 @@ def measure_source(source: BlockSource, analysis: AudioAnalysis | None = None, w
 
     analyzer = None if analysis is not None else Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
     spread = BandSpreadMeter(source.sample_rate, source.channels)
-    detector = glue_stage.GlueDetectorMeter(source.sample_rate, source.channels)
+    detector = glue_stage.GlueDetectorMeter(source.sample_rate, source.channels, total_frames=source.frames)
     mid_side = MidSideSpectrumMeter(source.sample_rate, source.channels) if with_mid_side else None
     def tonal_and_glue(block: np.ndarray) -> None:
         spread.add(block)

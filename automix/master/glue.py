@@ -205,7 +205,7 @@ def decide_glue(analysis: AudioAnalysis, settings: MasterSettings, *, samples: n
     initial = 0.0
     groups = None
     if detector is not None and detector.frames >= sample_rate_floor(analysis.sample_rate):
-        groups = [(detector.group_power(), 0)]
+        groups = detector.groups()
     elif samples is not None and samples.shape[1] >= sample_rate_floor(analysis.sample_rate):
         groups = _excerpt_group_powers(samples, analysis.sample_rate)
     if groups is not None:
@@ -339,23 +339,44 @@ class GlueDetectorMeter:
     """Collects the glue detector's group powers from a stream, for :func:`decide_glue`.
 
     ``add(block)`` for every ``(channels, samples)`` block of the signal the glue will
-    process; memory is 4 bytes per ``CONTROL_DECIMATION`` samples (20 MB for an hour at
-    44.1 kHz), cost one float32 2nd-order high-pass over the signal.
+    process; cost one float32 2nd-order high-pass over the signal. Memory is 4 bytes per
+    ``CONTROL_DECIMATION`` samples, or, given ``total_frames`` of a signal longer than
+    ``CALIBRATION_WHOLE_S``, only the excerpts the calibration reads
+    (:func:`_excerpts`: each its own meter from its start, as
+    :func:`_excerpt_group_powers` reads them), whatever the length.
+    ``groups()`` gives what :func:`_calibrate_groups` takes.
     """
 
-    def __init__(self, sample_rate: int, channels: int):
+    def __init__(self, sample_rate: int, channels: int, total_frames: int | None = None):
         self._sos = signal.butter(2, SIDECHAIN_HIGHPASS_HZ, "highpass", fs=sample_rate, output="sos").astype(np.float32)
         self._zi = np.zeros((self._sos.shape[0], channels, 2), dtype=np.float32)
         self._partial = np.zeros(0, dtype=np.float32)
         self._groups: list[np.ndarray] = []
         self.frames = 0
+        self._excerpts = None  # (start, stop, settle, meter) of a long signal's excerpts
+        if total_frames is not None and total_frames > CALIBRATION_WHOLE_S * sample_rate:
+            self._excerpts = [(start, stop, settle, GlueDetectorMeter(sample_rate, channels))
+                              for start, stop, settle in _excerpts(total_frames, sample_rate)]
+
+    def groups(self) -> list[tuple[np.ndarray, int]]:
+        """``(group powers, settling groups)`` per excerpt (one: the whole signal)."""
+        if self._excerpts is None:
+            return [(self.group_power(), 0)]
+        return [(meter.group_power(), settle // CONTROL_DECIMATION) for _, _, settle, meter in self._excerpts]
 
     def add(self, block: np.ndarray) -> None:
         """Feed the next block (any length)."""
         block = np.asarray(block, dtype=np.float32)
         if block.shape[1] == 0:
             return
+        position = self.frames
         self.frames += block.shape[1]
+        if self._excerpts is not None:
+            for start, stop, _, meter in self._excerpts:
+                first, last = max(start, position), min(stop, self.frames)
+                if first < last:
+                    meter.add(block[:, first - position : last - position])
+            return
         filtered, self._zi = iir.sosfilt(self._sos, block, self._zi)
         power = np.mean(np.square(filtered), axis=0, dtype=np.float32)
         if self._partial.size:

@@ -586,7 +586,19 @@ def gain_reduction_db(envelope: np.ndarray, sample_rate: float, threshold_db: fl
         Gain reduction in dB (>= 0), one value per envelope value, aligned with it.
     """
     computer = GainComputer(sample_rate, threshold_db, release_ms, hold_ms=hold_ms, lookahead_ms=lookahead_ms)
-    return np.concatenate((computer.process(envelope), computer.flush()))
+    return _run_computer(computer, envelope)
+
+
+#: Values a gain computer takes at a time when it runs over a whole envelope. The result
+#: does not depend on it (the computer streams); it bounds the temporaries, so that the
+#: loop's model of a 60-minute file (2.5 million hops) stays a few MB per array.
+COMPUTER_CHUNK = 1 << 16
+
+
+def _run_computer(computer: GainComputer, envelope: np.ndarray) -> np.ndarray:
+    parts = [computer.process(envelope[start : start + COMPUTER_CHUNK])
+             for start in range(0, envelope.size, COMPUTER_CHUNK)]
+    return np.concatenate((*parts, computer.flush()))
 
 
 # --- statistics ---------------------------------------------------------------------
@@ -1378,23 +1390,27 @@ def split_band_gain_reduction_db(peak_low: np.ndarray, peak_high: np.ndarray, pe
     envelopes. An input gain of ``g`` dB is a threshold ``g`` dB lower."""
     high_hold_ms = HIGH_HOLD_MS if high_hold_ms is None else high_hold_ms
     threshold = 10.0 ** (threshold_db / 20.0)
-    if candidates is not None:
-        # the render's band gain over a hop is the lowest per-frame requirement in it:
-        # allocate on each binding frame's simultaneous values and keep the lowest
-        flat = candidates.reshape(-1, 3)
-        gain_low, gain_high = allocate_band_gains(flat[:, 0], flat[:, 1], flat[:, 2], threshold,
-                                                  low_share=low_share, max_low_db=max_low_db)
-        gain_low = gain_low.reshape(-1, 3).min(axis=1)
-        gain_high = gain_high.reshape(-1, 3).min(axis=1)
-    else:
-        gain_low, gain_high = allocate_band_gains(peak_low, peak_high, peak_sum, threshold, low_share=low_share,
-                                                  max_low_db=max_low_db, envelope_bands=peak_bands)
-    out = []
-    for gain, hold_ms in ((gain_low, low_hold_ms), (gain_high, high_hold_ms)):
-        computer = GainComputer(sample_rate, 0.0, release_ms, hold_ms=hold_ms, lookahead_ms=lookahead_ms)
-        envelope = _gain_as_envelope(gain)
-        out.append(np.concatenate((computer.process(envelope), computer.flush())))
-    return out[0], out[1]
+
+    def band_gains(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        if candidates is not None:
+            # the render's band gain over a hop is the lowest per-frame requirement in it:
+            # allocate on each binding frame's simultaneous values and keep the lowest
+            flat = candidates[lo:hi].reshape(-1, 3)
+            gain_low, gain_high = allocate_band_gains(flat[:, 0], flat[:, 1], flat[:, 2], threshold,
+                                                      low_share=low_share, max_low_db=max_low_db)
+            return gain_low.reshape(-1, 3).min(axis=1), gain_high.reshape(-1, 3).min(axis=1)
+        return allocate_band_gains(peak_low[lo:hi], peak_high[lo:hi], peak_sum[lo:hi], threshold, low_share=low_share,
+                                   max_low_db=max_low_db, envelope_bands=None if peak_bands is None else peak_bands[lo:hi])
+
+    # a slice of hops at a time (COMPUTER_CHUNK): the same values, bounded temporaries
+    computers = [GainComputer(sample_rate, 0.0, release_ms, hold_ms=hold_ms, lookahead_ms=lookahead_ms)
+                 for hold_ms in (low_hold_ms, high_hold_ms)]
+    count = candidates.shape[0] if candidates is not None else np.asarray(peak_low).size
+    out: tuple[list, list] = ([], [])
+    for lo in range(0, count, COMPUTER_CHUNK):
+        for computer, parts, gain in zip(computers, out, band_gains(lo, lo + COMPUTER_CHUNK)):
+            parts.append(computer.process(_gain_as_envelope(gain)))
+    return tuple(np.concatenate((*parts, computer.flush())) for computer, parts in zip(computers, out))
 
 
 def split_band_hop_energy(hops: SplitBandHops, gain_db: float, threshold_db: float,
@@ -1406,7 +1422,10 @@ def split_band_hop_energy(hops: SplitBandHops, gain_db: float, threshold_db: flo
     low_db, high_db = split_band_gain_reduction_db(hops.peak_low, hops.peak_high, hops.peak_sum,
                                                    features.hop_rate, threshold_db - gain_db, release_ms,
                                                    peak_bands=hops.peak_bands, candidates=hops.candidates)
-    a = 10.0 ** ((gain_db - low_db) / 20.0)
-    b = 10.0 ** ((gain_db - high_db) / 20.0)
-    energy = a * a * hops.energy_low + b * b * hops.energy_high + 2.0 * a * b * hops.energy_cross
+    energy = np.empty(low_db.size)
+    for lo in range(0, low_db.size, COMPUTER_CHUNK):  # bounded temporaries (COMPUTER_CHUNK)
+        part = slice(lo, lo + COMPUTER_CHUNK)
+        a = 10.0 ** ((gain_db - low_db[part]) / 20.0)
+        b = 10.0 ** ((gain_db - high_db[part]) / 20.0)
+        energy[part] = a * a * hops.energy_low[part] + b * b * hops.energy_high[part] + 2.0 * a * b * hops.energy_cross[part]
     return energy, -np.maximum(low_db, high_db)

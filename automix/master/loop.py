@@ -179,8 +179,8 @@ class _HopPool:
 
     def result(self) -> np.ndarray:
         rest = [self.reduce.reduce(self._buffer, keepdims=True)] if self._buffer.size else []
-        parts = self._out + rest
-        return np.concatenate(parts).astype(self.dtype) if parts else np.zeros(0, self.dtype)
+        parts, self._out = self._out + rest, []  # the pieces go as the table is made
+        return np.concatenate(parts).astype(self.dtype, copy=False) if parts else np.zeros(0, self.dtype)
 
 
 def collect_features(samples: np.ndarray, sample_rate: int) -> LoopFeatures:
