@@ -160,6 +160,10 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> ClusterRunner
         raise AutomixError(f"--cluster {address}: worker {worker} runs automix {version}, this is {__version__}; the "
                            "masters would differ: install the same version everywhere")
     local = all(info["host"] == socket.gethostname() for info in workers.values())
+    # "Couldn't gather 1 keys, rescheduling" when a worker dies holding a finished file is
+    # Dask doing its job (the file is mastered again elsewhere); automix reports each
+    # file itself, so only the client's errors reach the terminal.
+    logging.getLogger("distributed.client").setLevel(logging.ERROR)
     return ClusterRunner(client, workers=len(workers), stale_part_age_s=0.0 if local else REMOTE_STALE_PART_AGE_S)
 
 
