@@ -54,3 +54,15 @@ def music_like(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
     left = 0.5 * kick + 0.1 * chord + 0.05 * hats
     right = 0.5 * kick + 0.08 * chord + 0.07 * hats
     return fade(np.stack([left, right]).astype(np.float32), sample_rate)
+
+
+def shelved_noise(seconds: float, rate: int, low_db: float, high_db: float, seed: int) -> np.ndarray:
+    """Pink noise with a low shelf (around 200 Hz) and a high shelf (around 3 kHz), unit RMS."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    f = np.maximum(np.fft.rfftfreq(n, 1 / rate), 1.0)
+    shape_db = low_db * (0.5 - 0.5 * np.tanh(2 * np.log2(f / 200.0))) + high_db * (0.5 + 0.5 * np.tanh(2 * np.log2(f / 3000.0)))
+    magnitude = 10 ** (shape_db / 20) / np.sqrt(f)
+    magnitude[0] = 0.0
+    x = np.fft.irfft((rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size)) * magnitude, n)
+    return x / x.std()

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from scipy import signal
+from signals import shelved_noise
 
 from automix.errors import AutomixError
 from automix.io.audio import Audio
@@ -37,18 +38,6 @@ from automix.presets import load_preset
 MIX_RATE = 44100
 SETTINGS = load_preset("pop").master
 JUDGED = np.array([c for c in THIRD_OCTAVE_CENTRES_HZ if 40 * 0.99 <= c <= 16000 * 1.01])
-
-
-def shelved_noise(seconds: float, rate: int, low_db: float, high_db: float, seed: int) -> np.ndarray:
-    """Pink noise with a low shelf (around 200 Hz) and a high shelf (around 3 kHz), unit RMS."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * rate)
-    f = np.maximum(np.fft.rfftfreq(n, 1 / rate), 1.0)
-    shape_db = low_db * (0.5 - 0.5 * np.tanh(2 * np.log2(f / 200.0))) + high_db * (0.5 + 0.5 * np.tanh(2 * np.log2(f / 3000.0)))
-    magnitude = 10 ** (shape_db / 20) / np.sqrt(f)
-    magnitude[0] = 0.0
-    x = np.fft.irfft((rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size)) * magnitude, n)
-    return x / x.std()
 
 
 def stereo(mid: np.ndarray, side: np.ndarray, level: float = 0.1) -> np.ndarray:

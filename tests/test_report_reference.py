@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from scipy import signal
+from signals import shelved_noise
 from test_loudness import ebur128
 
 pytest.importorskip("matplotlib")
@@ -29,18 +30,6 @@ from automix.report.html import REFERENCE_FIGURE_ID, write_master_report
 
 POP = load_preset("pop")
 JUDGED = np.array([c for c in THIRD_OCTAVE_CENTRES_HZ if 40 * 0.99 <= c <= 16000 * 1.01])
-
-
-def shelved_noise(seconds: float, rate: int, low_db: float, high_db: float, seed: int) -> np.ndarray:
-    """Pink noise with smooth shelves around 200 Hz and 3 kHz, unit RMS."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * rate)
-    f = np.maximum(np.fft.rfftfreq(n, 1 / rate), 1.0)
-    shape_db = low_db * (0.5 - 0.5 * np.tanh(2 * np.log2(f / 200.0))) + high_db * (0.5 + 0.5 * np.tanh(2 * np.log2(f / 3000.0)))
-    magnitude = 10 ** (shape_db / 20) / np.sqrt(f)
-    magnitude[0] = 0.0
-    x = np.fft.irfft((rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size)) * magnitude, n)
-    return x / x.std()
 
 
 def stereo(mid: np.ndarray, side: np.ndarray, level: float) -> np.ndarray:

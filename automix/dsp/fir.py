@@ -111,28 +111,32 @@ class StreamingFIR:
 def filter_whole(samples: np.ndarray, taps: np.ndarray, block_size: int = 1 << 18) -> np.ndarray:
     """Whole-signal linear-phase filtering, aligned (delay removed) and the same length.
 
-    :class:`StreamingFIR` run over the signal into one preallocated float32 output, so
-    it is bit-identical to any streamed use and holds one block of temporaries.
+    :class:`StreamingFIR` run over the signal (:func:`stream`), so it is bit-identical to
+    any streamed use and holds one block of temporaries.
     """
     samples = np.asarray(samples, dtype=np.float32)
-    fir = StreamingFIR(taps, samples.shape[0])
-    out = np.empty(samples.shape, dtype=np.float32)
-    at = 0
-    for start in range(0, samples.shape[1], block_size):
-        part = fir.process(samples[:, start : start + block_size])
-        out[:, at : at + part.shape[1]] = part
-        at += part.shape[1]
-    part = fir.flush()
-    out[:, at : at + part.shape[1]] = part
-    return out
+    return stream(StreamingFIR(taps, samples.shape[0]), samples, block_size)
 
 
 def stream(processor, samples: np.ndarray, block_size: int = 65536) -> np.ndarray:
-    """Run any object with ``process(block)``/``flush()`` over ``samples`` in blocks.
-
-    A convenience for tests and whole-signal wrappers: memory of the processing is the
-    block's, the output is still collected whole.
+    """Run a length-preserving streaming stage (``process(block)``/``flush()``, output
+    aligned with its input) over ``samples`` in blocks, into one preallocated float32
+    array: the whole-signal wrapper of every streaming stage, bit-identical to any
+    streamed use, holding one block of temporaries.
     """
-    parts = [processor.process(samples[:, start : start + block_size]) for start in range(0, samples.shape[1], block_size)]
-    parts.append(processor.flush())
-    return np.concatenate(parts, axis=1) if parts else samples[:, :0]
+    out = np.empty(samples.shape, dtype=np.float32)
+    at = 0
+
+    def place(part: np.ndarray) -> None:
+        nonlocal at
+        if at + part.shape[1] > out.shape[1]:
+            raise AutomixError(f"{type(processor).__name__} returned more frames than it was given")
+        out[:, at : at + part.shape[1]] = part
+        at += part.shape[1]
+
+    for start in range(0, samples.shape[1], block_size):
+        place(processor.process(samples[:, start : start + block_size]))
+    place(processor.flush())
+    if at != out.shape[1]:
+        raise AutomixError(f"{type(processor).__name__} returned {at} of {out.shape[1]} frames")
+    return out

@@ -465,21 +465,21 @@ def write_encoded(data: bytes, path: str | os.PathLike, codec: str | None = None
     """Write an encoded file (``DecodedCheck.best.data`` or ``.last.data``) to ``path``
     atomically, tagged; ``loudness`` None measures it as decoded."""
     target = lossy_target(path, codec, bitrate_kbps)
-    decoded = loudness if isinstance(loudness, DecodedMeasurement) else None
-    if isinstance(loudness, DecodedMeasurement):
-        loudness = loudness.tags()
-    if loudness is None:
-        decoded = _measure(data)
-        tags = decoded.tags()
-    elif isinstance(loudness, LoudnessTags):
-        tags = loudness
-    else:
-        tags = LoudnessTags.from_measurement(loudness)
+    tags, decoded = _tags_of(_measure(data) if loudness is None else loudness)
     with atomic_output(path) as temp_name:
         with open(temp_name, "wb") as f:
             f.write(data)
         warnings = write_metadata(temp_name, target.tag_container, tags, provenance)
     return LossyOutput(Path(path), target.codec, target.bitrate_kbps, os.path.getsize(path), decoded, tuple(warnings))
+
+
+def _tags_of(loudness: LoudnessTags | bs1770.LoudnessMeasurement | DecodedMeasurement) -> tuple[LoudnessTags, DecodedMeasurement | None]:
+    """The tags to write for ``loudness``, and the decoded measurement if that is what it is."""
+    if isinstance(loudness, DecodedMeasurement):
+        return loudness.tags(), loudness
+    if isinstance(loudness, LoudnessTags):
+        return loudness, None
+    return LoudnessTags.from_measurement(loudness), None
 
 
 def write_lossy_file(encoded_path: str | os.PathLike, path: str | os.PathLike, codec: str | None = None, *,
@@ -493,15 +493,7 @@ def write_lossy_file(encoded_path: str | os.PathLike, path: str | os.PathLike, c
     measures the file as decoded (streaming).
     """
     target = lossy_target(path, codec)
-    if loudness is None:
-        loudness = measure_decoded_file(encoded_path)
-    decoded = loudness if isinstance(loudness, DecodedMeasurement) else None
-    if isinstance(loudness, DecodedMeasurement):
-        tags = loudness.tags()
-    elif isinstance(loudness, LoudnessTags):
-        tags = loudness
-    else:
-        tags = LoudnessTags.from_measurement(loudness)
+    tags, decoded = _tags_of(measure_decoded_file(encoded_path) if loudness is None else loudness)
     with atomic_output(path) as temp_name:
         os.replace(encoded_path, temp_name)
         warnings = write_metadata(temp_name, target.tag_container, tags, provenance)

@@ -596,43 +596,38 @@ def role_and_lead(file_stem: str, inputs: RoleInputs, sample_rate: int, analysis
 def analyse_sources(stems: StemSources, strict: bool) -> tuple[StemSources, list, list]:
     """:func:`_analyse_stems` for stem sources: per stem one streaming pass (analysis and
     role inputs), stems on a thread pool; a stem whose analysis fails is set aside."""
-    def one(index):
-        try:
-            return _measure_stem(stems.sources[index])
-        except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
-            return error
-
-    pool = ThreadPoolExecutor(max_workers=min(len(stems.names), loudness.THREADS))  # AUTOMIX_THREADS
-    try:
-        results = list(pool.map(one, range(len(stems.names))))
-    finally:  # on a signal, do not analyse the stems still queued
-        pool.shutdown(wait=True, cancel_futures=True)
-    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
-    for i in failed:
-        debug_traceback(results[i])
-    if failed:
-        if strict:
-            raise AutomixError(describe_error(results[failed[0]], stems.paths[failed[0]]))
-        keep = [i for i in range(len(results)) if i not in failed]
-        if not keep:
-            raise AutomixError("no stem could be analysed: " + describe_error(results[failed[0]], stems.paths[failed[0]]))
-        skipped = stems.skipped + tuple((stems.names[i], describe_error(results[i], stems.paths[i]), "unreadable") for i in failed)
+    keep, results, skipped = _each_stem(stems, lambda index: _measure_stem(stems.sources[index]), strict)
+    if skipped:
         stems = dataclasses.replace(stems, names=tuple(stems.names[i] for i in keep), paths=tuple(stems.paths[i] for i in keep),
-                                    sources=tuple(stems.sources[i] for i in keep), skipped=skipped)
-        results = [results[i] for i in keep]
+                                    sources=tuple(stems.sources[i] for i in keep), skipped=stems.skipped + skipped)
     return stems, [r[0] for r in results], [r[1] for r in results]
 
 
 def _analyse_stems(stems: LoadedStems, strict: bool) -> tuple[LoadedStems, list]:
     """Analyse the stems on a thread pool (they are independent); a stem whose analysis
     fails is set aside with the reason, the others go on."""
+    keep, results, skipped = _each_stem(
+        stems, lambda index: analyze(Audio(stems.samples[index], stems.sample_rate, stems.paths[index])), strict)
+    if skipped:
+        stems = LoadedStems(
+            names=tuple(stems.names[i] for i in keep), paths=tuple(stems.paths[i] for i in keep),
+            samples=tuple(stems.samples[i] for i in keep), sample_rate=stems.sample_rate,
+            skipped=stems.skipped + skipped, notes=stems.notes,
+        )  # fmt: skip
+    return stems, results
+
+
+def _each_stem(stems, measure, strict: bool) -> tuple[list[int], list, tuple]:
+    """``measure(index)`` for every stem on a thread pool (AUTOMIX_THREADS); a stem whose
+    measurement fails is set aside with the reason (``--strict``: fatal), the others go
+    on. Returns the kept indices, their results, and the skipped stems' rows."""
     def one(index):
         try:
-            return analyze(Audio(stems.samples[index], stems.sample_rate, stems.paths[index]))
+            return measure(index)
         except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
             return error
 
-    pool = ThreadPoolExecutor(max_workers=loudness.THREADS)  # AUTOMIX_THREADS
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(stems.names), loudness.THREADS)))
     try:
         results = list(pool.map(one, range(len(stems.names))))
     finally:  # on a signal, do not analyse the stems still queued
@@ -640,19 +635,13 @@ def _analyse_stems(stems: LoadedStems, strict: bool) -> tuple[LoadedStems, list]
     failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
     for i in failed:
         debug_traceback(results[i])
-    if not failed:
-        return stems, results
-    if strict:
+    if failed and strict:
         raise AutomixError(describe_error(results[failed[0]], stems.paths[failed[0]]))
     keep = [i for i in range(len(results)) if i not in failed]
-    if not keep:
+    if failed and not keep:
         raise AutomixError("no stem could be analysed: " + describe_error(results[failed[0]], stems.paths[failed[0]]))
-    skipped = stems.skipped + tuple((stems.names[i], describe_error(results[i], stems.paths[i]), "unreadable") for i in failed)
-    stems = LoadedStems(
-        names=tuple(stems.names[i] for i in keep), paths=tuple(stems.paths[i] for i in keep),
-        samples=tuple(stems.samples[i] for i in keep), sample_rate=stems.sample_rate, skipped=skipped, notes=stems.notes,
-    )  # fmt: skip
-    return stems, [results[i] for i in keep]
+    skipped = tuple((stems.names[i], describe_error(results[i], stems.paths[i]), "unreadable") for i in failed)
+    return keep, [results[i] for i in keep], skipped
 
 
 #: A stem this far below the loudest stem holds only bleed or noise: raising it to its

@@ -120,6 +120,7 @@ from scipy import ndimage
 
 from automix.dsp import iir
 from automix.dsp.dynamics import one_pole
+from automix.dsp.fir import stream
 from automix.errors import AutomixError
 from automix.io.overlap import Beside
 from automix.measure import loudness
@@ -814,15 +815,7 @@ def limit(samples: np.ndarray, sample_rate: int, ceiling: float | None = None, *
     else:
         limiter = TruePeakLimiter(sample_rate, samples.shape[0], threshold_db, release_ms,
                                   hold_ms=max(hold_ms, HOLD_MS), lookahead_ms=lookahead_ms, factor=factor)
-    out = np.empty_like(samples)
-    written = 0
-    for start in range(0, samples.shape[1], block_frames):
-        part = limiter.process(samples[:, start : start + block_frames])
-        out[:, written : written + part.shape[1]] = part
-        written += part.shape[1]
-    part = limiter.flush()
-    out[:, written : written + part.shape[1]] = part
-    return LimiterResult(out, limiter.stats())
+    return LimiterResult(stream(limiter, samples, block_frames), limiter.stats())
 
 
 # --- kept for existing callers --------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from automix.dsp.fir import StreamingFIR
+from automix.dsp.fir import StreamingFIR, stream
 
 #: Stop-band depth of the side's high-pass: side content an octave below the crossover
 #: is removed to -60 dB (0.1%), far below any audible image in the low end.
@@ -117,13 +117,4 @@ def shape_stereo(samples: np.ndarray, sample_rate: int, mono_below_hz: float, wi
     """
     if samples.shape[0] != 2 or (mono_below_hz <= 0 and width == 1.0):
         return samples
-    shaper = StereoShaper(sample_rate, mono_below_hz, width)
-    out = np.empty(samples.shape, dtype=np.float32)
-    at = 0
-    for start in range(0, samples.shape[1], block_size):
-        part = shaper.process(samples[:, start : start + block_size])
-        out[:, at : at + part.shape[1]] = part
-        at += part.shape[1]
-    part = shaper.flush()
-    out[:, at : at + part.shape[1]] = part
-    return out
+    return stream(StereoShaper(sample_rate, mono_below_hz, width), samples, block_size)
