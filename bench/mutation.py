@@ -75,6 +75,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "manifest": ("automix/jobs/manifest.py", [KILLS2, "tests/test_resume.py"]),
     "loop_split": ("automix/master/loop.py", [KILLS2, "tests/test_limiter_choice.py", "tests/test_loop.py"]),
     "limiter_spill": ("automix/master/limiter.py", [KILLS2, "tests/test_limiter.py", "-k", "kept or Spill"]),
+    "fir_stream": ("automix/dsp/fir.py", ["tests/test_stereo.py", "tests/test_tonal.py", "tests/test_glue.py", "tests/test_limiter.py"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose
@@ -82,6 +83,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 SCOPES: dict[str, tuple[str, ...]] = {
     "loop_split": ("SPLIT_BAND_FROM_DB", "wideband_limiting_db"),
     "limiter_spill": ("EnvelopeSpill", "_SpilledEnvelope"),
+    "fir_stream": ("filter_whole", "stream"),
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
