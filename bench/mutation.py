@@ -110,6 +110,10 @@ EQUIVALENT: dict[str, str] = {
                         "concatenated blocks: the same analysis, more memory",
     "loop:323:compare:40fb2c47": "programme reduction <= vs < the limit: equality of a computed percentile only",
     # second round (mutation_report_2.md), judged at 65c6faa
+    "fir_stream:111:number:6cfc0670": "filter_whole's default block 2^18 -> 2^19: the output does not depend on the "
+                                      "block size (StreamingFIR is block-invariant, tested)",
+    "fir_stream:111:number:25f7c423": "the same default block size, 2^18 -> 2^19",
+    "fir_stream:121:number:1fc07ee4": "stream's default block 65536 -> 65537: every stage it runs is block-invariant",
     "iir:33:unary:ea4e99c9": "sosfilt along axis 1 instead of -1: the same axis of the (channels, n) blocks every "
                              "caller passes",
     "amount:78:number:99ec4f2a": "the common gain of a plan without stems: never made (an empty folder and all stems "

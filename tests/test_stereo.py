@@ -96,3 +96,25 @@ def test_filter_whole_matches_direct_convolution():
     x = rng.standard_normal((2, 30000)).astype(np.float32)
     reference = np.stack([np.convolve(c.astype(np.float64), taps.astype(np.float64))[500 : 500 + x.shape[1]] for c in x])
     np.testing.assert_allclose(filter_whole(x, taps), reference, atol=2e-6)
+
+
+class _Miscounting:
+    """A streaming stage that returns ``extra`` frames more (or fewer) than it is given."""
+
+    def __init__(self, extra: int):
+        self.extra = extra
+
+    def process(self, block):
+        return np.zeros((block.shape[0], max(0, block.shape[1] + self.extra)), dtype=np.float32)
+
+    def flush(self):
+        return np.zeros((2, 0), dtype=np.float32)
+
+
+@pytest.mark.parametrize("extra", [1, -1])
+def test_stream_refuses_a_stage_that_does_not_keep_the_length(extra):
+    from automix.errors import AutomixError
+
+    x = np.ones((2, 1000), dtype=np.float32)
+    with pytest.raises(AutomixError, match="frames"):
+        stream(_Miscounting(extra), x, 300)
