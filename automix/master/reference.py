@@ -259,6 +259,17 @@ class MidSideSpectrumMeter:
             return 10 * np.log10(mid / total), 10 * np.log10(side / total)
 
 
+def measure_mid_side(source) -> tuple[Analyzer, MidSideSpectrumMeter]:
+    """One streaming pass over a :class:`~automix.io.stream.BlockSource`: the analyzer
+    and the mid/side spectrum meter, fed the same blocks (read their results)."""
+    analyzer = Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
+    spectrum = MidSideSpectrumMeter(source.sample_rate, source.channels)
+    for block in source.blocks():
+        analyzer.add(block)
+        spectrum.add(block)
+    return analyzer, spectrum
+
+
 def analyze_reference(path: str | Path) -> Reference:
     """Measure a reference recording (see the module docstring), streaming.
 
@@ -270,11 +281,7 @@ def analyze_reference(path: str | Path) -> Reference:
     """
     source = file_source(Path(path))
     name = Path(path).name
-    analyzer = Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
-    spectrum = MidSideSpectrumMeter(source.sample_rate, source.channels)
-    for block in source.blocks():
-        analyzer.add(block)
-        spectrum.add(block)
+    analyzer, spectrum = measure_mid_side(source)
     analysis = analyzer.result()
     if analysis.is_silent:
         raise AutomixError(f"reference {name}: the audio is silent; there is no balance to copy")

@@ -138,8 +138,7 @@ def measure_for_comparison(signal, sample_rate: int | None = None) -> dict:
     """
     from automix.io.audio import Audio
     from automix.io.stream import BlockSource, array_source, file_source
-    from automix.master.reference import MidSideSpectrumMeter
-    from automix.measure.analyzer import Analyzer
+    from automix.master.reference import measure_mid_side
 
     if isinstance(signal, BlockSource):
         source = signal
@@ -149,11 +148,7 @@ def measure_for_comparison(signal, sample_rate: int | None = None) -> dict:
         source = array_source(Audio(np.ascontiguousarray(signal, dtype=np.float32), int(sample_rate)))
     else:
         source = file_source(Path(signal))
-    analyzer = Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
-    spectrum = MidSideSpectrumMeter(source.sample_rate, source.channels)
-    for block in source.blocks():
-        analyzer.add(block)
-        spectrum.add(block)
+    analyzer, spectrum = measure_mid_side(source)
     analysis = analyzer.result()
     mid_db, side_db = spectrum.spectra_db()
     meter = analyzer.meter.result()
