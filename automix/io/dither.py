@@ -46,9 +46,11 @@ class Dither:
             return block.astype(np.float32, copy=False)
         scale = float(2 ** (self.bits - 1))
         frames = block.shape[1]
-        # (frames, channels) draws, transposed: the stream of draws is in frame order
-        codes = self._rng.random((frames, self.channels), dtype=np.float32).T.astype(np.float64)
-        codes -= self._rng.random((frames, self.channels), dtype=np.float32).T
+        # One draw of (frames, 2, channels): the stream of draws is in frame order, both
+        # uniform variables of frame n before frame n + 1's. (Two draws per block, one per
+        # variable, made the noise depend on where the blocks were cut.)
+        draws = self._rng.random((frames, 2, self.channels), dtype=np.float32)
+        codes = (draws[:, 0] - draws[:, 1]).T.astype(np.float64)
         codes += block * scale
         np.rint(codes, out=codes)
         np.clip(codes, -scale, scale - 1, out=codes)

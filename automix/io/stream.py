@@ -188,3 +188,63 @@ class BlockWriter:
             self._file.close()  # rewrites the header: can fail on a full disk too
         except Exception as error:  # noqa: BLE001
             raise AutomixError(_write_failure(self.destination, _sndfile_error_detail(self._file) or _describe(error))) from None
+
+
+class SignalSpill:
+    """A stream of float32 ``(channels, n)`` blocks kept in a temporary file, to be read
+    back as a :class:`BlockSource` as often as needed.
+
+    The mastering chain's model pass keeps what its EQ, stereo and glue stages made of
+    the input here, so the renders and a second model pass read it instead of running
+    those stages again: the same samples, at the cost of a file copy (4 bytes per sample
+    on disk, nothing in memory). ``write(block)`` appends in stream order; if the file
+    cannot be written (a full disk) ``usable`` turns False and the caller computes the
+    signal again. ``close()`` deletes the file.
+    """
+
+    def __init__(self, sample_rate: int, channels: int, name: str = "", block_frames: int = BLOCK_FRAMES) -> None:
+        import tempfile
+
+        self.sample_rate, self.channels, self.name = int(sample_rate), int(channels), name
+        self.block_frames = int(block_frames)
+        self._file = tempfile.TemporaryFile(prefix="automix-signal-")  # noqa: SIM115 - closed by close()
+        self.frames = 0
+        self.usable = True
+
+    def write(self, block: np.ndarray) -> None:
+        if not self.usable or block.shape[1] == 0:
+            return
+        if block.shape[0] != self.channels:
+            raise AutomixError(f"internal error: a {block.shape[0]}-channel block for a {self.channels}-channel spill")
+        try:
+            self._file.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())  # frames interleaved
+            self.frames += block.shape[1]
+        except OSError:
+            self.usable = False
+
+    def source(self) -> BlockSource:
+        """What was written, as a re-readable source (read it only after the writing)."""
+        self._file.flush()
+        frame_bytes = 4 * self.channels
+
+        def blocks() -> Iterator[np.ndarray]:
+            at = 0
+            while at < self.frames:
+                count = min(self.block_frames, self.frames - at)
+                self._file.seek(at * frame_bytes)
+                data = self._file.read(count * frame_bytes)
+                if len(data) != count * frame_bytes:
+                    raise AutomixError(f"the kept signal ended early ({at + len(data) // frame_bytes} of {self.frames} frames)")
+                yield np.frombuffer(data, dtype=np.float32).reshape(count, self.channels).T.copy()
+                at += count
+
+        return BlockSource(self.sample_rate, self.channels, self.frames, self.name, blocks)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> SignalSpill:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

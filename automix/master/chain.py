@@ -25,6 +25,7 @@ Every stage is a function of the signal's shape, not its level: the same mix upl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -36,7 +37,7 @@ from automix.io.audio import Audio, atomic_output
 from automix.io.dither import Dither
 from automix.io.metadata import LoudnessTags, Provenance, write_metadata
 from automix.io.overlap import Behind, ahead
-from automix.io.stream import BlockSource, BlockWriter, array_source
+from automix.io.stream import BlockSource, BlockWriter, SignalSpill, array_source
 from automix.io.validate import validate_audio
 from automix.master import glue as glue_stage
 from automix.master.limiter import (
@@ -417,21 +418,22 @@ class Render:
 
 
 def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: float, release_ms: float,
-           bit_depth: str, sink: Sink, *, split_band: bool = False, envelope: EnvelopeSpill | None = None) -> Render:
+           bit_depth: str, sink: Sink, *, split_band: bool = False, envelope: EnvelopeSpill | None = None,
+           kept: SignalSpill | None = None) -> Render:
     """Run the whole chain once over ``source`` into ``sink`` and measure what was written.
 
     ``envelope``: the wideband limiter's detector envelope of the signal before the
     limiter, kept by the model pass (:func:`collect_loop_features`): read instead of
-    detected again.
+    detected again. ``kept``: the signal before the limiter itself, kept by the model
+    pass: read instead of running the EQ, stereo and glue stages again.
     """
     sample_rate, channels = source.sample_rate, source.channels
-    chain = pre_limiter(plan, sample_rate, channels)
     gain = np.float32(10 ** (gain_db / 20))
     if split_band:
         peak_limiter = SplitBandLimiter(sample_rate, channels, threshold_db, release_ms)
     else:
-        kept = envelope.detector(gain) if envelope is not None and envelope.usable else None
-        peak_limiter = TruePeakLimiter(sample_rate, channels, threshold_db, release_ms, detector=kept)
+        detector = envelope.detector(gain) if envelope is not None and envelope.usable else None
+        peak_limiter = TruePeakLimiter(sample_rate, channels, threshold_db, release_ms, detector=detector)
     dither = Dither(bit_depth, channels)
     meter = loudness.LoudnessMeter(sample_rate, channels)
     precise = loudness.PreciseTruePeakMeter(sample_rate, channels)
@@ -452,9 +454,8 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
                 for output in outputs:
                     output.put(out)
 
-        for block in ahead(source.blocks(), threaded):
-            emit(peak_limiter.process(chain.process(block) * gain))
-        emit(peak_limiter.process(chain.flush() * gain))
+        for block in ahead(pre_limited(source, plan, kept), threaded):
+            emit(peak_limiter.process(block * gain))
         emit(peak_limiter.flush())
     except BaseException:
         for output in outputs:
@@ -466,25 +467,39 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
     return Render(meter.result(), peak_limiter.stats(), loudness.amplitude_to_db(precise.peak()))
 
 
+def pre_limited(source: BlockSource, plan: ChainPlan, kept: SignalSpill | None = None) -> Iterator[np.ndarray]:
+    """The signal before the limiter, block by block: read back from ``kept`` when it
+    holds all of it, else made by the chain (EQ, stereo, glue) from ``source`` -- and
+    written to ``kept`` as it goes, if ``kept`` is given and still empty."""
+    if kept is not None and kept.usable and kept.frames == source.frames:
+        yield from kept.source().blocks()
+        return
+    keep = kept is not None and kept.frames == 0
+    chain = pre_limiter(plan, source.sample_rate, source.channels)
+    for block in source.blocks():
+        block = chain.process(block)
+        if keep:
+            kept.write(block)
+        yield block
+    block = chain.flush()
+    if keep:
+        kept.write(block)
+    yield block
+
+
 def collect_loop_features(source: BlockSource, plan: ChainPlan, *, split_band: bool = True,
-                          spill: EnvelopeSpill | None = None) -> LoopFeatures:
+                          spill: EnvelopeSpill | None = None, kept: SignalSpill | None = None) -> LoopFeatures:
     """The loop's model of the signal before the limiter (one pass of the chain): the
     split-band limiter's hops, which also hold the wideband model's, or (``split_band``
     False) the wideband model's alone, at a third of the cost, its full-rate envelope
-    kept in ``spill`` for the renders."""
-    chain = pre_limiter(plan, source.sample_rate, source.channels)
+    kept in ``spill`` for the renders. ``kept``: see :func:`pre_limited`."""
     if split_band:
         collector = SplitBandFeatures(source.sample_rate, source.channels)
     else:
         collector = FeatureCollector(source.sample_rate, source.channels, spill)
 
-    def processed():
-        for block in source.blocks():
-            yield chain.process(block)
-        yield chain.flush()
-
     # reading and the chain in one thread, the model's detectors in this one
-    for block in ahead(processed(), loudness.THREADS > 1):
+    for block in ahead(pre_limited(source, plan, kept), loudness.THREADS > 1):
         collector.add(block)
     if not split_band:
         return collector.result()
@@ -536,9 +551,10 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
     if analysis.duration_s < 0.4:
         raise AutomixError(f"{source.name}: {analysis.duration_s:.2f} s is too short to master (loudness needs at least 0.4 s)")
     plan = plan_chain(measured, settings, amount, reference)
-    # the model pass keeps the wideband detector's envelope on disk: renders read it
-    with EnvelopeSpill() as spill:
-        features = collect_loop_features(source, plan, split_band=False, spill=spill)
+    # The model pass keeps the signal before the limiter and the wideband detector's
+    # envelope of it on disk: later passes read them instead of computing them again.
+    with EnvelopeSpill() as spill, SignalSpill(source.sample_rate, source.channels, source.name) as kept:
+        features = collect_loop_features(source, plan, split_band=False, spill=spill, kept=kept)
         # The split-band limiter takes a bass peak's reduction from the bass alone, so a kick
         # does not duck the rest of the music. It is used where the wideband limiter would
         # work hard enough to pump (SPLIT_BAND_FROM_DB), and where it reaches the target: on
@@ -546,14 +562,14 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
         # wideband limiter does the job.
         split_band = False
         if wideband_limiting_db(features, settings, over_limit) > SPLIT_BAND_FROM_DB:
-            split_features = collect_loop_features(source, plan)
+            split_features = collect_loop_features(source, plan, kept=kept)
             split_band = clean_target_in_reach(split_features, settings)
             if split_band:
                 features = split_features
 
         def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
             return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink, split_band=split_band,
-                          envelope=spill)
+                          envelope=spill, kept=kept)
 
         codec_check = None
         if codec_safe:
