@@ -705,6 +705,9 @@ def _db(value: float) -> str:
 
 def main() -> None:
     """Console-script entry point."""
+    from automix.jobs.allocator import keep_freed_memory
+
+    keep_freed_memory()
     install_stop_handlers()
     try:
         app()
