@@ -254,6 +254,18 @@ def pan(x: np.ndarray, position: float) -> np.ndarray:
     return np.stack([left, right]).astype(np.float32)
 
 
+def pan_gains(channels: int, position: float) -> np.ndarray:
+    """The gains :func:`pan` applies, as a ``(2, channels)`` matrix (output channel by
+    input channel, each the float32 value ``pan`` multiplies by)."""
+    angle = (position + 1.0) * math.pi / 4.0
+    left_gain, right_gain = math.cos(angle), math.sin(angle)
+    if channels == 1:
+        return np.array([[np.float32(left_gain)], [np.float32(right_gain)]], dtype=np.float64)
+    scale = math.sqrt(2.0)
+    return np.array([[np.float32(min(1.0, scale * left_gain)), 0.0], [0.0, np.float32(min(1.0, scale * right_gain))]],
+                    dtype=np.float64)
+
+
 # --- streaming ---------------------------------------------------------------------------
 # The same render, block by block: memory depends on the block size and the number of
 # stems, not on the length of the song. One measuring pass (every stem through its chain,
@@ -291,6 +303,11 @@ class StemChain:
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """The next ``(channels, n)`` block in, stereo float32 out (before the make-up gain)."""
+        return pan(self.process_unpanned(block), self.plan.pan)
+
+    def process_unpanned(self, block: np.ndarray) -> np.ndarray:
+        """:meth:`process` before the pan: ``(channels, n)`` float32, the stem's own
+        channels (the pan is a gain per output channel, applied with the others)."""
         x = block * self._gain
         if self._sos is not None:
             x, self._zi = iir.sosfilt(self._sos, x, self._zi)
@@ -300,7 +317,7 @@ class StemChain:
             self._started = True
         if self._compressor is not None:
             x = self._compressor.process(x)
-        return pan(x, self.plan.pan)
+        return x
 
 
 class PairEnergies:
@@ -481,6 +498,87 @@ def _map(pool, function, items):
     return list(pool.map(function, items)) if pool is not None else [function(item) for item in items]
 
 
+class ChannelEnergies:
+    """K-weighted energy per 100 ms granule of every pair of *channels* of N stems (the
+    granules' Gram matrices), before the pan.
+
+    The pan is a gain per output channel (:func:`pan_gains`), so the bus of any weighted
+    sum of the panned stems is ``A @ channels`` for a ``(2, channels)`` matrix ``A``, and
+    its K-weighted granule energy is ``sum over output channels of a G a^T`` (K-weighting
+    is linear and time-invariant, so it commutes with every gain). A mono stem is then
+    K-weighted once, not once per side. As :class:`PairEnergies`, but per channel.
+
+    The K-weighting runs in float64, as the loudness meter's: in float32 its high-pass
+    (a pole 0.011 from 1 at 44.1 kHz) reads a 55 Hz bass 0.001 LU off.
+    """
+
+    WEIGHTING_DTYPE = np.float64
+
+    def __init__(self, sample_rate: int, channels: list[int]) -> None:
+        self.sample_rate, self.channels = sample_rate, list(channels)
+        self._offsets = np.concatenate(([0], np.cumsum(self.channels))).astype(int)
+        self.size = int(self._offsets[-1])
+        self._sos = loudness.k_weighting_sos(sample_rate).astype(self.WEIGHTING_DTYPE)
+        self._zi = [np.zeros((self._sos.shape[0], c, 2), dtype=self.WEIGHTING_DTYPE) for c in self.channels]
+        self._frames = 0
+        self._next_edge = 1  # index of the next 100 ms granule edge
+        self._partial = np.zeros((self.size, self.size))
+        self._granules: list[np.ndarray] = []
+
+    def _edge(self, index):
+        return (np.asarray(index, dtype=np.int64) * 10 * self.sample_rate + 50) // 100  # as the meter's granule edges
+
+    def weigh(self, index: int, block: np.ndarray) -> np.ndarray:
+        """K-weight stem ``index``'s next ``(channels, n)`` block (each stem's filter state
+        is its own: the stems may be weighed on different threads)."""
+        y, self._zi[index] = iir.sosfilt(self._sos, block.astype(self.WEIGHTING_DTYPE, copy=False), self._zi[index])
+        return y
+
+    def add(self, weighted: list[np.ndarray]) -> None:
+        """The blocks :meth:`weigh` returned for every stem, all the same length."""
+        n = weighted[0].shape[1]
+        if n == 0:
+            return
+        rows = np.concatenate(weighted, axis=0).astype(np.float64)  # (all channels, n)
+        start = 0
+        while True:
+            edge = int(self._edge(self._next_edge)) - self._frames
+            stop = min(edge, n)
+            if stop > start:
+                part = rows[:, start:stop]
+                self._partial += part @ part.T
+            if edge > n:
+                break
+            self._granules.append(self._partial)
+            self._partial = np.zeros((self.size, self.size))
+            self._next_edge += 1
+            start = stop
+        self._frames += n
+
+    def mixing_matrix(self, weights, pans: list[np.ndarray]) -> np.ndarray:
+        """``(2, channels)``: stem ``i``'s channels scaled by ``weights[i]`` and panned by
+        ``pans[i]`` (a :func:`pan_gains` matrix)."""
+        matrix = np.zeros((2, self.size))
+        for i, (weight, gains) in enumerate(zip(weights, pans)):
+            matrix[:, self._offsets[i] : self._offsets[i + 1]] = float(weight) * gains
+        return matrix
+
+    def energies(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(granule energies, samples per granule) of the bus ``matrix @ channels``."""
+        if not self._granules:
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        stacked = np.stack(self._granules)
+        energies = np.einsum("ci,gij,cj->g", matrix, stacked, matrix)
+        edges = self._edge(np.arange(len(self._granules) + 1))
+        return energies, np.diff(edges)
+
+    def loudness(self, matrix: np.ndarray) -> float:
+        energies, counts = self.energies(matrix)
+        if energies.size == 0:
+            return loudness.SILENCE_DB
+        return loudness.integrated_from_granules(energies, counts, absolute_gate_lufs=ACTIVE_GATE_LUFS)
+
+
 def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_sinks=None,
                   mastering_follows: bool = False, threads: int | None = None) -> StreamedRender:
     """:func:`render`, streaming: the stems come as :class:`automix.io.stream.BlockSource`\\ s
@@ -488,32 +586,42 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
     block, to ``bus_sink(block)``; with ``stem_sinks`` (one callable per stem), each
     processed stem too, after the bus gain -- the bus is summed from exactly those blocks.
 
-    Passes over the stems: one to measure, one more for an unmastered bus's programme
-    peak, one to render. The result equals :func:`render` within float rounding.
+    Each stem goes through its chain once: the measuring pass keeps what the chain made
+    (before the pan) in a temporary file (:class:`automix.io.stream.SignalSpill`, nothing
+    in memory), K-weights it and keeps the granule energies of every pair of channels;
+    the make-up, group and bus gains follow from those without summing anything. The
+    render then reads the kept stems back and gives each output channel of each stem one
+    gain (pan, make-up, group and bus gains together); an unmastered bus's programme
+    peak is one more read of them. A stem whose file could not be written (a full disk)
+    goes through its chain again. The result equals :func:`render` within float rounding.
     """
+    from automix.io.stream import SignalSpill
+
     count = len(sources)
     workers = min(count, threads or loudness.THREADS)  # AUTOMIX_THREADS: the one thread setting
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    spills = [SignalSpill(sample_rate, s.channels, s.name) for s in sources]
     try:
-        def chains():
-            return [StemChain(p, sample_rate, s.channels) for p, s in zip(plan.stems, sources)]
-
-        # 1. measure: every stem's chain once, pair energies of the K-weighted results
-        measuring = chains()
-        pairs = PairEnergies(sample_rate, count)
+        # 1. every stem's chain once: kept, K-weighted, the channels' granule energies
+        measuring = [StemChain(p, sample_rate, s.channels) for p, s in zip(plan.stems, sources)]
+        meter = ChannelEnergies(sample_rate, [s.channels for s in sources])
         frames = 0
+
         def measure(k, blocks):
-            return pairs.weigh(k, measuring[k].process(blocks[k]))
+            x = measuring[k].process_unpanned(blocks[k])
+            spills[k].write(x)
+            return meter.weigh(k, x)
 
         for blocks in _lockstep(sources):
-            pairs.add([], weighted=_map(pool, lambda k, blocks=blocks: measure(k, blocks), range(count)))
+            meter.add(_map(pool, lambda k, blocks=blocks: measure(k, blocks), range(count)))
             frames += blocks[0].shape[1]
         reductions = [c.max_gain_reduction_db for c in measuring]
+        pans = [pan_gains(s.channels, p.pan) for p, s in zip(plan.stems, sources)]
         makeups_db = []
         for i, stem_plan in enumerate(plan.stems):
             unit = np.zeros(count)
             unit[i] = 1.0
-            measured = pairs.loudness(unit)
+            measured = meter.loudness(meter.mixing_matrix(unit, pans))
             makeups_db.append(stem_plan.target_lufs - measured if measured > loudness.SILENCE_DB else 0.0)
         makeup = np.array([float(np.float32(10 ** (m / 20))) for m in makeups_db])
         group_gains = [0.0] * count
@@ -525,7 +633,7 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
         for group, indices in members.items():
             weights = np.zeros(count)  # without the user's gains, as group_gains_db measures
             weights[indices] = makeup[indices] * np.array([10 ** (-getattr(plan.stems[i], "user_gain_db", 0.0) / 20) for i in indices])
-            measured = pairs.loudness(weights)
+            measured = meter.loudness(meter.mixing_matrix(weights, pans))
             if measured <= loudness.SILENCE_DB:
                 continue
             target = plan.stems[indices[0]].group_lufs - getattr(plan.stems[indices[0]], "group_user_db", 0.0)
@@ -533,50 +641,49 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
                 group_gains[index] = target - measured
             groups[group] = {"planned_lufs": round(target, 2), "summed_lufs": round(measured, 2),
                              "gain_db": round(target - measured, 2), "stems": len(indices)}
-        group_factor = [np.float32(10 ** (g / 20)) if g != 0.0 else None for g in group_gains]
-        weights = makeup * np.array([float(f) if f is not None else 1.0 for f in group_factor])
-        bus_lufs = pairs.loudness(weights)
+        group_factor = np.array([float(np.float32(10 ** (g / 20))) if g != 0.0 else 1.0 for g in group_gains])
+        weights = makeup * group_factor
+        bus_lufs = meter.loudness(meter.mixing_matrix(weights, pans))
         bus_gain_db = plan.bus_lufs - bus_lufs
         bus_rule = f"sum set to {plan.bus_lufs:g} LUFS"
 
-        def rendered_blocks(gain):
-            """(bus block before the bus gain or after it, stem blocks after it or None)."""
-            running = chains()
-            for blocks in _lockstep(sources):
+        def rendered_blocks(gain: float):
+            """(bus block, stem blocks): each stem's kept channels times one gain per
+            output channel (its pan, make-up, group gain and ``gain``)."""
+            factors = [(g * w * gain).astype(np.float32) for g, w in zip(pans, weights)]
+            inputs = [spill.source() if spill.usable else source for spill, source in zip(spills, sources)]
+            again = {k: StemChain(plan.stems[k], sample_rate, sources[k].channels) for k in range(count) if not spills[k].usable}
+            for blocks in _lockstep(inputs):
                 def one(k, blocks=blocks):
-                    x = running[k].process(blocks[k])
-                    x *= np.float32(makeup_factors[k])
-                    if group_factor[k] is not None:
-                        x *= group_factor[k]
-                    if gain is not None:
-                        x *= gain
-                    return x
+                    x = again[k].process_unpanned(blocks[k]) if k in again else blocks[k]
+                    f = factors[k]
+                    if x.shape[0] == 1:
+                        return np.concatenate([x * f[0, 0], x * f[1, 0]])
+                    return np.stack([x[0] * f[0, 0], x[1] * f[1, 1]])
                 stems = _map(pool, one, range(count))
-                bus = np.zeros_like(stems[0])
-                for x in stems:
+                bus = stems[0].copy()
+                for x in stems[1:]:
                     bus += x
                 yield bus, stems
 
-        makeup_factors = [np.float32(10 ** (m / 20)) for m in makeups_db]
         if mastering_follows:
             bus_rule += " (float bus, not lowered for peaks: the master's limiter sets the true peak)"
         else:
             # 2. the unmastered bus's programme peak
-            meter = ProgrammePeakMeter(sample_rate, frames)
-            for bus, _ in rendered_blocks(None):
-                meter.add(bus)
-            bus_gain_db, bus_rule = held_under_bus_ceiling(bus_gain_db, bus_rule, *meter.result())
-        bus_gain = np.float32(10 ** (bus_gain_db / 20))
+            peaks = ProgrammePeakMeter(sample_rate, frames)
+            for bus, _ in rendered_blocks(1.0):
+                peaks.add(bus)
+            bus_gain_db, bus_rule = held_under_bus_ceiling(bus_gain_db, bus_rule, *peaks.result())
         # 3. render. Exported stems carry the bus gain and the bus is their sum, as render() does.
-        for bus, stems in rendered_blocks(bus_gain if stem_sinks is not None else None):
+        for bus, stems in rendered_blocks(float(np.float32(10 ** (bus_gain_db / 20)))):
             if stem_sinks is not None:
                 for sink, x in zip(stem_sinks, stems):
                     sink(x)
-            else:
-                bus *= bus_gain
             bus_sink(bus)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        for spill in spills:
+            spill.close()
     rendered = tuple(RenderedStem(p.name, None, m, r, g) for p, m, r, g in zip(plan.stems, makeups_db, reductions, group_gains))
     return StreamedRender(rendered, bus_gain_db, bus_rule, groups, frames)
