@@ -533,6 +533,9 @@ _KAISER_BETA = 5.0
 PRECISE_TAPS_PER_PHASE = 256
 _PRECISE_KAISER_BETA = 10.0
 _PRECISE_FFT = 1 << 14
+#: FFT size of the 4x meter's 16-tap interpolator (overlap-save; each piece is sized to
+#: split a chunk evenly).
+_METER_FFT = 1 << 12
 
 
 def oversampling_factor(sample_rate: int) -> int:
@@ -598,9 +601,6 @@ def oversample(samples: np.ndarray, factor: int, taps_per_phase: int = TAPS_PER_
     return out.reshape(shape + (frames * factor,))
 
 
-#: Grid points per span when searching for candidate maxima (span maxima first).
-_SCAN_SPAN = 256
-
 #: Rows per matrix product. OpenBLAS starts its own threads from about 16k rows, and on a
 #: busy machine those cost 3-30x more than they save; 4096 rows stay on one thread and
 #: in cache (5 ns per row on this machine).
@@ -654,32 +654,39 @@ def _refine(left: np.ndarray, mid: np.ndarray, right: np.ndarray, factor: int) -
     return np.minimum(np.sqrt(m * m + lift), m / math.cos(max_step / 2.0))
 
 
+@lru_cache(maxsize=32)
+def _branch_spectra(factor: int, taps_per_phase: int, fft_size: int) -> np.ndarray:
+    """FFTs of the interpolator's branches 1 .. factor-1, as convolution kernels (a window
+    times matrix column ``b`` is a correlation: the convolution with the column reversed)."""
+    matrix = _window_matrix(factor, taps_per_phase)
+    return scipy.fft.rfft(matrix[::-1, 1:].T, fft_size, axis=-1).astype(np.complex64)
+
+
 class _PeakStream:
     """Streaming oversampled peak of ``channels`` channels: each input sample is
     interpolated once, with the last ``taps - 1`` input samples carried between chunks.
 
     The grid covers the intervals from one sample before the signal to one after it
-    (the signal is zero outside, as a DAC fed silence around it would see it).
-    ``precise`` picks the long interpolator, computed by FFT (overlap-save).
+    (the signal is zero outside, as a DAC fed silence around it would see it). The
+    branches are computed by FFT (overlap-save) and never interleaved into one grid:
+    only the few rows that can hold the running peak are gathered and refined.
+    ``precise`` picks the long interpolator.
     """
 
     def __init__(self, channels: int, factor: int, taps_per_phase: int = TAPS_PER_PHASE, *, precise: bool = False) -> None:
         self.factor = factor
         self.taps = taps_per_phase
         self._delay = taps_per_phase // 2
+        self._lead = taps_per_phase - self._delay - 1  # row i's own sample is ext[:, lead + i]
         self._matrix = _window_matrix(factor, taps_per_phase)
         # history: the zeros before the signal, so the first window gives sample -1
         self._tail = np.zeros((channels, taps_per_phase - self._delay), dtype=np.float32)
-        self._prev = np.full((channels, 2), np.nan, dtype=np.float32)  # last two grid points
+        self._prev = np.full(channels, np.nan, dtype=np.float32)  # |last grid point| of the last row (unknown at first)
         self._best = 0.0
         self._cos = math.cos(math.pi / (2 * factor))
         # largest value any interpolated point can take per unit of input peak
         self._gain = float(np.abs(self._matrix).sum(axis=0).max()) / self._cos
-        self._precise = precise
-        if precise:
-            self._fft_size = _PRECISE_FFT
-            # correlation with matrix column b == convolution with the column reversed
-            self._spectra = scipy.fft.rfft(self._matrix[::-1, 1:].T, self._fft_size, axis=-1).astype(np.complex64)
+        self._fft_size = _PRECISE_FFT if precise else _METER_FFT
 
     def add_chunks(self, chunks: list[np.ndarray]) -> None:
         for chunk in chunks:
@@ -696,61 +703,47 @@ class _PeakStream:
         self._best = max(self._best, level)  # the signal passes through every sample
         if level * self._gain <= self._best * 0.999:
             # cannot beat the peak so far (0.1% margin for float32 rounding); keep the
-            # last two grid points so the next chunk can refine across the edge
-            last = np.abs(ext[:, -self.taps :] @ self._matrix)  # (channels, factor)
-            self._prev = last[:, -2:].copy()
+            # last grid point so the next chunk can refine across the edge
+            self._prev = np.abs(ext[:, -self.taps :] @ self._matrix[:, -1])
             return
-        grid = self._grid(ext, rows)  # (channels, rows * factor)
-        self._scan(grid)
+        self._fold(ext, rows)
 
-    def _grid(self, ext: np.ndarray, rows: int) -> np.ndarray:
-        channels = ext.shape[0]
-        if not self._precise:
-            grid = _interpolate(ext, self._matrix, rows)
-            return np.abs(grid, out=grid).reshape(channels, rows * self.factor)
-        grid = np.empty((channels, rows, self.factor), dtype=np.float32)
-        grid[:, :, 0] = ext[:, self.taps - self._delay - 1 : self.taps - self._delay - 1 + rows]
-        step = self._fft_size - self.taps + 1
+    def _fold(self, ext: np.ndarray, rows: int) -> None:
+        """Fold rows ``0 .. rows - 1`` of ``ext`` (row ``i`` interpolated from the window
+        ``ext[:, i : i + taps]``) into the running peak."""
+        taps, lead = self.taps, self._lead
+        step = self._fft_size - taps + 1
+        pieces = -(-rows // step)
+        step = -(-rows // pieces)  # equal pieces: no short FFT at the end
+        size = scipy.fft.next_fast_len(step + taps - 1, real=True)
+        spectra = _branch_spectra(self.factor, taps, size)
         for start in range(0, rows, step):
             stop = min(start + step, rows)
-            piece = ext[:, start : stop + self.taps - 1]
-            spectrum = scipy.fft.rfft(piece, self._fft_size, axis=-1)
-            branches = scipy.fft.irfft(spectrum[:, None, :] * self._spectra[None], self._fft_size, axis=-1)
-            grid[:, start:stop, 1:] = branches[:, :, self.taps - 1 : self.taps - 1 + stop - start].transpose(0, 2, 1)
-        np.abs(grid, out=grid)
-        return grid.reshape(channels, rows * self.factor)
+            spectrum = scipy.fft.rfft(ext[:, start : stop + taps - 1], size, axis=-1)
+            branches = scipy.fft.irfft(spectrum[:, None, :] * spectra[None], size, axis=-1)[:, :, taps - 1 : taps - 1 + stop - start]
+            self._fold_rows(np.abs(ext[:, lead + start : lead + stop + 1]), branches)
 
-    def _scan(self, grid: np.ndarray) -> None:
-        """Fold a chunk's grid into the running peak, refining around candidate maxima."""
-        self._best = max(self._best, float(grid.max()))
-        ext = np.concatenate((self._prev, grid), axis=1)
-        self._prev = ext[:, -2:].copy()
-        # only maxima the refinement could lift above the best so far need refining;
-        # find them in the few short spans whose maximum reaches that far
+    def _fold_rows(self, samples: np.ndarray, branches: np.ndarray) -> None:
+        """``samples``: ``|x|`` of each row's own sample and of the next row's,
+        ``(channels, n + 1)``; ``branches``: the interpolated points between them,
+        ``(channels, factor - 1, n)``."""
+        n = branches.shape[2]
+        top = max(float(branches.max()), -float(branches.min()), float(samples[:, :n].max()))
+        self._best = max(self._best, top)
+        # only local maxima the refinement could lift above the best so far (it lifts a
+        # grid value by at most 1 / cos(pi / 2 factor)) need refining
         threshold = np.float32(self._best * self._cos)
-        span = _SCAN_SPAN
-        whole = grid.shape[1] // span
-        span_max = grid[:, : whole * span].reshape(grid.shape[0], whole, span).max(axis=2)
-        hot_rows, hot_spans = np.nonzero(span_max >= threshold)
-        if whole * span < grid.shape[1]:  # the ragged end: always look
-            hot_rows = np.concatenate((hot_rows, np.arange(grid.shape[0])))
-            hot_spans = np.concatenate((hot_spans, np.full(grid.shape[0], whole)))
-        # grid point j is ext[:, j + 2] and mid[:, j + 1]; mid[:, 0] is the previous
-        # chunk's last point, which only now has its right neighbour
-        cols = (hot_spans[:, None] * span + np.arange(1, span + 1)[None, :]).ravel()
-        rows = np.repeat(hot_rows, span)
-        cols = np.concatenate((cols, np.zeros(grid.shape[0], dtype=cols.dtype)))
-        rows = np.concatenate((rows, np.arange(grid.shape[0])))
-        mid = ext[:, 1:-1]
-        keep = cols < mid.shape[1]
-        rows, cols = rows[keep], cols[keep]
-        hot = mid[rows, cols] >= threshold
-        rows, cols = rows[hot], cols[hot]
-        if rows.size:
-            l, m, r = ext[rows, cols], mid[rows, cols], ext[rows, cols + 2]
-            local = (m >= l) & (m >= r)  # NaN neighbours (unknown) never count as a maximum
+        if top >= threshold:
+            magnitudes = np.abs(branches)
+            hot = np.flatnonzero((magnitudes >= threshold).any(axis=(0, 1)) | (samples[:, :n] >= threshold).any(axis=0))
+            previous = np.where(hot > 0, magnitudes[:, -1, np.maximum(hot - 1, 0)], self._prev[:, None])
+            points = np.concatenate((previous[..., None], samples[:, hot, None],
+                                     magnitudes[:, :, hot].transpose(0, 2, 1), samples[:, hot + 1, None]), axis=2)
+            left, mid, right = points[..., :-2], points[..., 1:-1], points[..., 2:]
+            local = (mid >= threshold) & (mid >= left) & (mid >= right)  # NaN (unknown) never a maximum
             if local.any():
-                self._best = max(self._best, float(_refine(l[local], m[local], r[local], self.factor).max()))
+                self._best = max(self._best, float(_refine(left[local], mid[local], right[local], self.factor).max()))
+        self._prev = np.abs(branches[:, -1, n - 1])
 
     def peak(self) -> float:
         """Peak so far, including the interpolation past the last sample (not consumed)."""
@@ -758,9 +751,8 @@ class _PeakStream:
         rows = ext.shape[1] - self.taps + 1
         best = self._best
         if rows > 0 and np.any(ext):
-            grid = self._grid(ext, rows)
             saved = (self._best, self._prev)
-            self._scan(grid)
+            self._fold(ext, rows)
             best = self._best
             self._best, self._prev = saved
         return best
