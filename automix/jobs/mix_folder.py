@@ -187,7 +187,8 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     stems = open_stems(folder, strict=strict, sample_rate=options.sample_rate, files=scan.files, skipped=scan.skipped)
     if user is not None:  # the user's --gain/--pan/--mute/--focus name real stems (no audio read yet)
         user_plan.check_names(user, [p.name for p in scan.files] + [name for name, *_ in scan.skipped])
-    stems, analyses, features = analyse_sources(stems, strict)
+    # the stems' true peaks are only ever printed in the report
+    stems, analyses, features = analyse_sources(stems, strict, true_peak=report_path is not None)
     infos, kept, skipped = identify_stems(stems, analyses, role_overrides or {}, strict, features=features)
     if user is not None:
         user = user_plan.restrict(user, [i.name for i in infos], {name: reason for name, reason, _ in skipped})
@@ -527,11 +528,13 @@ def _lead_frame_size(rate: int) -> int:
     return 1 << round(math.log2(max(64, rate * 0.046)))  # as automix.mix.roles.lead_features
 
 
-def _measure_stem(source: BlockSource) -> tuple:
+def _measure_stem(source: BlockSource, path: Path | None = None, *, true_peak: bool = True) -> tuple:
     """One pass: the streaming analyzer, and the energy of every pitch frame of the mono
-    sum; then one more read for the chosen pitch frames only."""
+    sum; then the chosen pitch frames only, read from ``path`` where they are (if the
+    source is that file as it is: see :func:`_seekable`), else one more pass.
+    ``true_peak``: see :class:`automix.measure.analyzer.Analyzer`."""
     rate = source.sample_rate
-    analyzer = Analyzer(rate, source.channels, total_frames=source.frames)
+    analyzer = Analyzer(rate, source.channels, total_frames=source.frames, true_peak=true_peak)
     size = _lead_frame_size(rate)
     energies, carry = [], np.zeros(0, dtype=np.float32)
     for block in source.blocks():
@@ -547,11 +550,42 @@ def _measure_stem(source: BlockSource) -> tuple:
     if energy.size:
         chosen = np.nonzero(energy >= energy.max() * 1e-2)[0]
         chosen = chosen[np.linspace(0, chosen.size - 1, min(200, chosen.size)).astype(np.int64)]
-    gathered = _gather_frames(source, chosen, size)
+    if path is not None and _seekable(path, source):
+        gathered = _read_frames(path, source.channels, chosen, size)
+    else:
+        gathered = _gather_frames(source, chosen, size)
     hop = max(1, int(rate * 0.1))
     pad = -(-max(0, hop - gathered.size) // size) * size  # lead_features needs one 100 ms frame
     melodic = np.pad(gathered, (0, pad))[None, :]
     return analysis, RoleInputs(analyzer.frame_powers(10), analyzer.frame_powers(100), melodic, bool(energy.size))
+
+
+def _seekable(path: Path, source: BlockSource) -> bool:
+    """``source`` reads ``path`` as it is (a WAV, AIFF or FLAC at the source's rate, the
+    same channels, any padding after its end), so its samples can be read in place."""
+    try:
+        info = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - then read the source again
+        return False
+    return (info.format in ("WAV", "WAVEX", "AIFF", "FLAC") and info.samplerate == source.sample_rate
+            and info.channels == source.channels)
+
+
+def _read_frames(path: Path, channels: int, chosen: np.ndarray, size: int) -> np.ndarray:
+    """:func:`_gather_frames` by seeking: the same float32 samples, the same mono sum
+    (past the file's end, the padding's silence)."""
+    if chosen.size == 0:
+        return np.zeros(0, dtype=np.float32)
+    parts = []
+    with sf.SoundFile(str(path)) as f:
+        for k in chosen.tolist():
+            block = np.zeros((channels, size), dtype=np.float32)
+            if k * size < f.frames:
+                f.seek(k * size)
+                data = f.read(size, dtype="float32", always_2d=True)
+                block[:, : data.shape[0]] = data.T
+            parts.append(block.mean(axis=0))
+    return np.concatenate(parts)
 
 
 def _gather_frames(source: BlockSource, chosen: np.ndarray, size: int) -> np.ndarray:
@@ -593,10 +627,13 @@ def role_and_lead(file_stem: str, inputs: RoleInputs, sample_rate: int, analysis
     return guess, dataclasses.replace(continuity, melodic=pitch.melodic)
 
 
-def analyse_sources(stems: StemSources, strict: bool) -> tuple[StemSources, list, list]:
+def analyse_sources(stems: StemSources, strict: bool, *, true_peak: bool = True) -> tuple[StemSources, list, list]:
     """:func:`_analyse_stems` for stem sources: per stem one streaming pass (analysis and
-    role inputs), stems on a thread pool; a stem whose analysis fails is set aside."""
-    keep, results, skipped = _each_stem(stems, lambda index: _measure_stem(stems.sources[index]), strict)
+    role inputs), stems on a thread pool; a stem whose analysis fails is set aside.
+    ``true_peak=False`` leaves out the 4x true-peak scan (a third of the analysis): the
+    stems' ``true_peak_dbtp`` then read their sample peaks. Only the report prints it."""
+    keep, results, skipped = _each_stem(
+        stems, lambda index: _measure_stem(stems.sources[index], stems.paths[index], true_peak=true_peak), strict)
     if skipped:
         stems = dataclasses.replace(stems, names=tuple(stems.names[i] for i in keep), paths=tuple(stems.paths[i] for i in keep),
                                     sources=tuple(stems.sources[i] for i in keep), skipped=stems.skipped + skipped)
