@@ -111,6 +111,7 @@ to re-check the ceiling).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -1212,19 +1213,27 @@ class SplitBandHops:
     ----------
     peak_low, peak_high, peak_sum : numpy.ndarray
         Per hop, the largest envelope value of the low band, the high band and the whole
-        signal (the limiter's own detectors).
-    peak_bands : numpy.ndarray
-        Per hop, the largest ``envelope_low + envelope_high``.
+        signal (the limiter's own detectors). From ``SplitBandFeatures`` these are views
+        of ``candidates``' diagonal (each band's value where it peaks is its peak), not
+        tables of their own.
+    peak_bands : numpy.ndarray or None
+        Per hop, the largest ``envelope_low + envelope_high``: only for a model without
+        ``candidates`` (``SplitBandFeatures`` leaves it None: the candidates replace it).
     candidates : numpy.ndarray
-        ``(hops, 3, 3)``: per hop, the simultaneous ``(low, high, sum)`` envelope values at
-        the frame where the low, the high and the sum envelope peak (the frames whose
-        requirements bind the band gains; what the model allocates on).
+        ``(hops, 3, 3)`` float32: per hop, the simultaneous ``(low, high, sum)`` envelope
+        values at the frame where the low, the high and the sum envelope peak (the frames
+        whose requirements bind the band gains; what the model allocates on).
     energy_low, energy_high, energy_cross : numpy.ndarray
-        Per hop, channel-weighted sums of ``K(L)^2``, ``K(H)^2`` and ``K(L) K(H)``
-        (K-weighting is linear: ``K(x) = K(L) + K(H)``), so the output's hop energy with
-        band gains ``a, b`` is ``a^2 E_L + b^2 E_H + 2 a b E_LH``.
+        float32 (summed in float64), per hop, channel-weighted sums of ``K(L)^2``,
+        ``K(H)^2`` and ``K(L) K(H)`` (K-weighting is linear: ``K(x) = K(L) + K(H)``), so
+        the output's hop energy with band gains ``a, b`` is ``a^2 E_L + b^2 E_H + 2 a b E_LH``.
     features : automix.master.loop.LoopFeatures
         The wideband features of the same signal (``peak_sum``, and ``E_L + E_H + 2 E_LH``).
+
+    Memory: 36 (candidates) + 12 (band energies) + 4 (the wideband energy) = 52 bytes per
+    hop, 2.1 MB per minute at 44.1 kHz (``SPLIT_MODEL_BYTES_PER_HOP``); before, with the
+    pooled peaks and float64 energies, 84 bytes, and twice that while the pieces were
+    joined.
     """
 
     peak_low: np.ndarray
@@ -1238,19 +1247,25 @@ class SplitBandHops:
     candidates: np.ndarray | None = None
 
 
+#: Bytes per hop of a ``SplitBandHops`` from ``SplitBandFeatures`` (see its docstring).
+SPLIT_MODEL_BYTES_PER_HOP = 9 * 4 + 3 * 4 + 4
+
+
 class SplitBandFeatures:
     """Streaming collector of ``SplitBandHops`` (``add(block)``, then ``result()``); hops
     as the mastering loop's ``FeatureCollector`` cuts them. Any block split gives the
-    same features."""
+    same features. ``frames`` (optional): the signal's length, so the tables are
+    allocated once at their size (otherwise they grow in place)."""
 
     def __init__(self, sample_rate: int, channels: int, *, crossover_hz: float = CROSSOVER_HZ,
-                 high_hold_ms: float | None = None, refine_above: float = 0.0):
+                 high_hold_ms: float | None = None, refine_above: float = 0.0, frames: int | None = None,
+                 hops_per_granule: int | None = None):
 
         from automix.master import loop  # here: loop imports this module
 
         high_hold_ms = HIGH_HOLD_MS if high_hold_ms is None else high_hold_ms
         self.sample_rate, self.channels = sample_rate, channels
-        self._per_granule = loop.hops_per_granule(sample_rate)
+        self._per_granule = int(hops_per_granule or loop.hops_per_granule(sample_rate))
         self._crossover = _Crossover(sample_rate, channels, crossover_hz)
         self._low_envelope = _LowBandEnvelope()
         self._high_detector = limiter_detector(sample_rate, channels, refine_above, hold_ms=high_hold_ms)
@@ -1259,11 +1274,12 @@ class SplitBandFeatures:
         self._zi = np.zeros((2, self._sos.shape[0], channels, 2))
         self._weights = loudness.channel_weights(channels)[:, None]
         self._frames = 0
-        self._peaks = [loop._HopPool(sample_rate, self._per_granule, np.maximum, np.float32) for _ in range(4)]
-        self._pending = [np.zeros(0, np.float32), np.zeros(0, np.float32)]  # band envelopes to pair up
-        self._energies = [loop._HopPool(sample_rate, self._per_granule, np.add, np.float64) for _ in range(3)]
+        rows = loop.hop_count(frames, sample_rate, self._per_granule) if frames else 0
+        # summed in float64, kept in float32 (a relative rounding of 6e-8 per hop)
+        self._energies = [loop._HopPool(sample_rate, self._per_granule, np.add, np.float64, store=np.float32, rows=rows)
+                          for _ in range(3)]
         self._aligned = [np.zeros(0, np.float32) for _ in range(3)]  # low, high, sum envelopes to pair up
-        self._triples = _HopTriples(sample_rate, self._per_granule)
+        self._triples = _HopTriples(sample_rate, self._per_granule, rows)
         # the whole signal's detector works beside the bands' (same bits as in one thread)
         self._beside = Beside(self._sum_detector.process, loudness.THREADS > 1)
 
@@ -1277,9 +1293,7 @@ class SplitBandFeatures:
         low, high = self._crossover.process(block)
         envelope_low = self._low_envelope.process(low)
         envelope_high = self._high_detector.process(high)
-        envelope_sum = pending_sum.result()
-        self._peaks[2].add(envelope_sum)
-        self._align(2, envelope_sum)
+        self._align(2, pending_sum.result())
         self._bands(low, high, envelopes=(envelope_low, envelope_high))
 
     def result(self) -> SplitBandHops:
@@ -1287,16 +1301,19 @@ class SplitBandFeatures:
         from automix.master import loop
 
         self._beside.close()
-        envelope_sum = self._sum_detector.flush()
-        self._peaks[2].add(envelope_sum)
-        self._align(2, envelope_sum)
+        self._align(2, self._sum_detector.flush())
         low, high = self._crossover.flush()
         self._bands(low, high, final=True)
-        peaks = [pool.result() for pool in self._peaks]
+        candidates = self._triples.result()
         energies = [pool.result() for pool in self._energies]
-        total = energies[0] + energies[1] + 2.0 * energies[2]
-        features = loop.LoopFeatures(self.sample_rate, self._frames, self._per_granule, peaks[2], total)
-        return SplitBandHops(*peaks[:3], peaks[3], *energies, features, self._triples.result())
+        total = np.empty(energies[0].size, dtype=np.float32)
+        for lo in range(0, total.size, COMPUTER_CHUNK):  # in float64, a slice at a time
+            part = slice(lo, lo + COMPUTER_CHUNK)
+            total[part] = (energies[0][part].astype(np.float64) + energies[1][part]) + 2.0 * energies[2][part].astype(np.float64)
+        # each envelope's value where it peaks is its hop maximum: the diagonal
+        peak_low, peak_high, peak_sum = candidates[:, 0, 0], candidates[:, 1, 1], candidates[:, 2, 2]
+        features = loop.LoopFeatures(self.sample_rate, self._frames, self._per_granule, peak_sum, total)
+        return SplitBandHops(peak_low, peak_high, peak_sum, None, *energies, features, candidates)
 
     def _align(self, index: int, envelope: np.ndarray) -> None:
         self._aligned[index] = np.concatenate((self._aligned[index], envelope))
@@ -1313,14 +1330,8 @@ class SplitBandFeatures:
         if final:
             envelope_low = np.concatenate((envelope_low, self._low_envelope.flush()))
             envelope_high = np.concatenate((envelope_high, self._high_detector.flush()))
-        self._peaks[0].add(envelope_low)
-        self._peaks[1].add(envelope_high)
         self._align(0, envelope_low)
         self._align(1, envelope_high)
-        self._pending = [np.concatenate((self._pending[0], envelope_low)), np.concatenate((self._pending[1], envelope_high))]
-        paired = min(p.size for p in self._pending)
-        self._peaks[3].add(self._pending[0][:paired] + self._pending[1][:paired])
-        self._pending = [p[paired:] for p in self._pending]
         if low.shape[1]:
             k_low, self._zi[0] = iir.sosfilt(self._sos, low, self._zi[0])
             k_high, self._zi[1] = iir.sosfilt(self._sos, high, self._zi[1])
@@ -1333,12 +1344,14 @@ class _HopTriples:
     """Per hop, the simultaneous (low, high, sum) envelope values at the frames where each
     of the three peaks first (``SplitBandHops.candidates``)."""
 
-    def __init__(self, sample_rate: int, per_granule: int):
+    def __init__(self, sample_rate: int, per_granule: int, rows: int = 0):
+        from automix.master import loop
+
         self.sample_rate, self.per_granule = sample_rate, per_granule
         self._buffer = np.zeros((3, 0), dtype=np.float32)
         self._start = 0
         self._hop = 0
-        self._out: list[np.ndarray] = []
+        self._out = loop._Table(np.float32, (3, 3), rows)
 
     def add(self, low: np.ndarray, high: np.ndarray, total: np.ndarray) -> None:
         from automix.master import loop
@@ -1357,7 +1370,7 @@ class _HopTriples:
         if self._buffer.shape[1]:
             self._out.append(self._gather(self._buffer, np.zeros(1, dtype=np.int64)))
             self._buffer = self._buffer[:, :0]
-        return np.concatenate(self._out) if self._out else np.zeros((0, 3, 3), dtype=np.float32)
+        return self._out.result()
 
     @staticmethod
     def _gather(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -1380,7 +1393,25 @@ def split_band_gain_reduction_db(peak_low: np.ndarray, peak_high: np.ndarray, pe
                                  max_low_db: float = MAX_LOW_DB) -> tuple[np.ndarray, np.ndarray]:
     """The split-band limiter's band gain computers on envelopes at any rate (e.g. per-hop
     maxima at the hop rate): ``(low, high)`` gain reduction in dB (>= 0), aligned with the
-    envelopes. An input gain of ``g`` dB is a threshold ``g`` dB lower."""
+    envelopes. An input gain of ``g`` dB is a threshold ``g`` dB lower.
+    ``split_band_reduction_chunks`` gives the same values a slice at a time."""
+    parts = list(split_band_reduction_chunks(peak_low, peak_high, peak_sum, sample_rate, threshold_db, release_ms,
+                                             peak_bands=peak_bands, candidates=candidates, low_hold_ms=low_hold_ms,
+                                             high_hold_ms=high_hold_ms, lookahead_ms=lookahead_ms,
+                                             low_share=low_share, max_low_db=max_low_db))
+    return tuple(np.concatenate([part[band] for part in parts]) for band in (0, 1))
+
+
+def split_band_reduction_chunks(peak_low: np.ndarray, peak_high: np.ndarray, peak_sum: np.ndarray,
+                                sample_rate: float, threshold_db: float, release_ms: float = RELEASE_MS, *,
+                                peak_bands: np.ndarray | None = None, candidates: np.ndarray | None = None,
+                                low_hold_ms: float = HOLD_MS, high_hold_ms: float | None = None,
+                                lookahead_ms: float = LOOKAHEAD_MS, low_share: float = LOW_SHARE,
+                                max_low_db: float = MAX_LOW_DB) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``split_band_gain_reduction_db`` in consecutive slices: ``(low, high)`` reductions
+    of the next hops, each slice at most about ``COMPUTER_CHUNK`` long (the computers
+    stream: the same values as in one piece, with temporaries that do not grow with the
+    length)."""
     high_hold_ms = HIGH_HOLD_MS if high_hold_ms is None else high_hold_ms
     threshold = 10.0 ** (threshold_db / 20.0)
 
@@ -1395,30 +1426,36 @@ def split_band_gain_reduction_db(peak_low: np.ndarray, peak_high: np.ndarray, pe
         return allocate_band_gains(peak_low[lo:hi], peak_high[lo:hi], peak_sum[lo:hi], threshold, low_share=low_share,
                                    max_low_db=max_low_db, envelope_bands=None if peak_bands is None else peak_bands[lo:hi])
 
-    # a slice of hops at a time (COMPUTER_CHUNK): the same values, bounded temporaries
     computers = [GainComputer(sample_rate, 0.0, release_ms, hold_ms=hold_ms, lookahead_ms=lookahead_ms)
                  for hold_ms in (low_hold_ms, high_hold_ms)]
+    # the same lookahead, so the same latency: both computers return as many values per call
     count = candidates.shape[0] if candidates is not None else np.asarray(peak_low).size
-    out: tuple[list, list] = ([], [])
     for lo in range(0, count, COMPUTER_CHUNK):
-        for computer, parts, gain in zip(computers, out, band_gains(lo, lo + COMPUTER_CHUNK)):
-            parts.append(computer.process(_gain_as_envelope(gain)))
-    return tuple(np.concatenate((*parts, computer.flush())) for computer, parts in zip(computers, out))
+        gains = band_gains(lo, lo + COMPUTER_CHUNK)
+        yield tuple(computer.process(_gain_as_envelope(gain)) for computer, gain in zip(computers, gains))
+    yield tuple(computer.flush() for computer in computers)
+
+
+def split_band_hop_chunks(hops: SplitBandHops, gain_db: float, threshold_db: float,
+                          release_ms: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The loop's cheap model for ``SplitBandLimiter``, a slice of hops at a time: per hop,
+    the K-weighted energy of the output at input gain ``gain_db`` (float64) and the
+    deeper band's gain reduction (dB <= 0, as ``loop.predict`` uses it)."""
+    features = hops.features
+    done = 0
+    for low_db, high_db in split_band_reduction_chunks(hops.peak_low, hops.peak_high, hops.peak_sum,
+                                                       features.hop_rate, threshold_db - gain_db, release_ms,
+                                                       peak_bands=hops.peak_bands, candidates=hops.candidates):
+        part = slice(done, done + low_db.size)
+        a = 10.0 ** ((gain_db - low_db) / 20.0)
+        b = 10.0 ** ((gain_db - high_db) / 20.0)
+        energy = a * a * hops.energy_low[part] + b * b * hops.energy_high[part] + 2.0 * a * b * hops.energy_cross[part]
+        done += low_db.size
+        yield energy, -np.maximum(low_db, high_db)
 
 
 def split_band_hop_energy(hops: SplitBandHops, gain_db: float, threshold_db: float,
                           release_ms: float) -> tuple[np.ndarray, np.ndarray]:
-    """The loop's cheap model for ``SplitBandLimiter``: per hop, the K-weighted energy of
-    the output at input gain ``gain_db`` and the deeper band's gain reduction (dB <= 0, as
-    ``loop.predict`` uses it)."""
-    features = hops.features
-    low_db, high_db = split_band_gain_reduction_db(hops.peak_low, hops.peak_high, hops.peak_sum,
-                                                   features.hop_rate, threshold_db - gain_db, release_ms,
-                                                   peak_bands=hops.peak_bands, candidates=hops.candidates)
-    energy = np.empty(low_db.size)
-    for lo in range(0, low_db.size, COMPUTER_CHUNK):  # bounded temporaries (COMPUTER_CHUNK)
-        part = slice(lo, lo + COMPUTER_CHUNK)
-        a = 10.0 ** ((gain_db - low_db[part]) / 20.0)
-        b = 10.0 ** ((gain_db - high_db[part]) / 20.0)
-        energy[part] = a * a * hops.energy_low[part] + b * b * hops.energy_high[part] + 2.0 * a * b * hops.energy_cross[part]
-    return energy, -np.maximum(low_db, high_db)
+    """``split_band_hop_chunks`` in one piece: ``(energy, reduction_db)`` per hop."""
+    parts = list(split_band_hop_chunks(hops, gain_db, threshold_db, release_ms))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
