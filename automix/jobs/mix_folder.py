@@ -263,7 +263,10 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     try:
         final = None
         if out is None:
-            final, against, out = _final_measures(written, preset)
+            # the master measured the true peak of what it wrote (PCM): not scanned again
+            measured = (master_result.output_measurement if master_result is not None
+                        and not lossy.is_lossy(written, options.format_name) else None)
+            final, against, out = _final_measures(written, preset, measured=measured)
         report = build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result,
                               out, rate, written, options)
         if final is not None:
@@ -400,22 +403,30 @@ def rendered_frames(rendered) -> int:
 PANNING_FRAMES, PANNING_FFT = 400, 4096
 
 
-def _final_measures(written: Path, preset: Preset):
+def _final_measures(written: Path, preset: Preset, *, measured=None):
     """What the report measures on the output, streamed from the written file: its
     analysis, its comparison with the genre average (the panning figure from just the
     frames it reads) and a short excerpt for :func:`automix.jobs.report.build_report`,
     which analyses the samples it is given (its numbers for the whole output are then
     replaced by these).
 
+    ``measured``: the master's own measurement of what it wrote
+    (:class:`automix.measure.loudness.LoudnessMeasurement`); its true peak is then used,
+    not scanned for again.
+
     Returns (AudioAnalysis, comparison dict, excerpt samples).
     """
     from automix.mix.balancer import compare_to_reference
 
     source = file_source(written)
-    analyzer = Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
+    analyzer = Analyzer(source.sample_rate, source.channels, total_frames=source.frames, true_peak=measured is None)
     for block in source.blocks():
         analyzer.add(block)
     final = analyzer.result()
+    if measured is not None:
+        peak = max(measured.true_peak_dbtp, final.sample_peak_dbfs)  # never under the written samples
+        final = dataclasses.replace(final, true_peak_dbtp=peak,
+                                    plr_db=0.0 if final.integrated_lufs <= loudness.SILENCE_DB else peak - final.integrated_lufs)
     frames = source.frames
     hop = PANNING_FFT // 2
     count = (frames - PANNING_FFT) // hop + 1 if frames >= PANNING_FFT else 0
