@@ -1369,7 +1369,7 @@ class _HopTriples:
     def result(self) -> np.ndarray:
         if self._buffer.shape[1]:
             self._out.append(self._gather(self._buffer, np.zeros(1, dtype=np.int64)))
-            self._buffer = self._buffer[:, :0]
+        self._buffer = np.zeros((3, 0), dtype=np.float32)  # not a view: the last block's memory goes
         return self._out.result()
 
     @staticmethod

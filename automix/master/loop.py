@@ -229,7 +229,7 @@ class _HopPool:
     def result(self) -> np.ndarray:
         if self._buffer.size:
             self._table.append(self.reduce.reduce(self._buffer, keepdims=True))
-            self._buffer = self._buffer[:0]
+        self._buffer = np.zeros(0, dtype=self.dtype)  # not a view: the last block's memory goes
         return self._table.result()
 
 
