@@ -165,3 +165,21 @@ def test_analysis_never_copies_the_signal_to_float64():
     finally:
         tracemalloc.stop()
     assert peak < 0.6 * x.nbytes
+
+
+def test_an_analysis_without_the_true_peak_scan_says_so():
+    # a sine at a quarter of the rate, sampled 45 degrees off its crest: the samples read
+    # 3 dB under its true peak, and that sample peak must not pass for a true peak
+    rate = 44100
+    t = np.arange(rate) / rate
+    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.05)  # no edge: a step would ring over the crest
+    x = np.stack([0.5 * ramp * np.sin(2 * np.pi * (rate / 4) * t + np.pi / 4)] * 2).astype(np.float32)
+    full, fast = (Analyzer(rate, 2, true_peak=flag) for flag in (True, False))
+    full.add(x)
+    fast.add(x)
+    measured, skipped = full.result(), fast.result()
+    assert measured.true_peak_measured and not skipped.true_peak_measured
+    assert measured.to_dict()["true_peak_dbtp"] == pytest.approx(20 * np.log10(0.5), abs=0.05)
+    assert measured.sample_peak_dbfs == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.01)
+    assert skipped.to_dict()["true_peak_dbtp"] is None and skipped.to_dict()["plr_db"] is None
+    assert "true_peak_measured" not in measured.to_dict()

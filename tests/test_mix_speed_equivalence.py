@@ -159,8 +159,10 @@ def test_the_analysis_without_true_peak_differs_only_there():
     assert quick.true_peak_dbtp == pytest.approx(peak_db, abs=1e-9) == pytest.approx(full.sample_peak_dbfs, abs=1e-9)
     assert full.true_peak_dbtp >= quick.true_peak_dbtp
     assert quick.plr_db == pytest.approx(quick.true_peak_dbtp - quick.integrated_lufs)
-    same = {k: v for k, v in vars(full).items() if k not in ("true_peak_dbtp", "plr_db")}
-    assert same == {k: v for k, v in vars(quick).items() if k not in ("true_peak_dbtp", "plr_db")}
+    differ = ("true_peak_dbtp", "plr_db", "true_peak_measured")
+    same = {k: v for k, v in vars(full).items() if k not in differ}
+    assert same == {k: v for k, v in vars(quick).items() if k not in differ}
+    assert full.true_peak_measured and not quick.true_peak_measured
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac"])

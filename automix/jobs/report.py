@@ -31,7 +31,7 @@ def build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, re
             "role_reason": info.role_reason,
             "measured": {
                 "active_lufs": round(a.active_lufs, 2), "integrated_lufs": round(a.integrated_lufs, 2),
-                "true_peak_dbtp": round(a.true_peak_dbtp, 2), "crest_factor_db": round(a.crest_factor_db, 2),
+                "true_peak_dbtp": round(a.true_peak_dbtp, 2) if a.true_peak_measured else None, "crest_factor_db": round(a.crest_factor_db, 2),
                 "loudness_range_lu": round(a.loudness_range_lu, 2), "spectral_centroid_hz": round(a.spectral_centroid_hz, 1),
                 "low_share_below_160hz_db": round(a.band_level_db(20, 160), 1),
                 "presence_share_1_5khz_db": round(a.band_level_db(1000, 5000), 1),

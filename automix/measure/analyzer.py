@@ -114,6 +114,9 @@ class AudioAnalysis:
     channels: int
     channel_layout: str = ""
     too_short: bool = False
+    #: False when the analysis left out the true-peak scan (``Analyzer(true_peak=False)``):
+    #: then ``true_peak_dbtp`` and ``plr_db`` hold the sample peak, a lower bound
+    true_peak_measured: bool = True
 
     @property
     def is_silent(self) -> bool:
@@ -134,6 +137,8 @@ class AudioAnalysis:
     def to_dict(self) -> dict:
         """JSON-ready dictionary; units are in the key names."""
         data = asdict(self)
+        if not data.pop("true_peak_measured"):
+            data["true_peak_dbtp"] = data["plr_db"] = None  # not measured: no number that looks measured
         bands = data.pop("band_levels_db")
         data["third_octave_bands_db"] = {name: round(level, 2) for name, level in zip(NOMINAL_CENTRES, bands)}
         return {key: (round(value, 3) if isinstance(value, float) else value) for key, value in data.items()}
@@ -328,6 +333,7 @@ class Analyzer:
             duration_s=frames / self.sample_rate,
             sample_rate=self.sample_rate,
             channels=channels,
+            true_peak_measured=self.meter.has_true_peak,
             channel_layout=loudness.channel_layout(channels),
             too_short=too_short,
         )

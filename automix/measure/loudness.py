@@ -393,6 +393,11 @@ class LoudnessMeter:
         edges = _sub_edges(np.arange(hops + 1, dtype=np.int64) * group, self.sample_rate)
         return energies, np.diff(edges)
 
+    @property
+    def has_true_peak(self) -> bool:
+        """Whether the meter runs the true-peak scan (else ``true_peak`` is the sample peak)."""
+        return self._peak is not None
+
     def sample_peak(self) -> float:
         self._flush()
         return self._sample_peak
