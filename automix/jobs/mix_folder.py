@@ -101,6 +101,23 @@ def load_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = 
     )  # fmt: skip
 
 
+def _open_each(paths: list[Path], opener) -> list[tuple[object, Exception | None]]:
+    """``opener(path)`` for every path, on a thread pool (``AUTOMIX_THREADS``), in order:
+    ``(opened, None)`` or ``(None, the exception)``."""
+
+    def attempt(path: Path):
+        try:
+            return opener(path), None
+        except Exception as error:  # noqa: BLE001 - the caller decides per stem
+            return None, error
+
+    workers = max(1, min(len(paths), loudness.THREADS))
+    if workers == 1:
+        return [attempt(path) for path in paths]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="automix-open") as pool:
+        return list(pool.map(attempt, paths))
+
+
 def _usable_stems(folder: Path, files, skipped, strict: bool, sample_rate: int | None, opener):
     """Open every stem with ``opener`` (``read_audio`` or ``file_source``: both give
     ``channels``, ``frames``, ``sample_rate`` and ``warnings``) and set aside, with the
@@ -118,14 +135,16 @@ def _usable_stems(folder: Path, files, skipped, strict: bool, sample_rate: int |
             raise AutomixError(message if message.startswith(str(path)) else f"{path}: {message}")
         skipped.append((path.name, message, kind))
 
+    declared = {path: _declared_duration_s(path) for path in files}
+    wanted = [path for path in files if declared[path] is None or declared[path] >= MIN_MEASURABLE_S]
+    attempts = dict(zip(wanted, _open_each(wanted, opener)))  # each file decoded once to check it, on the cores
     for path in files:
-        declared = _declared_duration_s(path)
-        if declared is not None and declared < MIN_MEASURABLE_S:
-            leave_out(path, f"too short to measure: {declared:.3f} s; loudness needs at least {MIN_MEASURABLE_S} s", "too short")
+        if path not in attempts:
+            leave_out(path, f"too short to measure: {declared[path]:.3f} s; loudness needs at least {MIN_MEASURABLE_S} s",
+                      "too short")
             continue
-        try:
-            stem = opener(path)
-        except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
+        stem, error = attempts[path]
+        if error is not None:  # one stem's failure never stops the mix
             debug_traceback(error)
             if strict:
                 raise AutomixError(describe_error(error, path)) from None
