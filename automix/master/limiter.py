@@ -591,10 +591,12 @@ def gain_reduction_db(envelope: np.ndarray, sample_rate: float, threshold_db: fl
     return _run_computer(computer, envelope)
 
 
-#: Values a gain computer takes at a time when it runs over a whole envelope. The result
-#: does not depend on it (the computer streams); it bounds the temporaries, so that the
-#: loop's model of a 60-minute file (2.5 million hops) stays a few MB per array.
-COMPUTER_CHUNK = 1 << 16
+#: Values a gain computer takes at a time when it runs over a whole envelope, and hops the
+#: loop's model predicts at a time. The result does not depend on it (the computer
+#: streams); it bounds the temporaries: measured, a split-band prediction's traced peak is
+#: 9.3 MB at 65536, 4.1 MB at 16384, 1.1 MB at 4096 hops, at the same CPU time for 16384
+#: and 65536 (6.9-7.1 ms per minute of audio).
+COMPUTER_CHUNK = 1 << 14
 
 
 def _run_computer(computer: GainComputer, envelope: np.ndarray) -> np.ndarray:

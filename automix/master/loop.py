@@ -235,7 +235,7 @@ class _HopPool:
 
 def collect_features(samples: np.ndarray, sample_rate: int) -> LoopFeatures:
     """:class:`LoopFeatures` of a whole ``(channels, samples)`` signal."""
-    collector = FeatureCollector(sample_rate, samples.shape[0])
+    collector = FeatureCollector(sample_rate, samples.shape[0], frames=samples.shape[1])
     collector.add(samples)
     return collector.result()
 
