@@ -289,3 +289,19 @@ def test_a_kept_envelope_that_ends_early_is_an_error_not_a_silent_misalignment()
     with pytest.raises(AutomixError, match="ended early"):
         _limited(np.zeros((2, 5000), dtype=np.float32), 1.0, spill.detector(1.0))
     spill.close()
+
+
+def test_the_detector_reads_a_peak_on_a_chunk_edge_exactly():
+    # Chunks are interpolated at fixed stream positions, on several cores, and joined in
+    # order; the first row of a chunk is refined with the previous chunk's last grid
+    # point. A lone 15 kHz burst whose crest (amplitude 0.8) sits 0.04 samples before a
+    # chunk's first sample is read right only with that point: the grid alone reads the
+    # sample, cos(2 pi 15000 * 0.04 / 44100) = 0.9964 of the crest.
+    rate, amplitude = 44100, 0.8
+    rows = limiter.limiter_detector(rate, 1)._rows
+    for edge, offset in ((2 * rows, 0.04), (2 * rows, -0.04), (2 * rows + 1, 0.04), (rows + 5000, 0.3)):
+        n = np.arange(3 * rows + 5000)
+        t = n - (edge - offset)
+        burst = amplitude * np.exp(-0.5 * (t / 40.0) ** 2) * np.cos(2 * np.pi * 15000 / rate * t)
+        envelope = limiter.detector_envelope(burst[None, :].astype(np.float32), rate)
+        assert envelope.max() == pytest.approx(amplitude, rel=2e-4), (edge, offset)

@@ -493,10 +493,11 @@ def collect_loop_features(source: BlockSource, plan: ChainPlan, *, split_band: b
     split-band limiter's hops, which also hold the wideband model's, or (``split_band``
     False) the wideband model's alone, at a third of the cost, its full-rate envelope
     kept in ``spill`` for the renders. ``kept``: see :func:`pre_limited`."""
+    # the length known, the model's per-hop tables are allocated once
     if split_band:
-        collector = SplitBandFeatures(source.sample_rate, source.channels)
+        collector = SplitBandFeatures(source.sample_rate, source.channels, frames=source.frames)
     else:
-        collector = FeatureCollector(source.sample_rate, source.channels, spill)
+        collector = FeatureCollector(source.sample_rate, source.channels, spill, frames=source.frames)
 
     # reading and the chain in one thread, the model's detectors in this one
     for block in ahead(pre_limited(source, plan, kept), loudness.THREADS > 1):

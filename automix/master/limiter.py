@@ -263,46 +263,76 @@ class PeakDetector:
     def _detect_precise(self, block: np.ndarray) -> np.ndarray:
         buffer = np.concatenate((self._tail, block), axis=1) if block.shape[1] else self._tail
         rows, size = self._rows, _DETECTOR_FFT
-        parts = []
-        start = 0
-        while buffer.shape[1] - start >= size:
-            parts.append(self._chunk(buffer[:, start : start + size]))
-            start += rows
+        starts = range(0, buffer.shape[1] - size + 1, rows)
+        pieces = [buffer[:, start : start + size] for start in starts]
+        # The chunks' heavy part depends on nothing carried: the cores share it, and the
+        # results are joined in stream order (bit-identical to one after the other).
+        pool = loudness._executor() if len(pieces) > 1 else None
+        if pool is not None:
+            jobs = [pool.submit(self._rows_of, piece) for piece in pieces[1:]]
+            found = [self._rows_of(pieces[0])] + [job.result() for job in jobs]
+        else:
+            found = [self._rows_of(piece) for piece in pieces]
+        parts = [self._join(*rows_of) for rows_of in found]
+        start = starts[-1] + rows if pieces else 0
         self._tail = buffer[:, start:].copy() if start else buffer
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
-    def _chunk(self, piece: np.ndarray) -> np.ndarray:
-        """Envelope of the ``rows`` samples from ``piece[:, lead]`` on (``piece`` holds the
-        interpolators' context both sides)."""
+    def _rows_of(self, piece: np.ndarray) -> tuple:
+        """The peak of each of the ``rows`` rows from ``piece[:, lead]`` on (``piece`` holds
+        the interpolators' context both sides), refined, except where refining row 0 needs
+        the previous chunk's last grid point: that part is left to :meth:`_join`. Reads
+        no state that changes, so chunks may run on any thread.
+
+        Returns ``(row_peak, row_zero, last_points)``: what refining row 0 needs (``None``
+        where nothing was interpolated) and, per grid, the last grid point.
+        """
         rows, lead, taps = self._rows, self._lead, self.taps_per_phase
         samples = np.abs(piece[:, lead : lead + rows + 1])  # every grid's column 0, and the next row's
-        level = float(np.abs(piece).max())
+        level = max(float(piece.max()), -float(piece.min()))
         if level * self._worst_gain <= self.refine_above:
             # nothing here can reach the level that matters: sample peaks will do
-            row_peak = samples[:, :rows].max(axis=0)
-            self._prev_points = [samples[:, rows - 1] for _ in self._grids]
-        else:
-            spectrum = scipy.fft.rfft(piece, axis=-1)
-            product = spectrum[:, None, :] * _grid_spectra(self._grids, taps)[None]
-            branches = scipy.fft.irfft(product, _DETECTOR_FFT, axis=-1)[:, :, taps - 1 : taps - 1 + rows]
-            branches = np.abs(branches, dtype=np.float32)  # (channels, all grids' branches, rows)
-            row_peak = np.maximum(branches.max(axis=1), samples[:, :rows]).max(axis=0)
-            lowest_cos = math.cos(math.pi / (2 * min(factor for factor, _ in self._grids)))
-            candidates = np.count_nonzero(row_peak > self.refine_above * lowest_cos)
-            # few rows near the threshold: refine them all rather than pay for two rank filters
-            binding = self._binding_level(row_peak) if candidates > rows // 16 else np.zeros_like(row_peak)
-            first = 0
+            return samples[:, :rows].max(axis=0), None, [samples[:, rows - 1] for _ in self._grids]
+        spectrum = scipy.fft.rfft(piece, axis=-1)
+        product = spectrum[:, None, :] * _grid_spectra(self._grids, taps)[None]
+        branches = scipy.fft.irfft(product, _DETECTOR_FFT, axis=-1)[:, :, taps - 1 : taps - 1 + rows]
+        # |x| over all channels and branches, without an absolute copy of every branch
+        row_peak = np.maximum(np.maximum(branches.max(axis=(0, 1)), -branches.min(axis=(0, 1))), samples[:, :rows].max(axis=0))
+        lowest_cos = math.cos(math.pi / (2 * min(factor for factor, _ in self._grids)))
+        candidates = np.count_nonzero(row_peak > self.refine_above * lowest_cos)
+        # few rows near the threshold: refine them all rather than pay for two rank filters
+        binding = self._binding_level(row_peak) if candidates > rows // 16 else np.zeros_like(row_peak)
+        row_zero = (row_peak[0], binding[0], samples[:, 0], samples[:, 1], [])  # float32 scalars: compared as the rows are
+        last_points, first = [], 0
+        unknown = np.full((self.channels, 1), np.nan, dtype=np.float32)  # the previous chunk's last point
+        for factor, _ in self._grids:
+            grid = branches[:, first : first + factor - 1]
+            first += factor - 1
+            cos = math.cos(math.pi / (2 * factor))
+            hot = np.flatnonzero((row_peak > self.refine_above * cos) & (row_peak > binding * cos))
+            if hot.size:
+                previous = np.abs(np.where(hot > 0, grid[:, -1, np.maximum(hot - 1, 0)], unknown))
+                points = np.concatenate((previous[..., None], samples[:, hot, None],
+                                         np.abs(grid[:, :, hot]).transpose(0, 2, 1), samples[:, hot + 1, None]), axis=2)
+                row_peak[hot] = _refine_points(points, factor, floor=row_peak[hot])
+            row_zero[4].append(np.abs(grid[:, :, 0]))
+            last_points.append(np.abs(grid[:, -1, rows - 1]))
+        return row_peak, row_zero, last_points
+
+    def _join(self, row_peak: np.ndarray, row_zero: tuple | None, last_points: list) -> np.ndarray:
+        """A chunk's envelope, in stream order. Row 0 is refined again from its grid peak,
+        now with its left neighbour, the previous chunk's last grid point, exactly as the
+        other rows were (in :meth:`_rows_of` NaN stood for that point)."""
+        if row_zero is not None:
+            peak, binding, sample, following, grids = row_zero
             for index, (factor, _) in enumerate(self._grids):
-                grid = branches[:, first : first + factor - 1]
-                first += factor - 1
                 cos = math.cos(math.pi / (2 * factor))
-                hot = np.flatnonzero((row_peak > self.refine_above * cos) & (row_peak > binding * cos))
-                if hot.size:
-                    previous = np.where(hot > 0, grid[:, -1, np.maximum(hot - 1, 0)], self._prev_points[index][:, None])
-                    points = np.concatenate((previous[..., None], samples[:, hot, None],
-                                             grid[:, :, hot].transpose(0, 2, 1), samples[:, hot + 1, None]), axis=2)
-                    row_peak[hot] = np.maximum(row_peak[hot], _refine_points(points, factor))
-                self._prev_points[index] = grid[:, -1, rows - 1]
+                if peak > self.refine_above * cos and peak > binding * cos:
+                    points = np.concatenate((self._prev_points[index][:, None], sample[:, None], grids[index],
+                                             following[:, None]), axis=1)
+                    peak = _refine_points(points[:, None, :], factor, floor=np.array([peak], dtype=np.float32))[0]
+            row_peak[0] = peak
+        self._prev_points = last_points
         envelope = np.maximum(np.concatenate(([self._prev_row_peak], row_peak[:-1])), row_peak)
         self._prev_row_peak = row_peak[-1]
         return envelope.astype(np.float32, copy=False)
@@ -351,17 +381,27 @@ class PeakDetector:
         return envelope
 
 
-def _refine_points(points: np.ndarray, factor: int) -> np.ndarray:
+def _refine_points(points: np.ndarray, factor: int, floor: np.ndarray | None = None) -> np.ndarray:
     """Peak over channels of each row's grid points, each local maximum refined.
 
     ``points``: ``(channels, rows, factor + 2)`` absolute values, each row's ``factor``
     grid points with the neighbouring point on each side. ``A cos(w t + p)`` through
     points ``l, m, r`` has ``cos w = (l + r) / 2m`` and amplitude
     ``sqrt(m^2 + ((r - l) / 2 sin w)^2)``; ``w`` is at most ``pi / factor`` (the input
-    Nyquist), so the lift is capped at ``1 / cos(pi / 2 factor)``."""
+    Nyquist), so the lift is capped at ``1 / cos(pi / 2 factor)``.
+
+    ``floor`` (per row, at least the row's largest point, e.g. its grid peak): the result
+    is the larger of it and the refined maxima, and a point that the cap cannot lift past
+    it is not refined at all (the same result, cheaper).
+    """
     left, mid, right = points[..., :-2], points[..., 1:-1], points[..., 2:]
-    peak = mid.max(axis=(0, 2))
-    channel, row, column = np.nonzero((mid >= left) & (mid >= right) & (mid > 0))
+    if floor is None:
+        peak = mid.max(axis=(0, 2))
+        reach = mid > 0
+    else:
+        peak = np.array(floor, dtype=np.float32)
+        reach = mid > (peak * np.float32(math.cos(math.pi / (2 * factor))))[None, :, None]
+    channel, row, column = np.nonzero(reach & (mid >= left) & (mid >= right))
     if row.size:
         l, m, r = (v[channel, row, column].astype(np.float64) for v in (left, mid, right))
         max_step = math.pi / factor
