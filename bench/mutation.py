@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # and aimed at exactly these modules.
 KILLS = "tests/test_mutation_kills.py"
 KILLS2 = "tests/test_mutation_kills_2.py"
+KILLS3 = "tests/test_mutation_kills_3.py"
 MODULES: dict[str, tuple[str, list[str]]] = {
     "loudness": ("automix/measure/loudness.py",
                  [KILLS, "tests/test_loudness.py", "-k", "not (music_like and (96000 or 44100))"]),
@@ -76,6 +77,14 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "loop_split": ("automix/master/loop.py", [KILLS2, "tests/test_limiter_choice.py", "tests/test_loop.py"]),
     "limiter_spill": ("automix/master/limiter.py", [KILLS2, "tests/test_limiter.py", "-k", "kept or Spill"]),
     "fir_stream": ("automix/dsp/fir.py", ["tests/test_stereo.py", "tests/test_tonal.py", "tests/test_glue.py", "tests/test_limiter.py"]),
+    # the third round: issue 11's speed work (tests/test_mutation_kills_3.py)
+    "dither_draw": ("automix/io/dither.py", [KILLS3, "tests/test_dither.py", "tests/test_audio.py"]),
+    "signal_spill": ("automix/io/stream.py",
+                     [KILLS3, "tests/test_mastering.py", "tests/test_mix_speed_equivalence.py", "-k", "not slow"]),
+    "peak_stream": ("automix/measure/loudness.py", [KILLS3, "tests/test_loudness.py", "tests/test_analyzer.py"]),
+    "detector_chunks": ("automix/master/limiter.py", [KILLS3, "tests/test_limiter.py"]),
+    "open_each": ("automix/jobs/mix_folder.py", [KILLS3, "tests/test_mix.py", "tests/test_io_safety.py"]),
+    "allocator": ("automix/jobs/allocator.py", [KILLS3, "tests/test_allocator.py"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose
@@ -84,6 +93,13 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "loop_split": ("SPLIT_BAND_FROM_DB", "wideband_limiting_db"),
     "limiter_spill": ("EnvelopeSpill", "_SpilledEnvelope"),
     "fir_stream": ("filter_whole", "stream"),
+    "dither_draw": ("Dither.process",),
+    "signal_spill": ("SignalSpill",),
+    "peak_stream": ("_branch_spectra", "_PeakStream._add", "_PeakStream._fold", "_PeakStream._fold_rows",
+                    "_PeakStream.peak", "LoudnessMeter.has_true_peak"),
+    "detector_chunks": ("PeakDetector._detect_precise", "PeakDetector._rows_of", "PeakDetector._join",
+                        "_refine_points"),
+    "open_each": ("_open_each", "_usable_stems"),
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
@@ -265,8 +281,20 @@ def candidates(module: str, path: Path) -> list[Mutant]:
 
 
 def _scope_lines(tree: ast.Module, names: tuple[str, ...]) -> list[tuple[int, int]]:
-    """(first, last) line of each top-level definition or assignment named in ``names``."""
+    """(first, last) line of each top-level definition or assignment named in ``names``;
+    ``"Class.method"`` names one method (or class-level assignment) of a top-level class."""
+    dotted = tuple(n for n in names if "." in n)
+    names = tuple(n for n in names if "." not in n)
     spans = []
+    for name in dotted:
+        owner, member = name.split(".", 1)
+        found = [(node.lineno, node.end_lineno) for cls in tree.body
+                 if isinstance(cls, ast.ClassDef) and cls.name == owner for node in cls.body
+                 if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == member)
+                 or (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == member for t in node.targets))]
+        if not found:
+            raise SystemExit(f"scope name not found: {name}")
+        spans += found
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             named = {node.name}
