@@ -538,9 +538,9 @@ _KAISER_BETA = 5.0
 PRECISE_TAPS_PER_PHASE = 256
 _PRECISE_KAISER_BETA = 10.0
 _PRECISE_FFT = 1 << 14
-#: FFT size of the 4x meter's 16-tap interpolator (overlap-save; each piece is sized to
-#: split a chunk evenly).
-_METER_FFT = 1 << 12
+#: FFT size of the 4x meter's 16-tap interpolator (overlap-save, all of a chunk's frames
+#: in one call): small transforms for a short filter.
+_METER_FFT = 1 << 9
 
 
 def oversampling_factor(sample_rate: int) -> int:
@@ -715,18 +715,19 @@ class _PeakStream:
 
     def _fold(self, ext: np.ndarray, rows: int) -> None:
         """Fold rows ``0 .. rows - 1`` of ``ext`` (row ``i`` interpolated from the window
-        ``ext[:, i : i + taps]``) into the running peak."""
-        taps, lead = self.taps, self._lead
-        step = self._fft_size - taps + 1
+        ``ext[:, i : i + taps]``) into the running peak. Overlap-save in one batch: the
+        chunk is cut into frames of the FFT size, every frame transformed in one call."""
+        taps, lead, size = self.taps, self._lead, self._fft_size
+        step = size - taps + 1
         pieces = -(-rows // step)
-        step = -(-rows // pieces)  # equal pieces: no short FFT at the end
-        size = scipy.fft.next_fast_len(step + taps - 1, real=True)
+        need = pieces * step + taps - 1
+        if ext.shape[1] < need:  # the last frame runs past the chunk: zeros there, rows dropped
+            ext = np.concatenate((ext, np.zeros((ext.shape[0], need - ext.shape[1]), dtype=ext.dtype)), axis=1)
+        frames = np.lib.stride_tricks.sliding_window_view(ext[:, :need], size, axis=-1)[:, ::step]  # (ch, pieces, size)
         spectra = _branch_spectra(self.factor, taps, size)
-        for start in range(0, rows, step):
-            stop = min(start + step, rows)
-            spectrum = scipy.fft.rfft(ext[:, start : stop + taps - 1], size, axis=-1)
-            branches = scipy.fft.irfft(spectrum[:, None, :] * spectra[None], size, axis=-1)[:, :, taps - 1 : taps - 1 + stop - start]
-            self._fold_rows(np.abs(ext[:, lead + start : lead + stop + 1]), branches)
+        branches = scipy.fft.irfft(scipy.fft.rfft(frames, axis=-1)[:, :, None, :] * spectra, size, axis=-1)
+        branches = branches[..., taps - 1 :].transpose(0, 2, 1, 3).reshape(ext.shape[0], self.factor - 1, pieces * step)
+        self._fold_rows(np.abs(ext[:, lead : lead + rows + 1]), branches[:, :, :rows])
 
     def _fold_rows(self, samples: np.ndarray, branches: np.ndarray) -> None:
         """``samples``: ``|x|`` of each row's own sample and of the next row's,
