@@ -235,3 +235,179 @@ def test_elsewhere_keep_freed_memory_does_nothing_and_says_so(monkeypatch):
 
     monkeypatch.setattr(ctypes, "CDLL", unloadable)
     assert allocator.keep_freed_memory() is False
+
+
+# --- measure/loudness.py (_PeakStream) and master/limiter.py (PeakDetector): chunk edges ---
+
+
+def _burst(crest: float, frames: int, amplitude: float = 0.8, cycles_per_sample: float = 0.25,
+           sigma: float = 8.0) -> np.ndarray:
+    """A Gaussian tone burst whose crest is at sample position ``crest`` (between samples):
+    band-limited (the spectrum lies within 0.25 +- 0.06 fs), so its reconstruction's peak
+    is exactly ``amplitude``, reached at ``crest`` (both the envelope and the cosine peak
+    there). The second channel is the same at 0.3 times the level."""
+    t = np.arange(frames) - crest
+    x = amplitude * np.exp(-t * t / (2 * sigma * sigma)) * np.cos(2 * np.pi * cycles_per_sample * t)
+    return np.stack([x, 0.3 * x]).astype(np.float32)
+
+
+def _db(ratio: float) -> float:
+    return 20 * np.log10(ratio)
+
+
+# crests on and between the grid points around a chunk edge (never a multiple of 1/8)
+_OFFSETS = np.arange(-0.5, 0.5, 1 / 12) + 1 / 48
+
+
+def test_true_peak_of_a_crest_at_a_chunk_edge():
+    from automix.measure import loudness
+
+    edge = loudness.STREAM_CHUNK_FRAMES - 1  # row 0 of chunk 1 starts from chunk 0's last sample
+    for i, offset in enumerate(_OFFSETS):
+        x = _burst(edge + offset, 2 * loudness.STREAM_CHUNK_FRAMES + 100)
+        read = _db(loudness.true_peak(x, RATE) / 0.8)
+        # the 16-tap interpolator reads up to +0.003 dB high on this tone; an unrefined
+        # grid point would read down to cos(pi / 16) = -0.17 dB
+        assert -0.001 < read < 0.005, (offset, read)
+        if i == 0:  # the meter, fed in other blocks, reads the same
+            meter = loudness.LoudnessMeter(RATE, 2)
+            for start in range(0, x.shape[1], 5000):
+                meter.add(x[:, start : start + 5000])
+            assert meter.true_peak() == pytest.approx(loudness.true_peak(x, RATE), rel=1e-6)
+
+
+def test_detector_envelope_of_a_crest_at_a_chunk_edge():
+    from automix.master import limiter
+
+    edge = limiter._DETECTOR_FFT - limiter.PRECISE_TAPS_PER_PHASE + 1  # chunk 1's first row
+    for offset in _OFFSETS:
+        x = _burst(edge + offset, 2 * limiter._DETECTOR_FFT)
+        envelope = limiter.detector_envelope(x, RATE)
+        assert envelope.size == x.shape[1]
+        read = _db(envelope.max() / 0.8)
+        # the 8x near-ideal grid and the 4x meter's grid (+0.003 dB on this tone), both refined
+        assert -0.001 < read < 0.005, (offset, read)
+
+
+def test_true_peak_sees_a_last_chunk_shorter_than_the_interpolator():
+    from automix.measure import loudness
+
+    for extra in (1, 3, 7):
+        x = np.zeros((2, loudness.STREAM_CHUNK_FRAMES + extra), dtype=np.float32)
+        x[0, : loudness.STREAM_CHUNK_FRAMES] = 0.1
+        x[1, -1] = -0.9  # the loudest sample is the very last one
+        # the signal passes through its samples: the true peak is at least 0.9, and a
+        # lone final sample is not lifted much (its sinc's side lobes fall between)
+        assert np.float32(0.9) <= loudness.true_peak(x, RATE) < 0.95
+
+
+def _pulse(frames: int, at: float, amplitude: float, sigma: float = 3.0) -> np.ndarray:
+    """A Gaussian pulse (no carrier; band-limited: its spectrum at fs/2 is e^-44 of DC):
+    its reconstruction peaks at exactly ``amplitude``, at ``at``."""
+    t = np.arange(frames) - at
+    return amplitude * np.exp(-t * t / (2 * sigma * sigma))
+
+
+def _negative_after_positive(frames: int, first_chunk: int) -> np.ndarray:
+    x = _pulse(frames, 1000.0, 0.5) + _pulse(frames, first_chunk + 5000.37, -0.9)
+    return np.stack([x, 0.5 * x]).astype(np.float32)
+
+
+def test_a_negative_crest_louder_than_everything_before_it_is_read():
+    from automix.master import limiter
+    from automix.measure import loudness
+
+    x = _negative_after_positive(3 * loudness.STREAM_CHUNK_FRAMES, loudness.STREAM_CHUNK_FRAMES)
+    # the 16-tap 4x meter reads this pulse +0.007 dB high; the long interpolator within 0.001
+    assert -0.002 < _db(loudness.true_peak(x, RATE) / 0.9) < 0.02
+    assert abs(_db(loudness.true_peak_precise(x, RATE) / 0.9)) < 0.002
+    y = _negative_after_positive(3 * limiter._DETECTOR_FFT, limiter._DETECTOR_FFT)
+    for refine_above in (0.0, 0.6):  # 0.6: the first chunk (0.5) is not interpolated at all
+        envelope = limiter.detector_envelope(y, RATE, refine_above=refine_above)
+        assert -0.002 < _db(envelope.max() / 0.9) < 0.02  # both grids (the 4x one reads high)
+        assert envelope[:5000].max() == pytest.approx(0.5, abs=0.003)
+
+
+# --- jobs/mix_folder.py: _open_each and the checks of _usable_stems -------------------------
+
+
+def test_open_each_answers_in_path_order_with_each_failure_on_the_pool(monkeypatch):
+    import threading
+    import time
+
+    from automix.jobs import mix_folder
+    from automix.measure import loudness
+
+    where = {}
+
+    def opener(path):
+        where[path] = threading.current_thread().name
+        time.sleep(0.02 * (5 - int(path)))  # the first paths finish last
+        if path in ("1", "3"):
+            raise ValueError(f"bad {path}")
+        return f"opened {path}"
+
+    monkeypatch.setattr(loudness, "THREADS", 3)
+    results = mix_folder._open_each(["0", "1", "2", "3", "4"], opener)
+    assert [r[0] for r in results] == ["opened 0", None, "opened 2", None, "opened 4"]
+    assert [str(r[1]) if r[1] else None for r in results] == [None, "bad 1", None, "bad 3", None]
+    assert all(name.startswith("automix-open") for name in where.values())
+    assert len(set(where.values())) > 1  # on several threads
+    # one path, or one thread allowed: no pool, the caller's own thread
+    me = threading.current_thread().name
+    where.clear()
+    assert mix_folder._open_each(["4"], opener) == [("opened 4", None)]
+    assert where == {"4": me}
+    monkeypatch.setattr(loudness, "THREADS", 1)
+    where.clear()
+    assert [r[0] for r in mix_folder._open_each(["0", "2"], opener)] == ["opened 0", "opened 2"]
+    assert set(where.values()) == {me}
+    assert mix_folder._open_each([], opener) == []
+
+
+def _wav(path, seconds, rate=44100, channels=1, level=0.1):
+    import soundfile as sf
+
+    n = int(round(seconds * rate))
+    t = np.arange(n) / rate
+    x = (level * np.sin(2 * np.pi * 330 * t))[:, None].repeat(channels, axis=1)
+    sf.write(str(path), x.astype(np.float32), rate, subtype="FLOAT")
+
+
+def test_stems_that_cannot_be_mixed_are_set_aside_with_their_reason(tmp_path, monkeypatch):
+    from automix.jobs.pipeline import load_stems
+    from automix.measure import loudness
+
+    monkeypatch.setattr(loudness, "THREADS", 2)
+    _wav(tmp_path / "a_bass.wav", 1.0, 48000)
+    _wav(tmp_path / "b_keys.wav", 1.0, 44100, channels=2)
+    _wav(tmp_path / "c_short.wav", 0.2)
+    _wav(tmp_path / "d_surround.wav", 1.0, channels=3)
+    (tmp_path / "e_broken.wav").write_bytes(b"RIFF nonsense")
+    _wav(tmp_path / "f_vox.wav", 1.0, 48000)
+    loaded = load_stems(tmp_path)
+    assert loaded.names == ("a_bass.wav", "b_keys.wav", "f_vox.wav")  # folder order
+    assert loaded.sample_rate == 48000  # two stems of three
+    kinds = {name: kind for name, _, kind in loaded.skipped}
+    assert kinds == {"c_short.wav": "too short", "d_surround.wav": "unreadable", "e_broken.wav": "unreadable"}
+    reasons = {name: reason for name, reason, _ in loaded.skipped}
+    assert "0.200 s" in reasons["c_short.wav"] and "3 channels" in reasons["d_surround.wav"]
+    assert [name for name, _, _ in loaded.skipped] == ["c_short.wav", "d_surround.wav", "e_broken.wav"]
+    for bad, message in (("c_short.wav", "too short"), ("d_surround.wav", "3 channels"), ("e_broken.wav", "e_broken")):
+        with pytest.raises(AutomixError, match=message):
+            load_stems(tmp_path, strict=True, files=(tmp_path / "a_bass.wav", tmp_path / bad))
+
+
+def test_a_tie_of_rates_goes_to_the_higher_and_a_folder_of_short_stems_is_refused(tmp_path):
+    from automix.jobs.pipeline import load_stems
+
+    _wav(tmp_path / "a.wav", 0.6, 44100)
+    _wav(tmp_path / "b.wav", 0.6, 48000)
+    assert load_stems(tmp_path).sample_rate == 48000
+    assert load_stems(tmp_path, sample_rate=44100).sample_rate == 44100
+    short = tmp_path / "short"
+    short.mkdir()
+    _wav(short / "x.wav", 0.1)
+    _wav(short / "y.wav", 0.2)
+    with pytest.raises(AutomixError, match="none of the 2 audio files could be used.*x.wav: too short"):
+        load_stems(short)
