@@ -411,3 +411,53 @@ def test_a_tie_of_rates_goes_to_the_higher_and_a_folder_of_short_stems_is_refuse
     _wav(short / "y.wav", 0.2)
     with pytest.raises(AutomixError, match="none of the 2 audio files could be used.*x.wav: too short"):
         load_stems(short)
+
+
+def _ending_on_a_crest(frames: int) -> np.ndarray:
+    """A tone burst cut off just after its crest (at 1.4 samples before the end): the
+    largest values of its reconstruction lie in the last samples and past them."""
+    t = np.arange(frames) - (frames - 1.4)
+    x = 0.8 * np.exp(-t * t / 128.0) * np.cos(2 * np.pi * 0.3 * t)
+    return np.stack([x, -0.5 * x]).astype(np.float32)
+
+
+@pytest.mark.parametrize("frames", [5, 12, 3000])
+def test_the_reading_past_the_last_sample_is_the_one_of_the_signal_followed_by_silence(frames):
+    from automix.measure import loudness
+
+    x = _ending_on_a_crest(frames)
+    padded = np.concatenate((x, np.zeros((2, 400), np.float32)), axis=1)
+    for meter in (loudness.true_peak, loudness.true_peak_precise):
+        read = meter(x, RATE)
+        assert read >= np.abs(x).max()  # the reconstruction passes through every sample
+        # the signal is zero outside: padding it with zeros changes nothing (float rounding)
+        assert read == pytest.approx(meter(padded, RATE), rel=1e-5)
+    assert loudness.true_peak(x, RATE) > 1.005 * np.abs(x).max()  # the peak is between samples
+
+
+def test_detector_refines_every_row_whose_peak_could_pass_refine_above():
+    from automix.master import limiter
+
+    amplitude = 0.8
+    edge = limiter._DETECTOR_FFT - limiter.PRECISE_TAPS_PER_PHASE + 1
+    # crests midway between the 8x grid points (the farthest from both grids' points),
+    # at the second chunk's first row and inside a chunk; refine_above just under the crest
+    for crest in (edge + 1 / 16, edge - 1 + 1 / 16, edge + 3000 + 1 / 16, edge - 3 / 16):
+        x = _burst(crest, 2 * limiter._DETECTOR_FFT, amplitude=amplitude)
+        for refine_above in (amplitude / 1.003, amplitude * 0.9):
+            envelope = limiter.detector_envelope(x, RATE, refine_above=refine_above)
+            read = _db(envelope.max() / amplitude)
+            assert -0.001 < read < 0.005, (crest, refine_above, read)
+
+
+def test_the_4x_detector_refines_its_grid_too():
+    from automix.master import limiter
+
+    for crest in (5000 + 1 / 16, 5000 + 0.4, 70000.2):
+        x = _burst(crest, 80000)
+        envelope = limiter.detector_envelope(x, RATE, precise=False)
+        assert envelope.size == x.shape[1]
+        # BS.1770's 16-tap 4x interpolator: +0.003 dB high on this tone; its bare grid
+        # would read down to cos(pi / 8) = -0.69 dB at this frequency's worst
+        assert -0.001 < _db(envelope.max() / 0.8) < 0.005, crest
+        assert int(np.argmax(envelope)) in (int(crest), int(crest) + 1)
