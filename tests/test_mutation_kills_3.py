@@ -262,7 +262,12 @@ _OFFSETS = np.arange(-0.5, 0.5, 1 / 12) + 1 / 48
 def test_true_peak_of_a_crest_at_a_chunk_edge():
     from automix.measure import loudness
 
-    edge = loudness.STREAM_CHUNK_FRAMES - 1  # row 0 of chunk 1 starts from chunk 0's last sample
+    # Row i of a chunk is the interval after its own sample; the history carried into the
+    # first chunk is taps - delay samples of zeros, so chunk 1's row 0 starts at sample
+    # chunk - (taps - delay), whose left neighbour (the last grid point of chunk 0) is
+    # carried over: crests on both sides of that sample.
+    taps = loudness.TAPS_PER_PHASE
+    edge = loudness.STREAM_CHUNK_FRAMES - (taps - taps // 2)
     for i, offset in enumerate(_OFFSETS):
         x = _burst(edge + offset, 2 * loudness.STREAM_CHUNK_FRAMES + 100)
         read = _db(loudness.true_peak(x, RATE) / 0.8)
@@ -274,6 +279,12 @@ def test_true_peak_of_a_crest_at_a_chunk_edge():
             for start in range(0, x.shape[1], 5000):
                 meter.add(x[:, start : start + 5000])
             assert meter.true_peak() == pytest.approx(loudness.true_peak(x, RATE), rel=1e-6)
+    # the long interpolator: chunks of FFT - taps + 1 samples
+    taps = loudness.PRECISE_TAPS_PER_PHASE
+    edge = loudness._PRECISE_FFT - taps + 1 - (taps - taps // 2)
+    for offset in _OFFSETS[::2]:
+        x = _burst(edge + offset, 2 * loudness._PRECISE_FFT)
+        assert abs(_db(loudness.true_peak_precise(x, RATE) / 0.8)) < 0.001, offset
 
 
 def test_detector_envelope_of_a_crest_at_a_chunk_edge():
@@ -421,7 +432,7 @@ def _ending_on_a_crest(frames: int) -> np.ndarray:
     return np.stack([x, -0.5 * x]).astype(np.float32)
 
 
-@pytest.mark.parametrize("frames", [5, 12, 3000])
+@pytest.mark.parametrize("frames", [5, 7, 12, 3000])
 def test_the_reading_past_the_last_sample_is_the_one_of_the_signal_followed_by_silence(frames):
     from automix.measure import loudness
 
