@@ -329,6 +329,8 @@ def test_a_negative_crest_louder_than_everything_before_it_is_read():
     from automix.measure import loudness
 
     x = _negative_after_positive(3 * loudness.STREAM_CHUNK_FRAMES, loudness.STREAM_CHUNK_FRAMES)
+    # the positive pulse alone (all samples >= 0), then the louder negative one after it
+    assert -0.002 < _db(loudness.true_peak(x[:, : loudness.STREAM_CHUNK_FRAMES], RATE) / 0.5) < 0.02
     # the 16-tap 4x meter reads this pulse +0.007 dB high; the long interpolator within 0.001
     assert -0.002 < _db(loudness.true_peak(x, RATE) / 0.9) < 0.02
     assert abs(_db(loudness.true_peak_precise(x, RATE) / 0.9)) < 0.002
@@ -472,3 +474,38 @@ def test_the_4x_detector_refines_its_grid_too():
         # would read down to cos(pi / 8) = -0.69 dB at this frequency's worst
         assert -0.001 < _db(envelope.max() / 0.8) < 0.005, crest
         assert int(np.argmax(envelope)) in (int(crest), int(crest) + 1)
+
+
+def test_a_stem_of_exactly_the_gating_block_is_measurable(tmp_path):
+    from automix.jobs.pipeline import load_stems
+
+    # BS.1770's gating block is 0.4 s: 17640 frames at 44.1 kHz make one; 17639 do not
+    _wav(tmp_path / "a.wav", 17640 / 44100)
+    _wav(tmp_path / "b.wav", 17639 / 44100)
+    loaded = load_stems(tmp_path)
+    assert loaded.names == ("a.wav",)
+    assert [(name, kind) for name, _, kind in loaded.skipped] == [("b.wav", "too short")]
+
+
+def test_an_internal_failure_opening_a_stem_is_told_in_one_line_with_the_traceback_under_debug(
+        tmp_path, monkeypatch, capsys):
+    from automix.jobs import mix_folder
+    from automix.jobs.pipeline import load_stems
+
+    _wav(tmp_path / "a.wav", 1.0)
+    _wav(tmp_path / "b.wav", 1.0)
+    real = mix_folder.read_audio
+
+    def opener(path, *args, **kwargs):
+        if path.name == "b.wav":
+            raise RuntimeError("a bug in a decoder")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(mix_folder, "read_audio", opener)
+    monkeypatch.setenv("AUTOMIX_DEBUG", "1")
+    loaded = load_stems(tmp_path)
+    assert loaded.names == ("a.wav",)
+    (name, reason, kind), = loaded.skipped
+    assert (name, kind) == ("b.wav", "unreadable") and "internal error (RuntimeError: a bug in a decoder)" in reason
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: a bug in a decoder" in err
