@@ -509,3 +509,47 @@ def test_an_internal_failure_opening_a_stem_is_told_in_one_line_with_the_traceba
     assert (name, kind) == ("b.wav", "unreadable") and "internal error (RuntimeError: a bug in a decoder)" in reason
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: a bug in a decoder" in err
+
+
+def _lopsided(t: np.ndarray, crest: float, sign: float) -> np.ndarray:
+    """-0.3 g - g cos(pi/2 (t - crest)), g a wide Gaussian (sigma 20 samples; band-limited:
+    fs/4 +- 0.03 fs): its crest, -1.3 at ``crest``, is far from its samples (|x| <= 1.007
+    when ``crest`` is half-way between two) and from its positive side (<= 0.7)."""
+    g = np.exp(-((t - crest) ** 2) / (2 * 20.0**2))
+    return sign * (-0.3 * g - g * np.cos(np.pi / 2 * (t - crest)))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_crest_of_one_polarity_far_above_its_samples_beats_an_earlier_louder_sample(sign):
+    from automix.measure import loudness
+
+    chunk = loudness.STREAM_CHUNK_FRAMES
+    crest = chunk + 5000.5
+    n = np.arange(2 * chunk, dtype=np.float64)
+    # first a pulse of 1.2 (its crest on a sample): louder than every sample of the
+    # lopsided burst after it, quieter than that burst's crest
+    x = (_lopsided(n, crest, sign) + 1.2 * np.exp(-((n - 3000.0) ** 2) / 18.0))[None].astype(np.float32)
+    dense = np.arange(crest - 30, crest + 30, 1 / 256)
+    expected = np.abs(_lopsided(dense, crest, sign)).max()  # the continuous signal's peak: 1.3
+    assert abs(_db(loudness.true_peak(x, RATE) / expected)) < 0.005
+    assert abs(_db(loudness.true_peak_precise(x, RATE) / expected)) < 0.001
+
+
+def test_a_high_crest_next_to_its_sample_is_refined():
+    from automix.measure import loudness
+
+    # 0.45 fs, the crest 0.05 sample from sample 3000: the 4x grid's points beside that
+    # sample are far below it (cos(2 pi 0.45 / 4) ~ 0.84), so only the sample's own
+    # refinement finds the crest
+    crest = 3000.05
+
+    def tone(t):
+        return 0.9 * np.exp(-((t - crest) ** 2) / (2 * 20.0**2)) * np.cos(2 * np.pi * 0.45 * (t - crest))
+
+    x = tone(np.arange(6000.0))[None].astype(np.float32)
+    expected = np.abs(tone(np.arange(crest - 5, crest + 5, 1 / 512))).max()
+    sample_peak_db = _db(np.abs(x).max() / expected)  # -0.087 dB
+    read_db = _db(loudness.true_peak(x, RATE) / expected)
+    # BS.1770's 16-tap interpolator itself reads 0.045 dB low this near Nyquist
+    assert read_db > sample_peak_db + 0.03 and read_db > -0.06
+    assert abs(_db(loudness.true_peak_precise(x, RATE) / expected)) < 0.001
