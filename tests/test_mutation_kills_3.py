@@ -426,19 +426,21 @@ def test_a_tie_of_rates_goes_to_the_higher_and_a_folder_of_short_stems_is_refuse
         load_stems(short)
 
 
-def _ending_on_a_crest(frames: int) -> np.ndarray:
-    """A tone burst cut off just after its crest (at 1.4 samples before the end): the
-    largest values of its reconstruction lie in the last samples and past them."""
-    t = np.arange(frames) - (frames - 1.4)
+def _ending_on_a_crest(frames: int, before_end: float = 1.4) -> np.ndarray:
+    """A tone burst cut off near its crest (``before_end`` samples before the end of the
+    signal, after the last sample if 0 < ``before_end`` < 1): the largest values of its
+    reconstruction lie in the last samples and past them."""
+    t = np.arange(frames) - (frames - before_end)
     x = 0.8 * np.exp(-t * t / 128.0) * np.cos(2 * np.pi * 0.3 * t)
     return np.stack([x, -0.5 * x]).astype(np.float32)
 
 
 @pytest.mark.parametrize("frames", [5, 7, 12, 3000])
-def test_the_reading_past_the_last_sample_is_the_one_of_the_signal_followed_by_silence(frames):
+@pytest.mark.parametrize("before_end", [1.4, 0.7])
+def test_the_reading_past_the_last_sample_is_the_one_of_the_signal_followed_by_silence(frames, before_end):
     from automix.measure import loudness
 
-    x = _ending_on_a_crest(frames)
+    x = _ending_on_a_crest(frames, before_end)
     padded = np.concatenate((x, np.zeros((2, 400), np.float32)), axis=1)
     for meter in (loudness.true_peak, loudness.true_peak_precise):
         read = meter(x, RATE)
@@ -446,6 +448,39 @@ def test_the_reading_past_the_last_sample_is_the_one_of_the_signal_followed_by_s
         # the signal is zero outside: padding it with zeros changes nothing (float rounding)
         assert read == pytest.approx(meter(padded, RATE), rel=1e-5)
     assert loudness.true_peak(x, RATE) > 1.005 * np.abs(x).max()  # the peak is between samples
+
+
+@pytest.mark.parametrize("frames", [5, 300])
+def test_the_overshoot_after_a_final_step_is_read(frames):
+    from automix.measure import loudness
+
+    # a signal ending on a swing from -0.8 to 1.0: its reconstruction (silence after it)
+    # overshoots past the last sample, in the interval after it (about +0.5 dB)
+    x = np.zeros((2, frames), np.float32)
+    x[:, -3:] = [[0.5, -0.8, 1.0], [0.0, 0.0, 0.0]]
+    padded = np.concatenate((x, np.zeros((2, 100), np.float32)), axis=1)
+    for meter in (loudness.true_peak, loudness.true_peak_precise):
+        read = meter(x, RATE)
+        assert read > 1.05
+        assert read == pytest.approx(meter(padded, RATE), rel=1e-6)
+
+
+def test_reading_the_peak_mid_stream_does_not_change_the_final_reading():
+    from automix.measure import loudness
+
+    # a slow fade-in to a constant 0.9: its true peak is 0.9. Cut after 10000 samples, the
+    # part so far ends in a step to silence, whose ringing reads higher than 0.9; the
+    # reading taken there must not stay in the meter once the signal goes on
+    n = np.arange(30000)
+    x = np.stack([0.9 * np.clip(n / 4000.0, 0, 1) ** 2 * (3 - 2 * np.clip(n / 4000.0, 0, 1))] * 2).astype(np.float32)
+    x[:, -4000:] *= np.linspace(1, 0, 4000, dtype=np.float32) ** 2  # and a slow fade-out
+    whole = loudness.true_peak(x, RATE)
+    assert abs(_db(whole / 0.9)) < 0.002
+    for meter, read in ((loudness.LoudnessMeter(RATE, 2), "true_peak"), (loudness.PreciseTruePeakMeter(RATE, 2), "peak")):
+        meter.add(x[:, :10000])
+        assert getattr(meter, read)() > 0.9 * 1.05  # the step's overshoot, as if silence followed
+        meter.add(x[:, 10000:])
+        assert abs(_db(getattr(meter, read)() / 0.9)) < 0.002
 
 
 def test_detector_refines_every_row_whose_peak_could_pass_refine_above():
@@ -553,3 +588,20 @@ def test_a_high_crest_next_to_its_sample_is_refined():
     # BS.1770's 16-tap interpolator itself reads 0.045 dB low this near Nyquist
     assert read_db > sample_peak_db + 0.03 and read_db > -0.06
     assert abs(_db(loudness.true_peak_precise(x, RATE) / expected)) < 0.001
+
+
+def test_a_stem_found_short_only_once_decoded_is_left_out_as_too_short(tmp_path, monkeypatch):
+    from automix.jobs import mix_folder
+    from automix.jobs.pipeline import load_stems
+
+    _wav(tmp_path / "a.wav", 1.0)
+    _wav(tmp_path / "b.wav", 0.3, 48000)
+    _wav(tmp_path / "c.wav", 17640 / 44100)  # exactly one 0.4 s gating block
+    # a header that does not tell the length (streamed WAV, some MP3s): only decoding does
+    monkeypatch.setattr(mix_folder, "_declared_duration_s", lambda path: None)
+    loaded = load_stems(tmp_path)
+    assert loaded.names == ("a.wav", "c.wav")
+    (name, reason, kind), = loaded.skipped
+    assert (name, kind) == ("b.wav", "too short") and "14400 samples (0.300 s)" in reason
+    with pytest.raises(AutomixError, match="b.wav.*too short"):
+        load_stems(tmp_path, strict=True)
