@@ -335,10 +335,11 @@ def test_a_negative_crest_louder_than_everything_before_it_is_read():
     assert -0.002 < _db(loudness.true_peak(x, RATE) / 0.9) < 0.02
     assert abs(_db(loudness.true_peak_precise(x, RATE) / 0.9)) < 0.002
     y = _negative_after_positive(3 * limiter._DETECTOR_FFT, limiter._DETECTOR_FFT)
-    for refine_above in (0.0, 0.6):  # 0.6: the first chunk (0.5) is not interpolated at all
-        envelope = limiter.detector_envelope(y, RATE, refine_above=refine_above)
-        assert -0.002 < _db(envelope.max() / 0.9) < 0.02  # both grids (the 4x one reads high)
-        assert envelope[:5000].max() == pytest.approx(0.5, abs=0.003)
+    for sign in (1, -1):  # and the mirror image: a positive crest after a negative pulse
+        for refine_above in (0.0, 0.6):  # 0.6: the first chunk (0.5) is not interpolated at all
+            envelope = limiter.detector_envelope(sign * y, RATE, refine_above=refine_above)
+            assert -0.002 < _db(envelope.max() / 0.9) < 0.02  # both grids (the 4x one reads high)
+            assert envelope[:5000].max() == pytest.approx(0.5, abs=0.003)
 
 
 # --- jobs/mix_folder.py: _open_each and the checks of _usable_stems -------------------------
@@ -605,3 +606,35 @@ def test_a_stem_found_short_only_once_decoded_is_left_out_as_too_short(tmp_path,
     assert (name, kind) == ("b.wav", "too short") and "14400 samples (0.300 s)" in reason
     with pytest.raises(AutomixError, match="b.wav.*too short"):
         load_stems(tmp_path, strict=True)
+
+
+def test_detector_output_does_not_depend_on_the_block_sizes():
+    from automix.master import limiter
+
+    taps = limiter.PRECISE_TAPS_PER_PHASE
+    rows = limiter._DETECTOR_FFT - taps + 1
+    history = taps - 1 - taps // 2
+    rng = np.random.default_rng(11)
+    x = (0.3 * rng.standard_normal((2, 3 * rows + 500))).astype(np.float32)
+    whole = limiter.detector_envelope(x, RATE, block_frames=x.shape[1])
+    assert whole.size == x.shape[1]
+    # a first block that leaves the buffer exactly one sample short of a chunk (the
+    # history before the signal is taps - 1 - taps // 2 samples of zeros), one exactly a
+    # chunk, small ones
+    for block in (limiter._DETECTOR_FFT - 1 - history, limiter._DETECTOR_FFT - history, rows, 1000):
+        assert np.array_equal(limiter.detector_envelope(x, RATE, block_frames=block), whole), block
+
+
+def test_detector_values_below_refine_above_are_the_sample_peaks_over_the_channels():
+    from automix.master import limiter
+
+    # quiet (0.1 at most, far under refine_above = 0.8 / its worst-case gain): not
+    # interpolated; each value is the largest |sample| over the channels at that frame or
+    # the one before (the interval between them)
+    n = np.arange(40000)
+    x = np.stack([0.1 * np.sin(2 * np.pi * 0.25 * n + np.pi / 4), 0.05 * np.sin(2 * np.pi * 0.1 * n)]).astype(np.float32)
+    x[0, 20000:] *= 0.2  # from here the second channel is the louder
+    envelope = limiter.detector_envelope(x, RATE, refine_above=0.8)
+    rows_peak = np.abs(x).max(axis=0)
+    expected = np.maximum(rows_peak, np.concatenate(([0.0], rows_peak[:-1])))
+    assert np.array_equal(envelope, expected.astype(np.float32))
