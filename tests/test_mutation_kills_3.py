@@ -638,3 +638,25 @@ def test_detector_values_below_refine_above_are_the_sample_peaks_over_the_channe
     rows_peak = np.abs(x).max(axis=0)
     expected = np.maximum(rows_peak, np.concatenate(([0.0], rows_peak[:-1])))
     assert np.array_equal(envelope, expected.astype(np.float32))
+
+
+def test_detector_envelope_around_an_impulse_follows_the_sinc():
+    from automix.master import limiter
+
+    # a lone sample reconstructs as a sinc: env[n] covers [n - 1, n + 1), so beside the
+    # impulse at p it reads 1 (env[p], env[p + 1]), the sinc's side lobes further out
+    # (0.2172 at 1.43 samples, 0.1284 at 2.46), and just under 1 at env[p - 1] (its last
+    # grid point, 1/8 sample before p: sinc(1/8) = 0.9745). Impulses on and beside the
+    # first row of chunk 1, and inside chunk 0.
+    first_lobe = np.abs(np.sinc(np.linspace(1, 2, 10001))).max()
+    second_lobe = np.abs(np.sinc(np.linspace(2, 3, 10001))).max()
+    edge = limiter._DETECTOR_FFT - limiter.PRECISE_TAPS_PER_PHASE + 1
+    for p in (edge - 1, edge, edge + 1, edge + 2, 5000):
+        x = np.zeros((2, 40000), np.float32)
+        x[0, p], x[1, p] = 0.5, -0.25
+        env = limiter.detector_envelope(x, RATE) / 0.5
+        assert env[p] == pytest.approx(1.0, abs=1e-6) and env[p + 1] == pytest.approx(1.0, abs=1e-6), p
+        assert env[p - 1] == pytest.approx(np.sinc(1 / 8), abs=0.002), p
+        for k, lobe in ((2, first_lobe), (3, second_lobe)):
+            # the 4x meter's short filter, also read, runs up to 0.3% high on a lobe
+            assert lobe - 0.001 < env[p - k] < lobe * 1.005 and lobe - 0.001 < env[p + k] < lobe * 1.005, (p, k)
