@@ -660,3 +660,21 @@ def test_detector_envelope_around_an_impulse_follows_the_sinc():
         for k, lobe in ((2, first_lobe), (3, second_lobe)):
             # the 4x meter's short filter, also read, runs up to 0.3% high on a lobe
             assert lobe - 0.001 < env[p - k] < lobe * 1.005 and lobe - 0.001 < env[p + k] < lobe * 1.005, (p, k)
+
+
+def test_detector_refines_a_high_crest_midway_between_its_grid_points_just_over_refine_above():
+    from automix.master import limiter
+
+    # 0.45 fs: the 8x grid's points 1/16 sample either side of the crest read cos(2 pi
+    # 0.45 / 16) = 0.984 of it, under cos(pi / 16) = 0.981 of the threshold only if the
+    # refinement's reach is counted right
+    amplitude, crest = 0.7, 5000 + 1 / 16
+
+    def tone(t):
+        return amplitude * np.exp(-((t - crest) ** 2) / (2 * 20.0**2)) * np.cos(2 * np.pi * 0.45 * (t - crest))
+
+    x = np.stack([tone(np.arange(12000.0))] * 2).astype(np.float32)
+    expected = np.abs(tone(np.arange(crest - 3, crest + 3, 1 / 512))).max()
+    for refine_above in (0.0, 0.999 * expected):
+        read = _db(limiter.detector_envelope(x, RATE, refine_above=refine_above).max() / expected)
+        assert abs(read) < 0.005, (refine_above, read)
