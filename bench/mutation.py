@@ -85,6 +85,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "detector_chunks": ("automix/master/limiter.py", [KILLS3, "tests/test_limiter.py"]),
     "open_each": ("automix/jobs/mix_folder.py", [KILLS3, "tests/test_mix.py", "tests/test_io_safety.py"]),
     "allocator": ("automix/jobs/allocator.py", [KILLS3, "tests/test_allocator.py"]),
+    "meter_fold": ("automix/measure/loudness.py", [KILLS3, "tests/test_loudness.py", "tests/test_analyzer.py"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose
@@ -100,6 +101,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "detector_chunks": ("PeakDetector._detect_precise", "PeakDetector._rows_of", "PeakDetector._join",
                         "_refine_points"),
     "open_each": ("_open_each", "_usable_stems"),
+    "meter_fold": ("_PeakStream._fold",),  # rewritten in e4898ad (batched overlap-save), after peak_stream's run
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant

@@ -678,3 +678,22 @@ def test_detector_refines_a_high_crest_midway_between_its_grid_points_just_over_
     for refine_above in (0.0, 0.999 * expected):
         read = _db(limiter.detector_envelope(x, RATE, refine_above=refine_above).max() / expected)
         assert abs(read) < 0.005, (refine_above, read)
+
+
+def test_detector_refines_a_channel_whose_crest_hides_under_the_other_channels_grid_peak():
+    from automix.master import limiter
+
+    # one row, two crests: channel 0's (0.7, on a sample: its grid peak is exact) and
+    # channel 1's, 0.5% higher, at 0.45 fs and 1/16 sample from the samples, where its
+    # 8x grid points read only 0.984 of it: under channel 0's grid peak, but within the
+    # refinement's reach (cos(pi / 16) = 0.981), so it must be refined
+    at = 5000.0
+
+    def burst(t, amplitude, crest, cycles):
+        return amplitude * np.exp(-((t - crest) ** 2) / (2 * 20.0**2)) * np.cos(2 * np.pi * cycles * (t - crest))
+
+    n = np.arange(12000.0)
+    x = np.stack([burst(n, 0.7, at, 0.25), burst(n, 0.7 * 1.005, at + 1 / 16, 0.45)]).astype(np.float32)
+    dense = np.arange(at - 3, at + 3, 1 / 512)
+    expected = max(np.abs(burst(dense, 0.7, at, 0.25)).max(), np.abs(burst(dense, 0.7 * 1.005, at + 1 / 16, 0.45)).max())
+    assert abs(_db(limiter.detector_envelope(x, RATE).max() / expected)) < 0.01
