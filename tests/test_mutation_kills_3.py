@@ -1,6 +1,7 @@
 """Tests written for the mutants that survived the third round of mutation analysis
 (bench/mutation.py keys dither_draw, signal_spill, peak_stream, detector_chunks, open_each,
-allocator; /work/notes/mutation_report_3.md): the code of issue 11's speed work.
+allocator, meter_fold; the equivalent survivors and why are in its EQUIVALENT table): the
+code of issue 11's speed work.
 
 Every expected value comes from outside the code under test: the codes a 16/24-bit PCM
 file can hold, the samples written to a spill, glibc's own malloc statistics
