@@ -9,5 +9,5 @@ from automix.jobs.allocator import keep_freed_memory
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_glibc_accepts_every_setting():
-    # mallopt refuses e.g. an mmap threshold above 32 MB on 64-bit: then this is False
+    # mallopt returns 0 for a value it refuses (e.g. a negative size): then this is False
     assert keep_freed_memory() is True

@@ -17,8 +17,9 @@ import sys
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
-#: Buffers below this come from the heap (and are reused); glibc's ceiling for it on
-#: 64-bit systems is 32 MB. A block of stereo audio at any intermediate stage is smaller.
+#: Buffers below this come from the heap (and are reused). A block of stereo audio at any
+#: intermediate stage is smaller; larger buffers (rare, whole-file arrays) are still mapped
+#: and returned at once.
 MMAP_THRESHOLD_BYTES = 32 << 20
 #: Free memory at the top of the heap is kept up to this much, not trimmed after each block.
 TRIM_THRESHOLD_BYTES = 1 << 30
