@@ -305,3 +305,32 @@ def test_the_detector_reads_a_peak_on_a_chunk_edge_exactly():
         burst = amplitude * np.exp(-0.5 * (t / 40.0) ** 2) * np.cos(2 * np.pi * 15000 / rate * t)
         envelope = limiter.detector_envelope(burst[None, :].astype(np.float32), rate)
         assert envelope.max() == pytest.approx(amplitude, rel=2e-4), (edge, offset)
+
+
+def test_split_band_render_from_the_model_pass_s_envelopes_equals_its_own_detection():
+    # The mastering chain's split-band model pass keeps its high-band and whole-signal
+    # envelopes (at unit gain); a render reads them, times its gain, instead of detecting.
+    # Misaligned by even the crossover's latency, the bands' gains would land on the wrong
+    # frames and the output would differ by whole dB around each kick.
+    rate, seconds = 44100, 6
+    t = np.arange(rate * seconds) / rate
+    kicks = np.sin(2 * np.pi * 55 * t) * np.exp(-((t % 0.5) / 0.08))
+    pad = 0.25 * np.sin(2 * np.pi * 1500 * t) + 0.05 * np.random.default_rng(2).standard_normal(t.size)
+    x = np.stack([0.6 * kicks + pad, 0.6 * kicks + 0.9 * pad]).astype(np.float32)
+    spills = (limiter.EnvelopeSpill(), limiter.EnvelopeSpill())
+    features = limiter.SplitBandFeatures(rate, 2, spills=spills)
+    for start in range(0, x.shape[1], 30000):
+        features.add(x[:, start : start + 30000])
+    features.result()
+    assert all(spill.frames == x.shape[1] for spill in spills)
+    gain = np.float32(10 ** (6 / 20))  # about 5 dB of reduction on the kicks
+    own = limiter.limit(x * gain, rate, threshold_db=-1.0, split_band=True).samples
+    kept = limiter.SplitBandLimiter(rate, 2, -1.0, detectors=tuple(spill.detector(gain) for spill in spills))
+    read = np.concatenate([kept.process(x[:, i : i + 20000] * gain) for i in range(0, x.shape[1], 20000)]
+                          + [kept.flush()], axis=1)
+    assert read.shape == own.shape
+    assert np.max(np.abs(read - own)) < 1e-4
+    assert kept.stats().max_gain_reduction_db > 3.0
+    assert true_peak_8x_db(read) <= -1.0 + 0.01
+    for spill in spills:
+        spill.close()

@@ -419,18 +419,23 @@ class Render:
 
 def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: float, release_ms: float,
            bit_depth: str, sink: Sink, *, split_band: bool = False, envelope: EnvelopeSpill | None = None,
-           kept: SignalSpill | None = None) -> Render:
+           kept: SignalSpill | None = None, band_envelopes: tuple[EnvelopeSpill, EnvelopeSpill] | None = None) -> Render:
     """Run the whole chain once over ``source`` into ``sink`` and measure what was written.
 
     ``envelope``: the wideband limiter's detector envelope of the signal before the
     limiter, kept by the model pass (:func:`collect_loop_features`): read instead of
-    detected again. ``kept``: the signal before the limiter itself, kept by the model
-    pass: read instead of running the EQ, stereo and glue stages again.
+    detected again. ``band_envelopes``: the same for the split-band limiter, its high
+    band's and its whole signal's envelopes (its safety stage still detects its own
+    input). ``kept``: the signal before the limiter itself, kept by the model pass: read
+    instead of running the EQ, stereo and glue stages again.
     """
     sample_rate, channels = source.sample_rate, source.channels
     gain = np.float32(10 ** (gain_db / 20))
     if split_band:
-        peak_limiter = SplitBandLimiter(sample_rate, channels, threshold_db, release_ms)
+        detectors = None
+        if band_envelopes is not None and all(e.usable and e.frames == source.frames for e in band_envelopes):
+            detectors = tuple(e.detector(gain) for e in band_envelopes)
+        peak_limiter = SplitBandLimiter(sample_rate, channels, threshold_db, release_ms, detectors=detectors)
     else:
         detector = envelope.detector(gain) if envelope is not None and envelope.usable else None
         peak_limiter = TruePeakLimiter(sample_rate, channels, threshold_db, release_ms, detector=detector)
@@ -488,14 +493,16 @@ def pre_limited(source: BlockSource, plan: ChainPlan, kept: SignalSpill | None =
 
 
 def collect_loop_features(source: BlockSource, plan: ChainPlan, *, split_band: bool = True,
-                          spill: EnvelopeSpill | None = None, kept: SignalSpill | None = None) -> LoopFeatures:
+                          spill: EnvelopeSpill | None = None, kept: SignalSpill | None = None,
+                          band_spills: tuple[EnvelopeSpill, EnvelopeSpill] | None = None) -> LoopFeatures:
     """The loop's model of the signal before the limiter (one pass of the chain): the
     split-band limiter's hops, which also hold the wideband model's, or (``split_band``
     False) the wideband model's alone, at a third of the cost, its full-rate envelope
-    kept in ``spill`` for the renders. ``kept``: see :func:`pre_limited`."""
+    kept in ``spill`` for the renders (the split-band model: its high band's and whole
+    signal's envelopes in ``band_spills``). ``kept``: see :func:`pre_limited`."""
     # the length known, the model's per-hop tables are allocated once
     if split_band:
-        collector = SplitBandFeatures(source.sample_rate, source.channels, frames=source.frames)
+        collector = SplitBandFeatures(source.sample_rate, source.channels, frames=source.frames, spills=band_spills)
     else:
         collector = FeatureCollector(source.sample_rate, source.channels, spill, frames=source.frames)
 
@@ -554,7 +561,8 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
     plan = plan_chain(measured, settings, amount, reference)
     # The model pass keeps the signal before the limiter and the wideband detector's
     # envelope of it on disk: later passes read them instead of computing them again.
-    with EnvelopeSpill() as spill, SignalSpill(source.sample_rate, source.channels, source.name) as kept:
+    with EnvelopeSpill() as spill, SignalSpill(source.sample_rate, source.channels, source.name) as kept, \
+            EnvelopeSpill() as high_band, EnvelopeSpill() as whole:
         features = collect_loop_features(source, plan, split_band=False, spill=spill, kept=kept)
         # The split-band limiter takes a bass peak's reduction from the bass alone, so a kick
         # does not duck the rest of the music. It is used where the wideband limiter would
@@ -563,14 +571,14 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
         # wideband limiter does the job.
         split_band = False
         if wideband_limiting_db(features, settings, over_limit) > SPLIT_BAND_FROM_DB:
-            split_features = collect_loop_features(source, plan, kept=kept)
+            split_features = collect_loop_features(source, plan, kept=kept, band_spills=(high_band, whole))
             split_band = clean_target_in_reach(split_features, settings)
             if split_band:
                 features = split_features
 
         def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
             return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink, split_band=split_band,
-                          envelope=spill, kept=kept)
+                          envelope=spill, kept=kept, band_envelopes=(high_band, whole))
 
         codec_check = None
         if codec_safe:

@@ -1147,7 +1147,7 @@ class SplitBandLimiter:
     def __init__(self, sample_rate: int, channels: int, threshold_db: float, release_ms: float = RELEASE_MS, *,
                  crossover_hz: float = CROSSOVER_HZ, low_hold_ms: float = HOLD_MS, high_hold_ms: float = HIGH_HOLD_MS,
                  lookahead_ms: float = LOOKAHEAD_MS, low_share: float = LOW_SHARE, max_low_db: float = MAX_LOW_DB,
-                 factor: int | None = None, precise: bool = True):
+                 factor: int | None = None, precise: bool = True, detectors: tuple | None = None):
         if channels < 1 or sample_rate < 1:
             raise AutomixError(f"the limiter needs at least one channel and a positive rate (got {channels}, {sample_rate})")
         if not (0.0 < low_share < 1.0 and max_low_db >= 0.0):
@@ -1157,11 +1157,14 @@ class SplitBandLimiter:
         self._low_share, self._max_low_db = float(low_share), float(max_low_db)
         self._crossover = _Crossover(self.sample_rate, self.channels, crossover_hz)
         self._low_envelope = _LowBandEnvelope()
-        refine = 0.5 * self._threshold  # below half the threshold no allocation depends on the exact value
-        self._high_detector = limiter_detector(sample_rate, channels, refine, hold_ms=high_hold_ms,
-                                               lookahead_ms=lookahead_ms, precise=precise, factor=factor)
-        self._sum_detector = limiter_detector(sample_rate, channels, refine, hold_ms=high_hold_ms,
-                                              lookahead_ms=lookahead_ms, precise=precise, factor=factor)
+        if detectors is not None:  # the high band's and the whole signal's, kept by the model pass
+            self._high_detector, self._sum_detector = detectors
+        else:
+            refine = 0.5 * self._threshold  # below half the threshold no allocation depends on the exact value
+            self._high_detector = limiter_detector(sample_rate, channels, refine, hold_ms=high_hold_ms,
+                                                   lookahead_ms=lookahead_ms, precise=precise, factor=factor)
+            self._sum_detector = limiter_detector(sample_rate, channels, refine, hold_ms=high_hold_ms,
+                                                  lookahead_ms=lookahead_ms, precise=precise, factor=factor)
         self._gain_low = GainComputer(sample_rate, 0.0, release_ms, hold_ms=low_hold_ms, lookahead_ms=lookahead_ms)
         self._gain_high = GainComputer(sample_rate, 0.0, release_ms, hold_ms=high_hold_ms, lookahead_ms=lookahead_ms)
         self._safety = _RecordingLimiter(sample_rate, channels, threshold_db, release_ms, hold_ms=low_hold_ms,
@@ -1301,7 +1304,7 @@ class SplitBandFeatures:
 
     def __init__(self, sample_rate: int, channels: int, *, crossover_hz: float = CROSSOVER_HZ,
                  high_hold_ms: float | None = None, refine_above: float = 0.0, frames: int | None = None,
-                 hops_per_granule: int | None = None):
+                 hops_per_granule: int | None = None, spills: tuple[EnvelopeSpill, EnvelopeSpill] | None = None):
 
         from automix.master import loop  # here: loop imports this module
 
@@ -1311,7 +1314,9 @@ class SplitBandFeatures:
         self._crossover = _Crossover(sample_rate, channels, crossover_hz)
         self._low_envelope = _LowBandEnvelope()
         self._high_detector = limiter_detector(sample_rate, channels, refine_above, hold_ms=high_hold_ms)
-        self._sum_detector = limiter_detector(sample_rate, channels, refine_above)
+        # held as the SplitBandLimiter's own (which refines the rows its high-band hold can bind)
+        self._sum_detector = limiter_detector(sample_rate, channels, refine_above, hold_ms=high_hold_ms)
+        self._spills = spills  # the high band's and the whole signal's envelopes, for the renders
         self._sos = loudness.k_weighting_sos(sample_rate)
         self._zi = np.zeros((2, self._sos.shape[0], channels, 2))
         self._weights = loudness.channel_weights(channels)[:, None]
@@ -1358,6 +1363,8 @@ class SplitBandFeatures:
         return SplitBandHops(peak_low, peak_high, peak_sum, None, *energies, features, candidates)
 
     def _align(self, index: int, envelope: np.ndarray) -> None:
+        if self._spills is not None and index > 0:
+            self._spills[index - 1].write(envelope)
         self._aligned[index] = np.concatenate((self._aligned[index], envelope))
         ready = min(a.size for a in self._aligned)
         if ready:
