@@ -334,3 +334,26 @@ def test_split_band_render_from_the_model_pass_s_envelopes_equals_its_own_detect
     assert true_peak_8x_db(read) <= -1.0 + 0.01
     for spill in spills:
         spill.close()
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_the_wideband_model_s_envelope_is_the_split_band_whole_signal_envelope(rate):
+    # the chain reads the wideband model pass's kept envelope as the split-band model's and
+    # render's whole-signal envelope: it must be the very same numbers
+    from automix.master.loop import FeatureCollector
+
+    x = (0.3 * pink_noise(3.0, rate, channels=2, seed=4)).astype(np.float32)
+    assert limiter.wideband_envelope_serves_split_band(rate, 2)
+    wide, whole = limiter.EnvelopeSpill(), limiter.EnvelopeSpill()
+    collector = FeatureCollector(rate, 2, wide)
+    split = limiter.SplitBandFeatures(rate, 2, spills=(None, whole))
+    for start in range(0, x.shape[1], 25000):
+        collector.add(x[:, start : start + 25000])
+        split.add(x[:, start : start + 25000])
+    collector.result()
+    split.result()
+    block = np.zeros((2, x.shape[1]), dtype=np.float32)
+    kept_wide, kept_whole = wide.detector(1.0).process(block), whole.detector(1.0).process(block)
+    assert np.array_equal(kept_wide, kept_whole)
+    wide.close()
+    whole.close()

@@ -46,6 +46,7 @@ from automix.master.limiter import (
     SplitBandFeatures,
     SplitBandLimiter,
     TruePeakLimiter,
+    wideband_envelope_serves_split_band,
 )
 from automix.master.loop import (
     SPLIT_BAND_FROM_DB,
@@ -502,7 +503,14 @@ def collect_loop_features(source: BlockSource, plan: ChainPlan, *, split_band: b
     signal's envelopes in ``band_spills``). ``kept``: see :func:`pre_limited`."""
     # the length known, the model's per-hop tables are allocated once
     if split_band:
-        collector = SplitBandFeatures(source.sample_rate, source.channels, frames=source.frames, spills=band_spills)
+        # the whole signal's envelope is the wideband model's, when that pass kept it
+        whole = None
+        if band_spills is not None and band_spills[1] is not None and band_spills[1].usable \
+                and band_spills[1].frames == source.frames:
+            whole = band_spills[1].detector(1.0)
+            band_spills = (band_spills[0], None)
+        collector = SplitBandFeatures(source.sample_rate, source.channels, frames=source.frames, spills=band_spills,
+                                      sum_detector=whole)
     else:
         collector = FeatureCollector(source.sample_rate, source.channels, spill, frames=source.frames)
 
@@ -562,7 +570,9 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
     # The model pass keeps the signal before the limiter and the wideband detector's
     # envelope of it on disk: later passes read them instead of computing them again.
     with EnvelopeSpill() as spill, SignalSpill(source.sample_rate, source.channels, source.name) as kept, \
-            EnvelopeSpill() as high_band, EnvelopeSpill() as whole:
+            EnvelopeSpill() as high_band, EnvelopeSpill() as whole_band:
+        # the wideband model's envelope is also the split-band limiter's whole-signal one
+        whole = spill if wideband_envelope_serves_split_band(source.sample_rate, source.channels) else whole_band
         features = collect_loop_features(source, plan, split_band=False, spill=spill, kept=kept)
         # The split-band limiter takes a bass peak's reduction from the bass alone, so a kick
         # does not duck the rest of the music. It is used where the wideband limiter would

@@ -413,6 +413,14 @@ def _refine_points(points: np.ndarray, factor: int, floor: np.ndarray | None = N
     return peak
 
 
+def wideband_envelope_serves_split_band(sample_rate: int, channels: int) -> bool:
+    """Whether the wideband limiter's detector (at unit gain, refining everywhere) gives
+    exactly the split-band limiter's whole-signal envelope: the same detector when the
+    two holds give the same window."""
+    return (limiter_detector(sample_rate, channels).window_frames
+            == limiter_detector(sample_rate, channels, hold_ms=HIGH_HOLD_MS).window_frames)
+
+
 def limiter_detector(sample_rate: int, channels: int, refine_above: float = 0.0, decimation: int = 1, *,
                      hold_ms: float = HOLD_MS, lookahead_ms: float = LOOKAHEAD_MS, precise: bool = True,
                      factor: int | None = None) -> PeakDetector:
@@ -1304,7 +1312,8 @@ class SplitBandFeatures:
 
     def __init__(self, sample_rate: int, channels: int, *, crossover_hz: float = CROSSOVER_HZ,
                  high_hold_ms: float | None = None, refine_above: float = 0.0, frames: int | None = None,
-                 hops_per_granule: int | None = None, spills: tuple[EnvelopeSpill, EnvelopeSpill] | None = None):
+                 hops_per_granule: int | None = None, spills: tuple[EnvelopeSpill | None, EnvelopeSpill | None] | None = None,
+                 sum_detector=None):
 
         from automix.master import loop  # here: loop imports this module
 
@@ -1314,9 +1323,10 @@ class SplitBandFeatures:
         self._crossover = _Crossover(sample_rate, channels, crossover_hz)
         self._low_envelope = _LowBandEnvelope()
         self._high_detector = limiter_detector(sample_rate, channels, refine_above, hold_ms=high_hold_ms)
-        # held as the SplitBandLimiter's own (which refines the rows its high-band hold can bind)
-        self._sum_detector = limiter_detector(sample_rate, channels, refine_above, hold_ms=high_hold_ms)
-        self._spills = spills  # the high band's and the whole signal's envelopes, for the renders
+        # held as the SplitBandLimiter's own (which refines the rows its high-band hold can bind);
+        # ``sum_detector``: that envelope already kept (a wideband model pass's, when the holds agree)
+        self._sum_detector = sum_detector or limiter_detector(sample_rate, channels, refine_above, hold_ms=high_hold_ms)
+        self._spills = spills  # the high band's and the whole signal's envelopes, for the renders (None: not kept)
         self._sos = loudness.k_weighting_sos(sample_rate)
         self._zi = np.zeros((2, self._sos.shape[0], channels, 2))
         self._weights = loudness.channel_weights(channels)[:, None]
@@ -1363,7 +1373,7 @@ class SplitBandFeatures:
         return SplitBandHops(peak_low, peak_high, peak_sum, None, *energies, features, candidates)
 
     def _align(self, index: int, envelope: np.ndarray) -> None:
-        if self._spills is not None and index > 0:
+        if self._spills is not None and index > 0 and self._spills[index - 1] is not None:
             self._spills[index - 1].write(envelope)
         self._aligned[index] = np.concatenate((self._aligned[index], envelope))
         ready = min(a.size for a in self._aligned)
