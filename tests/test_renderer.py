@@ -17,7 +17,7 @@ from automix.measure import loudness
 from automix.mix.balancer import CompressorPlan, EqCut, MixPlan, StemPlan
 from automix.mix.renderer import (
     BUS_CEILING_DBTP,
-    PairEnergies,
+    ChannelEnergies,
     ProgrammePeakMeter,
     pan,
     process_stem,
@@ -246,15 +246,16 @@ def test_streaming_render_equals_the_whole_signal_render(mastering_follows, keep
         assert programme_peak_dbtp(mix, RATE)[0] <= BUS_CEILING_DBTP + 0.05
 
 
-def test_pair_energies_give_the_loudness_of_any_weighted_sum():
+def test_channel_energies_give_the_loudness_of_any_weighted_sum():
     signals = [pink_noise(4.0, RATE, channels=2, seed=s).astype(np.float32) * np.float32(0.1) for s in (21, 22, 23)]
     signals[1][:, : RATE] = 0  # one starts late: the sum's gating differs from each part's
-    pairs = PairEnergies(RATE, 3)
+    pairs = ChannelEnergies(RATE, [2, 2, 2])
     for start in range(0, signals[0].shape[1], 12345):
-        pairs.add([x[:, start : start + 12345] for x in signals])
+        pairs.add([pairs.weigh(k, x[:, start : start + 12345]) for k, x in enumerate(signals)])
+    unpanned = [np.eye(2)] * 3  # each stereo signal as it is
     for weights in ((1.0, 0.0, 0.0), (0.5, 2.0, 0.0), (1.0, 1.0, 1.0), (0.3, -1.0, 0.7)):
         total = sum(np.float32(w) * x for w, x in zip(weights, signals))
-        assert pairs.loudness(weights) == pytest.approx(ebur128(total, RATE)[0], abs=0.02)
+        assert pairs.loudness(pairs.mixing_matrix(weights, unpanned)) == pytest.approx(ebur128(total, RATE)[0], abs=0.02)
 
 
 @pytest.mark.parametrize("block", [441, 1000, 65536])

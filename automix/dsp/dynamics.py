@@ -36,17 +36,12 @@ def one_pole(x: np.ndarray, time_ms: float, sample_rate: int) -> np.ndarray:
 
 
 
-#: Added to what the full-rate detector filters see. Silence (a vocal stem between its
-#: phrases) otherwise decays their state into subnormal floats, where lfilter runs three
-#: times slower (measured: 18 against 6 ms per million samples). 1e-20 is lost in the
-#: rounding of any power over 2e-13 (-127 dBFS) and of any reduction over 2e-13 dB, so
-#: the gain is bit for bit what it was: under those, the curve gives no reduction and
-#: ``10 ** (-1e-20 / 20)`` is 1.0 in float32.
-DETECTOR_GUARD = 1e-20
-
-
-def _guarded(x: np.ndarray) -> np.ndarray:
-    return x + np.asarray(DETECTOR_GUARD, dtype=x.dtype)
+# The full-rate detector filters are fed iir.guarded(...) (iir.SUBNORMAL_GUARD, 1e-20).
+# Silence (a vocal stem between its phrases) otherwise decays their state into subnormal
+# floats, where lfilter runs three times slower (measured: 18 against 6 ms per million
+# samples). 1e-20 is lost in the rounding of any power over 2e-13 (-127 dBFS) and of any
+# reduction over 2e-13 dB, so the gain is bit for bit what it was: under those, the curve
+# gives no reduction and ``10 ** (-1e-20 / 20)`` is 1.0 in float32.
 
 
 def _mean_square(samples: np.ndarray) -> np.ndarray:
@@ -78,7 +73,7 @@ def compress(samples: np.ndarray, sample_rate: int, *, threshold_db: float, rati
     if ratio <= 1.0:
         return CompressorResult(samples, 0.0, 0.0)
     power = _mean_square(samples)
-    smoothed = np.maximum(one_pole(_guarded(power), attack_ms, sample_rate), np.float32(1e-20))
+    smoothed = np.maximum(one_pole(iir.guarded(power), attack_ms, sample_rate), np.float32(1e-20))
     over = np.log10(smoothed)
     over *= np.float32(10.0)
     over -= np.float32(threshold_db)
@@ -87,7 +82,7 @@ def compress(samples: np.ndarray, sample_rate: int, *, threshold_db: float, rati
     # soft knee: quadratic over [-knee/2, knee/2], straight line above, zero below
     reduction = np.where(over >= half_knee, slope * over, slope * (np.maximum(over + half_knee, 0)) ** 2 / np.float32(2 * knee_db))
     # Reduction rises at the detector's (attack) speed and falls at the release speed.
-    released = one_pole(_guarded(reduction), release_ms, sample_rate)
+    released = one_pole(iir.guarded(reduction), release_ms, sample_rate)
     gain_db = -np.maximum(reduction, released)
     out = samples * np.power(np.float32(10.0), gain_db / np.float32(20.0), dtype=np.float32)
     acting = gain_db < -0.01
@@ -174,7 +169,7 @@ class StreamingCompressor:
             power = np.mean(np.square(detector), axis=0).astype(np.float32)
         else:
             power = _mean_square(block)
-        smoothed, self._attack_zi = _one_pole_state(_guarded(power), self.attack_ms, self.sample_rate, self._attack_zi)
+        smoothed, self._attack_zi = _one_pole_state(iir.guarded(power), self.attack_ms, self.sample_rate, self._attack_zi)
         smoothed = np.maximum(smoothed, np.float32(1e-20))
         # Same operations, in the same order and precision, as compress().
         over = np.log10(smoothed)
@@ -184,7 +179,7 @@ class StreamingCompressor:
         half_knee = np.float32(self.knee_db / 2)
         reduction = np.where(over >= half_knee, slope * over,
                              slope * (np.maximum(over + half_knee, 0)) ** 2 / np.float32(2 * self.knee_db))  # fmt: skip
-        released, self._release_zi = _one_pole_state(_guarded(reduction), self.release_ms, self.sample_rate, self._release_zi)
+        released, self._release_zi = _one_pole_state(iir.guarded(reduction), self.release_ms, self.sample_rate, self._release_zi)
         held = np.maximum(reduction, released)
         if self.gain_smoothing_ms > 0:
             if self._smooth_zi is None:
@@ -211,9 +206,9 @@ class StreamingCompressor:
                 self._sidechain_zi = np.zeros((self._sidechain.shape[0], block.shape[0], 2), dtype=np.float32)
             sos = self._sidechain.astype(np.float32)  # a detector needs no more than float32
             detector, self._sidechain_zi = iir.sosfilt(sos, block, self._sidechain_zi)
-            power = np.mean(np.square(detector), axis=0, dtype=np.float32)
+            power = _mean_square(detector)
         else:
-            power = np.mean(np.square(block), axis=0, dtype=np.float32)
+            power = _mean_square(block)
         if self._partial.size:
             power = np.concatenate([self._partial, power])
         groups = power.size // decimation

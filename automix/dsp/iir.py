@@ -23,11 +23,16 @@ from scipy import signal
 SUBNORMAL_GUARD = 1e-20
 
 
+def guarded(x: np.ndarray) -> np.ndarray:
+    """``x + SUBNORMAL_GUARD`` in ``x``'s float type: what any recursive filter of a
+    stream should be fed (the compressor's detectors use it too)."""
+    return x + np.asarray(SUBNORMAL_GUARD, dtype=x.dtype)
+
+
 def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``scipy.signal.sosfilt(sos, x + SUBNORMAL_GUARD, axis=-1, zi=zi)``: the next block
     of a stream (``x`` shaped ``(channels, n)``, ``zi`` the state carried across blocks).
 
     Returns the filtered block, in ``x``'s float type, and the new state.
     """
-    guarded = x + np.asarray(SUBNORMAL_GUARD, dtype=x.dtype)
-    return signal.sosfilt(sos, guarded, axis=-1, zi=zi)
+    return signal.sosfilt(sos, guarded(x), axis=-1, zi=zi)

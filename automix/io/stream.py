@@ -190,24 +190,22 @@ class BlockWriter:
             raise AutomixError(_write_failure(self.destination, _sndfile_error_detail(self._file) or _describe(error))) from None
 
 
-class SignalSpill:
-    """A stream of float32 ``(channels, n)`` blocks kept in a temporary file, to be read
-    back as a :class:`BlockSource` as often as needed.
+class Spill:
+    """float32 frames of ``channels`` channels kept in a temporary file (4 bytes per
+    sample on disk, nothing in memory), to be read back as often as needed: what one pass
+    computed, so later passes read it instead of computing it again.
 
-    The mastering chain's model pass keeps what its EQ, stereo and glue stages made of
-    the input here, so the renders and a second model pass read it instead of running
-    those stages again: the same samples, at the cost of a file copy (4 bytes per sample
-    on disk, nothing in memory). ``write(block)`` appends in stream order; if the file
-    cannot be written (a full disk) ``usable`` turns False and the caller computes the
-    signal again. ``close()`` deletes the file.
+    ``write(block)`` appends ``(channels, n)`` in stream order; if the file cannot be
+    written (a full disk) ``usable`` turns False, nothing more is written, and the caller
+    computes the signal again. ``read(start, count)`` gives ``(channels, <= count)``
+    frames (fewer where the file ends early). ``close()`` deletes the file.
     """
 
-    def __init__(self, sample_rate: int, channels: int, name: str = "", block_frames: int = BLOCK_FRAMES) -> None:
+    def __init__(self, channels: int, prefix: str = "automix-spill-") -> None:
         import tempfile
 
-        self.sample_rate, self.channels, self.name = int(sample_rate), int(channels), name
-        self.block_frames = int(block_frames)
-        self._file = tempfile.TemporaryFile(prefix="automix-signal-")  # noqa: SIM115 - closed by close()
+        self.channels = int(channels)
+        self._file = tempfile.TemporaryFile(prefix=prefix)  # noqa: SIM115 - closed by close()
         self.frames = 0
         self.usable = True
 
@@ -222,29 +220,50 @@ class SignalSpill:
         except OSError:
             self.usable = False
 
-    def source(self) -> BlockSource:
-        """What was written, as a re-readable source (read it only after the writing)."""
-        self._file.flush()
+    def holds(self, frames: int) -> bool:
+        """Whether it was written whole: ``frames`` frames, none lost to a failed write."""
+        return self.usable and self.frames == frames
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Frames ``start .. start + count`` (fewer if the file ends before), ``(channels, n)``."""
         frame_bytes = 4 * self.channels
-
-        def blocks() -> Iterator[np.ndarray]:
-            at = 0
-            while at < self.frames:
-                count = min(self.block_frames, self.frames - at)
-                self._file.seek(at * frame_bytes)
-                data = self._file.read(count * frame_bytes)
-                if len(data) != count * frame_bytes:
-                    raise AutomixError(f"the kept signal ended early ({at + len(data) // frame_bytes} of {self.frames} frames)")
-                yield np.frombuffer(data, dtype=np.float32).reshape(count, self.channels).T.copy()
-                at += count
-
-        return BlockSource(self.sample_rate, self.channels, self.frames, self.name, blocks)
+        self._file.flush()
+        self._file.seek(start * frame_bytes)
+        data = self._file.read(count * frame_bytes)
+        got = len(data) // frame_bytes
+        return np.frombuffer(data[: got * frame_bytes], dtype=np.float32).reshape(got, self.channels).T.copy()
 
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> SignalSpill:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class SignalSpill(Spill):
+    """A :class:`Spill` of audio, read back as a :class:`BlockSource`.
+
+    The mastering chain's model pass keeps what its EQ, stereo and glue stages made of
+    the input here, so the renders and a second model pass read it instead of running
+    those stages again: the same samples, at the cost of a file copy.
+    """
+
+    def __init__(self, sample_rate: int, channels: int, name: str = "", block_frames: int = BLOCK_FRAMES) -> None:
+        super().__init__(channels, prefix="automix-signal-")
+        self.sample_rate, self.name = int(sample_rate), name
+        self.block_frames = int(block_frames)
+
+    def source(self) -> BlockSource:
+        """What was written, as a re-readable source (read it only after the writing)."""
+
+        def blocks() -> Iterator[np.ndarray]:
+            for at in range(0, self.frames, self.block_frames):
+                block = self.read(at, min(self.block_frames, self.frames - at))
+                if block.shape[1] < min(self.block_frames, self.frames - at):
+                    raise AutomixError(f"the kept signal ended early ({at + block.shape[1]} of {self.frames} frames)")
+                yield block
+
+        return BlockSource(self.sample_rate, self.channels, self.frames, self.name, blocks)

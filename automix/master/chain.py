@@ -434,11 +434,11 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
     gain = np.float32(10 ** (gain_db / 20))
     if split_band:
         detectors = None
-        if band_envelopes is not None and all(e.usable and e.frames == source.frames for e in band_envelopes):
+        if band_envelopes is not None and all(e.holds(source.frames) for e in band_envelopes):
             detectors = tuple(e.detector(gain) for e in band_envelopes)
         peak_limiter = SplitBandLimiter(sample_rate, channels, threshold_db, release_ms, detectors=detectors)
     else:
-        detector = envelope.detector(gain) if envelope is not None and envelope.usable else None
+        detector = envelope.detector(gain) if envelope is not None and envelope.holds(source.frames) else None
         peak_limiter = TruePeakLimiter(sample_rate, channels, threshold_db, release_ms, detector=detector)
     dither = Dither(bit_depth, channels)
     meter = loudness.LoudnessMeter(sample_rate, channels)
@@ -477,7 +477,7 @@ def pre_limited(source: BlockSource, plan: ChainPlan, kept: SignalSpill | None =
     """The signal before the limiter, block by block: read back from ``kept`` when it
     holds all of it, else made by the chain (EQ, stereo, glue) from ``source`` -- and
     written to ``kept`` as it goes, if ``kept`` is given and still empty."""
-    if kept is not None and kept.usable and kept.frames == source.frames:
+    if kept is not None and kept.holds(source.frames):
         yield from kept.source().blocks()
         return
     keep = kept is not None and kept.frames == 0
@@ -503,14 +503,11 @@ def collect_loop_features(source: BlockSource, plan: ChainPlan, *, split_band: b
     signal's envelopes in ``band_spills``). ``kept``: see :func:`pre_limited`."""
     # the length known, the model's per-hop tables are allocated once
     if split_band:
-        # the whole signal's envelope is the wideband model's, when that pass kept it
-        whole = None
-        if band_spills is not None and band_spills[1] is not None and band_spills[1].usable \
-                and band_spills[1].frames == source.frames:
-            whole = band_spills[1].detector(1.0)
-            band_spills = (band_spills[0], None)
-        collector = SplitBandFeatures(source.sample_rate, source.channels, frames=source.frames, spills=band_spills,
-                                      sum_detector=whole)
+        # the whole signal's envelope: read where an earlier pass kept it whole, else kept now
+        high, whole = band_spills if band_spills is not None else (None, None)
+        kept_whole = whole.detector(1.0) if whole is not None and whole.holds(source.frames) else None
+        collector = SplitBandFeatures(source.sample_rate, source.channels, frames=source.frames,
+                                      spills=(high, whole if kept_whole is None else None), sum_detector=kept_whole)
     else:
         collector = FeatureCollector(source.sample_rate, source.channels, spill, frames=source.frames)
 

@@ -124,6 +124,7 @@ from automix.dsp.dynamics import one_pole
 from automix.dsp.fir import stream
 from automix.errors import AutomixError
 from automix.io.overlap import Beside
+from automix.io.stream import Spill
 from automix.measure import loudness
 
 CHUNK_FRAMES = 1 << 18
@@ -453,48 +454,28 @@ def detector_envelope(samples: np.ndarray, sample_rate: int, factor: int | None 
     return np.concatenate(parts)
 
 
-class EnvelopeSpill:
-    """The detector's envelope of a whole signal, kept in a temporary file (4 bytes per
-    frame, not in memory) so that a later render of the same signal at another gain
-    reads it instead of detecting again: the detector is linear up to the absolute
-    value, so the envelope of ``g * x`` is ``g`` times the envelope of ``x``.
+class EnvelopeSpill(Spill):
+    """The detector's envelope of a whole signal, kept in a temporary file (a one-channel
+    :class:`~automix.io.stream.Spill`: 4 bytes per frame, not in memory) so that a later
+    render of the same signal at another gain reads it instead of detecting again: the
+    detector is linear up to the absolute value, so the envelope of ``g * x`` is ``g``
+    times the envelope of ``x``.
 
     ``write(envelope)`` appends (in stream order); ``detector(gain)`` returns an object
     with the detector's interface (``process(block)``, ``flush()``, ``latency_frames``)
     that hands out the kept envelope, scaled, one value per frame it is given, with no
-    latency. ``close()`` deletes the file. If the file cannot be written (a full disk),
-    ``usable`` turns False and the render detects as usual.
+    latency. If the file cannot be written (a full disk), ``usable`` turns False and the
+    render detects as usual.
     """
 
     def __init__(self) -> None:
-        import tempfile
-
-        self._file = tempfile.TemporaryFile(prefix="automix-envelope-")  # noqa: SIM115 - closed by close()
-        self.frames = 0
-        self.usable = True
+        super().__init__(1, prefix="automix-envelope-")
 
     def write(self, envelope: np.ndarray) -> None:
-        if not self.usable or envelope.size == 0:
-            return
-        try:
-            self._file.write(np.ascontiguousarray(envelope, dtype=np.float32).tobytes())
-            self.frames += envelope.size
-        except OSError:
-            self.usable = False
+        super().write(np.reshape(envelope, (1, -1)))
 
     def detector(self, gain: float) -> _SpilledEnvelope:
-        self._file.flush()
-        self._file.seek(0)
-        return _SpilledEnvelope(self._file, np.float32(gain))
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> EnvelopeSpill:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        return _SpilledEnvelope(self, np.float32(gain))
 
 
 class _SpilledEnvelope:
@@ -502,15 +483,16 @@ class _SpilledEnvelope:
 
     latency_frames = 0
 
-    def __init__(self, file, gain: np.float32) -> None:
-        self._file, self._gain = file, gain
+    def __init__(self, spill: EnvelopeSpill, gain: np.float32) -> None:
+        self._spill, self._gain, self._at = spill, gain, 0
 
     def process(self, block: np.ndarray) -> np.ndarray:
         count = block.shape[1]
-        values = np.frombuffer(self._file.read(4 * count), dtype=np.float32)
+        values = self._spill.read(self._at, count)[0]
         if values.size != count:
             raise AutomixError(f"the kept limiter envelope ended early ({values.size} of {count} frames): "
                                "the render's input differs from the model pass's")
+        self._at += count
         return values * self._gain
 
     def flush(self) -> np.ndarray:

@@ -176,13 +176,19 @@ def group_corrections_db(sources, sample_rate: int, plan: MixPlan, *, threads: i
     """Per group, the gain the renderer gives the group at amount 1 (its summed loudness
     onto the planned level, :func:`automix.mix.renderer.group_gains_db`), measured the
     way :func:`automix.mix.renderer.render_stream` does: one pass of each grouped stem's
-    chain, K-weighted pair energies, so the group's sum is never formed.
+    chain, K-weighted channel energies, so the group's sum is never formed.
 
     Only groups of two or more stems are measured (a lone stem's make-up already puts it
     on its group's level: 0 dB); ``sources`` are :class:`automix.io.stream.BlockSource`\\ s
     in the order of ``plan.stems``.
     """
-    from automix.mix.renderer import PairEnergies, StemChain, _lockstep, _map
+    from automix.mix.renderer import (
+        ChannelEnergies,
+        StemChain,
+        _lockstep,
+        _map,
+        pan_gains,
+    )
 
     members: dict[str, list[int]] = {}
     for index, stem in enumerate(plan.stems):
@@ -194,13 +200,14 @@ def group_corrections_db(sources, sample_rate: int, plan: MixPlan, *, threads: i
         return result
     local = {index: k for k, index in enumerate(measured)}
     chains = [StemChain(plan.stems[i], sample_rate, sources[i].channels) for i in measured]
-    pairs = PairEnergies(sample_rate, len(measured))
+    meter = ChannelEnergies(sample_rate, [sources[i].channels for i in measured])
+    pans = [pan_gains(sources[i].channels, plan.stems[i].pan) for i in measured]
     workers = min(len(measured), threads or loudness.THREADS)  # AUTOMIX_THREADS: the one thread setting
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
         for blocks in _lockstep([sources[i] for i in measured]):
-            pairs.add([], weighted=_map(pool, lambda k, blocks=blocks: pairs.weigh(k, chains[k].process(blocks[k])),
-                                        range(len(measured))))
+            meter.add(_map(pool, lambda k, blocks=blocks: meter.weigh(k, chains[k].process_unpanned(blocks[k])),
+                           range(len(measured))))
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -208,7 +215,7 @@ def group_corrections_db(sources, sample_rate: int, plan: MixPlan, *, threads: i
     for k, index in enumerate(measured):
         unit = np.zeros(len(measured))
         unit[k] = 1.0
-        level = pairs.loudness(unit)
+        level = meter.loudness(meter.mixing_matrix(unit, pans))
         db = plan.stems[index].target_lufs - level if level > loudness.SILENCE_DB else 0.0
         makeup[k] = float(np.float32(10 ** (db / 20)))
     for group, indices in members.items():
@@ -217,7 +224,7 @@ def group_corrections_db(sources, sample_rate: int, plan: MixPlan, *, threads: i
         weights = np.zeros(len(measured))
         for index in indices:
             weights[local[index]] = makeup[local[index]] * 10 ** (-plan.stems[index].user_gain_db / 20)
-        level = pairs.loudness(weights)
+        level = meter.loudness(meter.mixing_matrix(weights, pans))
         if level <= loudness.SILENCE_DB:
             continue
         first = plan.stems[indices[0]]

@@ -320,75 +320,6 @@ class StemChain:
         return x
 
 
-class PairEnergies:
-    """K-weighted energy per 100 ms granule of every pair of N stereo signals.
-
-    ``energies(weights)`` is then the granule energy of ``sum_i weights[i] * x_i`` (what
-    :meth:`automix.measure.loudness.LoudnessMeter.granule_energies` would read for that
-    sum), for any weights, without the sum ever being formed. Memory: an N x N matrix per
-    granule, 10 per second (8 stems: 5 KB per second of audio, 18 MB per hour).
-    """
-
-    def __init__(self, sample_rate: int, count: int) -> None:
-        self.sample_rate, self.count = sample_rate, count
-        self._sos = loudness.k_weighting_sos(sample_rate)
-        self._zi = [np.zeros((self._sos.shape[0], 2, 2)) for _ in range(count)]
-        self._frames = 0
-        self._next_edge = 1  # index of the next 100 ms granule edge
-        self._partial = np.zeros((count, count))
-        self._granules: list[np.ndarray] = []
-
-    def _edge(self, index):
-        return (np.asarray(index, dtype=np.int64) * 10 * self.sample_rate + 50) // 100  # as the meter's granule edges
-
-    def weigh(self, index: int, block: np.ndarray) -> np.ndarray:
-        """K-weight signal ``index``'s next stereo block (each signal's filter state is
-        its own: the signals may be weighed on different threads)."""
-        y, self._zi[index] = iir.sosfilt(self._sos, block.astype(np.float64), self._zi[index])
-        return y
-
-    def add(self, blocks: list[np.ndarray], *, weighted: list[np.ndarray] | None = None) -> None:
-        """One stereo block per signal, all the same length (or, as ``weighted``, the
-        blocks :meth:`weigh` returned for them)."""
-        if weighted is None:
-            weighted = [self.weigh(i, block) for i, block in enumerate(blocks)]
-        n = weighted[0].shape[1]
-        if n == 0:
-            return
-        weighted = np.stack([y.reshape(-1) for y in weighted])  # per signal: left, then right
-        end = self._frames + n
-        start = 0
-        while True:
-            edge = int(self._edge(self._next_edge)) - self._frames
-            stop = min(edge, n)
-            if stop > start:
-                part = np.concatenate([weighted[:, start:stop], weighted[:, n + start : n + stop]], axis=1)
-                self._partial += part @ part.T
-            if edge > n:
-                break
-            self._granules.append(self._partial)
-            self._partial = np.zeros((self.count, self.count))
-            self._next_edge += 1
-            start = stop
-        self._frames = end
-
-    def energies(self, weights) -> tuple[np.ndarray, np.ndarray]:
-        """(granule energies, samples per granule) of the weighted sum of the signals."""
-        w = np.asarray(weights, dtype=np.float64)
-        if not self._granules:
-            return np.zeros(0), np.zeros(0, dtype=np.int64)
-        stacked = np.stack(self._granules)
-        energies = np.einsum("i,gij,j->g", w, stacked, w)
-        edges = self._edge(np.arange(len(self._granules) + 1))
-        return energies, np.diff(edges)
-
-    def loudness(self, weights) -> float:
-        energies, counts = self.energies(weights)
-        if energies.size == 0:
-            return loudness.SILENCE_DB
-        return loudness.integrated_from_granules(energies, counts, absolute_gate_lufs=ACTIVE_GATE_LUFS)
-
-
 class ProgrammePeakMeter:
     """:func:`programme_peak_dbtp` block by block: the sample peak of every 10 ms block,
     and the audio (with 16 samples of context either side) of only the loudest few, which
@@ -506,7 +437,7 @@ class ChannelEnergies:
     sum of the panned stems is ``A @ channels`` for a ``(2, channels)`` matrix ``A``, and
     its K-weighted granule energy is ``sum over output channels of a G a^T`` (K-weighting
     is linear and time-invariant, so it commutes with every gain). A mono stem is then
-    K-weighted once, not once per side. As :class:`PairEnergies`, but per channel.
+    K-weighted once, not once per side.
 
     The K-weighting runs in float64, as the loudness meter's: in float32 its high-pass
     (a pole 0.011 from 1 at 44.1 kHz) reads a 55 Hz bass 0.001 LU off.
