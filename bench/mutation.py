@@ -95,7 +95,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "limiter_spill": ("EnvelopeSpill", "_SpilledEnvelope"),
     "fir_stream": ("filter_whole", "stream"),
     "dither_draw": ("Dither.process",),
-    "signal_spill": ("SignalSpill",),
+    "signal_spill": ("Spill", "SignalSpill"),  # the mechanism moved into Spill (5081b56)
     "peak_stream": ("_branch_spectra", "_PeakStream._add", "_PeakStream._fold", "_PeakStream._fold_rows",
                     "_PeakStream.peak", "LoudnessMeter.has_true_peak"),
     "detector_chunks": ("PeakDetector._detect_precise", "PeakDetector._rows_of", "PeakDetector._join",
