@@ -93,6 +93,16 @@ def test_spill_stores_float64_blocks_as_float32_and_refuses_a_wrong_channel_coun
         assert np.array_equal(np.concatenate(list(spill.source().blocks()), axis=1), x.astype(np.float32))
 
 
+def test_a_spill_holds_a_signal_only_when_written_whole():
+    # the renders read a kept signal only if it holds all of it: else they compute it again
+    with SignalSpill(RATE, 2) as spill:
+        assert spill.holds(0) and not spill.holds(10)
+        spill.write(np.ones((2, 10), dtype=np.float32))
+        assert spill.holds(10) and not spill.holds(9) and not spill.holds(11)
+        spill.usable = False  # a later write failed: what is there has a hole after it
+        assert not spill.holds(10)
+
+
 class _FullDisk:
     """A file whose writes fail as on a full disk."""
 

@@ -261,8 +261,9 @@ class SignalSpill(Spill):
 
         def blocks() -> Iterator[np.ndarray]:
             for at in range(0, self.frames, self.block_frames):
-                block = self.read(at, min(self.block_frames, self.frames - at))
-                if block.shape[1] < min(self.block_frames, self.frames - at):
+                count = min(self.block_frames, self.frames - at)
+                block = self.read(at, count)
+                if block.shape[1] < count:
                     raise AutomixError(f"the kept signal ended early ({at + block.shape[1]} of {self.frames} frames)")
                 yield block
 

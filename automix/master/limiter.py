@@ -472,7 +472,7 @@ class EnvelopeSpill(Spill):
         super().__init__(1, prefix="automix-envelope-")
 
     def write(self, envelope: np.ndarray) -> None:
-        super().write(np.reshape(envelope, (1, -1)))
+        super().write(np.asarray(envelope)[None, :])
 
     def detector(self, gain: float) -> _SpilledEnvelope:
         return _SpilledEnvelope(self, np.float32(gain))
