@@ -136,9 +136,9 @@ EQUIVALENT: dict[str, str] = {
                              "caller passes",
     "amount:78:number:99ec4f2a": "the common gain of a plan without stems: never made (an empty folder and all stems "
                                  "muted are refused before planning); it would only reach the rule's text",
-    "amount:206:bool:b5503d8a": "cancel_futures on the stem pool: pool.map has finished (or cancelled) every future "
+    "amount:213:bool:b5503d8a": "cancel_futures on the stem pool: pool.map has finished (or cancelled) every future "
                                 "before the finally runs",
-    "amount:212:number:4e28ab39": "make-up of a stem that reads as digital silence (<= -200 LUFS): it multiplies "
+    "amount:219:number:4e28ab39": "make-up of a stem that reads as digital silence (<= -200 LUFS): it multiplies "
                                   "zero pair energies, so the group's level is the same",
     "overlap:168:drop:aa78d74d": "Beside.__del__ without shutdown: the pool, held by nothing else, is collected and "
                                  "its weakref callback wakes the idle worker to exit (measured: thread gone)",

@@ -23,7 +23,7 @@ from automix.io.audio import Audio
 from automix.jobs.pipeline import OutputOptions, mix_folder
 from automix.measure.analyzer import analyze
 from automix.mix.amount import HIGHPASS_OFF_HZ, own_placements, scale_plan
-from automix.mix.balancer import StemInfo, balance
+from automix.mix.balancer import EqCut, StemInfo, balance
 from automix.mix.roles import pair_key, role_from_name, stereo_side
 from automix.mix.user_plan import parse_cli
 from automix.presets import load_preset
@@ -225,3 +225,22 @@ def test_scale_plan_keeps_the_users_pan_and_refuses_a_bad_amount():
         with pytest.raises(AutomixError, match="--amount"):
             scale_plan(plan, bad)
     assert replace(plan, amount=1.0).to_dict()["amount"] == 1.0
+
+
+def test_scale_plan_at_half_keeps_every_cut_and_says_what_it_scaled():
+    # the plan's rules are the report's explanation: each move at the amount, and only
+    # the moves that were made (a user gain, a group correction) named
+    plan = balance(infos(), POP, parse_cli(gains=["bass=-2"]))
+    cut = EqCut(250.0, -4.0, 1.0, "mud")
+    plan = replace(plan, stems=tuple(replace(p, eq_cuts=(cut,)) if p.name == "keys.wav" else p for p in plan.stems))
+    group = next(p.group for p in plan.stems if p.group)
+    half = scale_plan(plan, 0.5, group_gains_db={group: 1.5}, own_pans={"gtr_L.wav": -1.0})
+    by_name = {p.name: p for p in half.stems}
+    keys = by_name["keys.wav"]
+    assert [c.gain_db for c in keys.eq_cuts] == [-2.0] and "at amount 0.5: -2.0 dB" in keys.eq_cuts[0].rule
+    assert "the user's -2.00 dB in full" in by_name["bass.wav"].gain_rule
+    assert all("the user's" not in p.gain_rule for name, p in by_name.items() if name != "bass.wav")
+    grouped = {p.name for p in plan.stems if p.group == group}  # (the scaled plan has no groups left)
+    assert all(f"with the {group} group's correction" in by_name[name].gain_rule for name in grouped)
+    assert all("group's correction" not in p.gain_rule for name, p in by_name.items() if name not in grouped)
+    assert "from its own placement -1.00 toward automix's" in by_name["gtr_L.wav"].pan_rule
