@@ -35,6 +35,7 @@ import numpy as np
 from automix.errors import AutomixError
 from automix.io.audio import Audio, atomic_output
 from automix.io.dither import Dither
+from automix.io.helper import helper
 from automix.io.metadata import LoudnessTags, Provenance, write_metadata
 from automix.io.overlap import Behind, ahead
 from automix.io.stream import BlockSource, BlockWriter, SignalSpill, array_source
@@ -441,36 +442,55 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
         detector = envelope.detector(gain) if envelope is not None and envelope.holds(source.frames) else None
         peak_limiter = TruePeakLimiter(sample_rate, channels, threshold_db, release_ms, detector=detector)
     dither = Dither(bit_depth, channels)
-    meter = loudness.LoudnessMeter(sample_rate, channels)
-    precise = loudness.PreciseTruePeakMeter(sample_rate, channels)
     sink.start()
+    blocks = ahead(pre_limited(source, plan, kept), loudness.THREADS > 1)
+    remote = helper()
+    if remote is not None:
+        # the meters of what is written in the helper process, the rest in this one
+        meters = remote.hold(OutputMeters, sample_rate, channels)
+        try:
+            for block in blocks:
+                _emit(peak_limiter.process(block * gain), dither, sink, meters)
+            _emit(peak_limiter.flush(), dither, sink, meters)
+        except BaseException:
+            meters.drop()
+            raise
+        measured, peak = meters.ask("result", last=True)
+    else:
+        meters = OutputMeters(sample_rate, channels)
+        for block in blocks:
+            _emit(peak_limiter.process(block * gain), dither, sink, meters)
+        _emit(peak_limiter.flush(), dither, sink, meters)
+        measured, peak = meters.result()
+    sink.finish()
+    return Render(measured, peak_limiter.stats(), loudness.amplitude_to_db(peak))
 
-    def write_and_measure(out: np.ndarray) -> None:
-        meter.add(out)
+
+def _emit(block: np.ndarray, dither: Dither, sink: Sink, meters) -> None:
+    if block.shape[1]:
+        out = dither.process(block)
+        if isinstance(meters, OutputMeters):
+            meters.add(out)
+        else:
+            meters.send("add", out)
         sink.write(out)
 
-    # Stages on the cores (io/overlap.py; the same bits as one after the other): reading,
-    # the chain and the limiter, the loudness meter and the writing, the near-ideal peak.
-    threaded = loudness.THREADS > 1
-    outputs = (Behind(write_and_measure, threaded), Behind(precise.add, threaded))
-    try:
-        def emit(block: np.ndarray) -> None:
-            if block.shape[1]:
-                out = dither.process(block)
-                for output in outputs:
-                    output.put(out)
 
-        for block in ahead(pre_limited(source, plan, kept), threaded):
-            emit(peak_limiter.process(block * gain))
-        emit(peak_limiter.flush())
-    except BaseException:
-        for output in outputs:
-            output.abandon()
-        raise
-    for output in outputs:
-        output.close()
-    sink.finish()
-    return Render(meter.result(), peak_limiter.stats(), loudness.amplitude_to_db(precise.peak()))
+class OutputMeters:
+    """A render's output meters, fed the blocks as written: loudness and the BS.1770 4x
+    true peak, and the near-ideal peak that checks the ceiling."""
+
+    def __init__(self, sample_rate: int, channels: int) -> None:
+        self.meter = loudness.LoudnessMeter(sample_rate, channels)
+        self.precise = loudness.PreciseTruePeakMeter(sample_rate, channels)
+
+    def add(self, block: np.ndarray) -> None:
+        self.meter.add(block)
+        self.precise.add(block)
+
+    def result(self) -> tuple[loudness.LoudnessMeasurement, float]:
+        """The loudness measurement and the near-ideal peak (linear)."""
+        return self.meter.result(), self.precise.peak()
 
 
 def pre_limited(source: BlockSource, plan: ChainPlan, kept: SignalSpill | None = None) -> Iterator[np.ndarray]:
@@ -557,6 +577,7 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
     """
     if over_limit not in OVER_LIMIT_CHOICES:
         raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}")
+    helper()  # started before this pass starts threads (see automix.io.helper)
     measured = measure_source(source, analysis, with_mid_side=reference is not None)
     analysis = measured.analysis
     if analysis.is_silent:
@@ -633,28 +654,58 @@ def measure_source(source: BlockSource, analysis: AudioAnalysis | None = None, w
     from automix.measure.analyzer import Analyzer
 
     analyzer = None if analysis is not None else Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
-    spread = BandSpreadMeter(source.sample_rate, source.channels)
-    detector = glue_stage.GlueDetectorMeter(source.sample_rate, source.channels, total_frames=source.frames)
-    mid_side = MidSideSpectrumMeter(source.sample_rate, source.channels) if with_mid_side else None
-    def tonal_and_glue(block: np.ndarray) -> None:
-        spread.add(block)
-        detector.add(block)
-        if mid_side is not None:
-            mid_side.add(block)
-
-    # the analyzer in this thread, the tonal and glue meters beside it, reading ahead
+    args = (source.sample_rate, source.channels, source.frames, with_mid_side)
     threaded = loudness.THREADS > 1
-    beside = Behind(tonal_and_glue, threaded)
+    remote = helper()
+    # the analyzer in this process; the tonal and glue meters in the helper process, or
+    # else in a thread beside it; reading ahead in a thread
+    if remote is not None:
+        meters = remote.hold(InputMeters, *args)
+        beside = None
+    else:
+        meters = InputMeters(*args)
+        beside = Behind(meters.add, threaded)
     try:
         for block in ahead(source.blocks(), threaded):
             if analyzer is not None:
                 analyzer.add(block)
-            beside.put(block)
+            if beside is None:
+                meters.send("add", block)
+            else:
+                beside.put(block)
     except BaseException:
-        beside.abandon()
+        if beside is None:
+            meters.drop()
+        else:
+            beside.abandon()
         raise
-    beside.close()
-    return InputMeasurements(analysis or analyzer.result(), spread.uncertainty_db(), detector, mid_side)
+    if beside is None:
+        spread, detector, mid_side = meters.ask("result", last=True)
+    else:
+        beside.close()
+        spread, detector, mid_side = meters.result()
+    return InputMeasurements(analysis or analyzer.result(), spread, detector, mid_side)
+
+
+class InputMeters:
+    """What the tonal EQ and the glue need from the input beyond its analysis, fed the
+    same blocks: the per-band spread over time, the glue detector's powers, and (for a
+    reference match) the mid and side spectra."""
+
+    def __init__(self, sample_rate: int, channels: int, frames: int, with_mid_side: bool) -> None:
+        self.spread = BandSpreadMeter(sample_rate, channels)
+        self.detector = glue_stage.GlueDetectorMeter(sample_rate, channels, total_frames=frames)
+        self.mid_side = MidSideSpectrumMeter(sample_rate, channels) if with_mid_side else None
+
+    def add(self, block: np.ndarray) -> None:
+        self.spread.add(block)
+        self.detector.add(block)
+        if self.mid_side is not None:
+            self.mid_side.add(block)
+
+    def result(self) -> tuple[np.ndarray, glue_stage.GlueDetectorMeter, MidSideSpectrumMeter | None]:
+        """The band spread (dB per band), the glue meter and the mid/side meter."""
+        return self.spread.uncertainty_db(), self.detector, self.mid_side
 
 
 def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", over_limit: str = "fail",

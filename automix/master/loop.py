@@ -132,6 +132,7 @@ class FeatureCollector:
         self._per_granule = hops_per_granule(sample_rate)
         self._detector = limiter.limiter_detector(sample_rate, channels)
         self._spill = spill  # keeps the full-rate envelope for the renders
+        self._started: list | None = None  # the detector's work on the last block, not yet finished
         self._sos = loudness.k_weighting_sos(sample_rate)
         self._zi = np.zeros((self._sos.shape[0], channels, 2))
         self._weights = loudness.channel_weights(channels)[:, None]
@@ -146,11 +147,19 @@ class FeatureCollector:
             return
         self._frames += block.shape[1]
         filtered, self._zi = iir.sosfilt(self._sos, block, self._zi)
+        # this block's peaks are begun before the last block's are finished: the cores
+        # work on both (see PeakDetector.start)
+        started = self._detector.start(block)
         self._energy_pool.add((self._weights * (filtered * filtered)).sum(axis=0))
-        self._peaks(self._detector.process(block))
+        if self._started is not None:
+            self._peaks(self._detector.finish(self._started))
+        self._started = started
 
     def result(self) -> LoopFeatures:
         """Flush the detector and the last partial hop, and return the features."""
+        if self._started is not None:
+            self._peaks(self._detector.finish(self._started))
+            self._started = None
         self._peaks(self._detector.flush())
         return LoopFeatures(self.sample_rate, self._frames, self._per_granule, self._peak_pool.result(),
                             self._energy_pool.result())

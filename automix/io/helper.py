@@ -1,0 +1,258 @@
+"""A second process for the stages of a pass that threads cannot overlap.
+
+Two threads of numpy on blocks of audio barely overlap: each operation on a block takes
+15-70 us, and between operations the threads hand the GIL to each other. Measured on a
+2-core machine, two threads running such operations took 0.6-0.9x the time of one after
+the other, two processes 0.5x. So a pass with two independent halves -- the render and
+the meters of what it wrote, the analyzer and the tonal and glue meters -- gives one of
+them to a helper process.
+
+The helper holds objects (a meter, a detector) that live in it from creation to the
+last call: :meth:`Helper.hold` creates one there, :meth:`Held.send` runs a method
+without waiting (in the order sent), :meth:`Held.call` and :meth:`Held.ask` give a
+method's result. Arguments and results are pickled across (arrays as raw buffers, not
+copied into the pickle), so the helper computes the bits this process would: which
+process runs a stage never changes the output.
+
+The helper is forked once, before the first pass starts any thread (forking beside
+running threads is unsafe), and serves every pass of the run; it ends with its parent,
+even one killed outright. Without it -- ``AUTOMIX_THREADS=1``, a ``-j N`` worker, a
+platform without ``fork``, threads already running -- :func:`helper` returns None and
+the callers run every stage in their own process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from automix.errors import AutomixError
+
+#: Calls sent to one held object and not yet done, at most: bounds the blocks queued
+#: when this process runs ahead of the helper.
+SEND_DEPTH = 3
+#: Pipe capacity asked for (Linux ``F_SETPIPE_SZ``; the default 64 KB would split every
+#: block of audio into many hand-overs).
+PIPE_BYTES = 1 << 20
+_F_SETPIPE_SZ = 1031
+
+_GONE = "the helper process stopped unexpectedly (out of memory?); AUTOMIX_THREADS=1 runs without it"
+
+
+# --- the wire: a pickle, its arrays' buffers sent raw beside it -------------------------
+
+
+def _send(connection, message) -> None:
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    raw = [buffer.raw() for buffer in buffers]
+    connection.send_bytes(pickle.dumps([part.nbytes for part in raw]))
+    connection.send_bytes(data)
+    for part in raw:
+        connection.send_bytes(part)
+
+
+def _receive(connection):
+    sizes = pickle.loads(connection.recv_bytes())
+    data = connection.recv_bytes()
+    buffers = [bytearray(size) for size in sizes]  # writable: the arrays may be changed in place
+    for buffer in buffers:
+        connection.recv_bytes_into(buffer)
+    return pickle.loads(data, buffers=buffers)
+
+
+# --- in the helper process -------------------------------------------------------------
+
+
+def _serve(requests, replies, unused: tuple, parent_pid: int) -> None:
+    for end in unused:  # the parent's ends: closed here, so each side sees the other go
+        end.close()
+    # Ctrl-C reaches the whole process group: the parent stops the run, the helper goes
+    # with it, without a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from automix.jobs.safety import _stop_with_parent
+    from automix.measure import loudness
+
+    _stop_with_parent(parent_pid)
+    loudness.THREADS = 1  # one core each: the parent and the helper
+    held: dict[int, Any] = {}
+    while True:
+        try:
+            action, key, payload = _receive(requests)
+        except (EOFError, OSError):  # the parent closed its end (or is gone)
+            return
+        try:
+            if action == "make":
+                factory, args = payload
+                held[key], reply = factory(*args), None
+            elif action == "drop":
+                held.pop(key, None)
+                reply = None
+            else:
+                method, args, last = payload
+                target = held.pop(key) if last else held[key]
+                reply = getattr(target, method)(*args)
+            outcome = (True, reply)
+        except BaseException as error:  # noqa: BLE001 - raised in the parent, where the call was made
+            outcome = (False, error)
+        try:
+            _send(replies, outcome)
+        except (pickle.PicklingError, TypeError, AttributeError):  # an unpicklable error: its words
+            _send(replies, (False, AutomixError(f"{type(outcome[1]).__name__}: {outcome[1]}")))
+        except OSError:
+            return
+
+
+def same(held: Any) -> Any:
+    """A factory for :meth:`Helper.hold`: the object itself, as pickled across."""
+    return held
+
+
+# --- in this process -------------------------------------------------------------------
+
+
+class Helper:
+    """One helper process (see the module docstring)."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("fork")
+        requests_in, self._requests = context.Pipe(duplex=False)
+        self._replies, replies_out = context.Pipe(duplex=False)
+        for end in (requests_in, self._requests, self._replies, replies_out):
+            _widen(end)
+        self._process = context.Process(target=_serve, name="automix-helper", daemon=True,
+                                        args=(requests_in, replies_out, (self._requests, self._replies), os.getpid()))
+        self._process.start()
+        requests_in.close()
+        replies_out.close()
+        self._lock = threading.Lock()  # one request (and its place in the reply order) at a time
+        self._waiting: deque[Future] = deque()
+        self._gone = False
+        self._keys = itertools.count()
+        self._reader = threading.Thread(target=self._read_replies, name="automix-helper-replies", daemon=True)
+        self._reader.start()
+
+    def hold(self, factory: Callable, *args) -> Held:
+        """Create ``factory(*args)`` in the helper and return a handle to it."""
+        key = next(self._keys)
+        held = Held(self, key)
+        held._pending.append(self._request("make", key, (factory, args)))
+        return held
+
+    def _request(self, action: str, key: int, payload) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._gone:
+                raise AutomixError(_GONE)
+            self._waiting.append(future)
+            try:
+                _send(self._requests, (action, key, payload))
+            except OSError:
+                self._waiting.remove(future)
+                raise AutomixError(_GONE) from None
+        return future
+
+    def _read_replies(self) -> None:
+        while True:
+            try:
+                ok, value = _receive(self._replies)
+            except (EOFError, OSError):
+                break
+            future = self._waiting.popleft()
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        with self._lock:
+            self._gone = True
+            while self._waiting:
+                self._waiting.popleft().set_exception(AutomixError(_GONE))
+
+    def shutdown(self) -> None:
+        """Let the helper finish what it was sent and end."""
+        with self._lock:
+            self._requests.close()
+        self._process.join(5.0)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+
+class Held:
+    """An object living in the helper process (see :meth:`Helper.hold`)."""
+
+    def __init__(self, owner: Helper, key: int) -> None:
+        self._owner, self._key = owner, key
+        self._pending: deque[Future] = deque()
+
+    def send(self, method: str, *args) -> None:
+        """Run ``method(*args)`` there, in order, without waiting for it; a failure is
+        raised by a later ``send``, ``call`` or ``ask``."""
+        self._pending.append(self._owner._request("call", self._key, (method, args, False)))
+        while len(self._pending) > SEND_DEPTH:
+            result(self._pending.popleft())
+
+    def call(self, method: str, *args) -> Future:
+        """``method(*args)`` there, in order; its future (:func:`result` waits for it)."""
+        return self._owner._request("call", self._key, (method, args, False))
+
+    def ask(self, method: str, *args, last: bool = False) -> Any:
+        """``method(*args)`` there once everything sent before it ran, and its result;
+        ``last``: the object is dropped there afterwards."""
+        future = self._owner._request("call", self._key, (method, args, last))
+        while self._pending:
+            result(self._pending.popleft())
+        return result(future)
+
+    def drop(self) -> None:
+        """Forget the object there (a pass that failed, or a finished detector)."""
+        self._pending.clear()
+        try:
+            self._owner._request("drop", self._key, None)
+        except AutomixError:  # gone: nothing is left there either
+            pass
+
+
+def result(future: Future) -> Any:
+    """``future.result()``: the value, or the exception raised in the helper."""
+    return future.result()
+
+
+def _widen(connection) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(connection.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, OSError):  # not Linux, or over the system's limit: the default works too
+        pass
+
+
+_lock = threading.Lock()
+_helper: tuple[int, Helper] | None = None  # (pid that started it, helper)
+
+
+def helper() -> Helper | None:
+    """The run's helper process, started at the first call; None when this process is to
+    use one core (``automix.measure.loudness.THREADS`` is 1), when ``fork`` is not
+    available, or when threads already run (call this before a pass starts them)."""
+    global _helper
+    from automix.measure import loudness
+
+    if loudness.THREADS < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    with _lock:
+        if _helper is None or _helper[0] != os.getpid() or _helper[1]._gone:  # not one inherited through fork
+            if threading.active_count() > 1:
+                return None
+            _helper = (os.getpid(), Helper())
+            atexit.register(_helper[1].shutdown)
+        return _helper[1]
