@@ -94,6 +94,9 @@ def _serve(requests, replies, unused: tuple, parent_pid: int) -> None:
             if action == "make":
                 factory, args = payload
                 held[key], reply = factory(*args), None
+            elif action == "run":
+                function, args = payload
+                reply = function(*args)
             elif action == "drop":
                 held.pop(key, None)
                 reply = None
@@ -147,6 +150,11 @@ class Helper:
         held = Held(self, key)
         held._pending.append(self._request("make", key, (factory, args)))
         return held
+
+    def submit(self, function: Callable, *args) -> Future:
+        """``function(*args)`` in the helper (a module-level function: it is pickled by
+        name); its future (:func:`result` waits for it)."""
+        return self._request("run", -1, (function, args))
 
     def _request(self, action: str, key: int, payload) -> Future:
         future: Future = Future()

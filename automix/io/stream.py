@@ -104,13 +104,31 @@ def file_source(path: Path, *, sample_rate: int | None = None, block_frames: int
     if container in ("WAV", "AIFF") and 0 < info.frames < (1 << 62) and info.frames != frames:
         warnings.append(f"{path.name}: truncated: the header claims {info.frames} frames, the file holds {frames}")
     out_rate = sample_rate or rate
+    blocks = _FileBlocks(path, rate, out_rate, channels, frames, block_frames)
+    out_frames = frames if out_rate == rate else int(frames * out_rate / rate + 0.5)  # soxr's output length
+    return BlockSource(out_rate, channels, out_frames, path.name, blocks, tuple(warnings))
 
-    def blocks() -> Iterator[np.ndarray]:
-        stream = soxr.ResampleStream(rate, out_rate, channels, dtype="float32", quality="VHQ") if out_rate != rate else None
-        with sf.SoundFile(str(path)) as f:
-            remaining = frames
+
+@dataclass(frozen=True)
+class _FileBlocks:
+    """``blocks()`` of a validated file: its first ``frames`` frames, resampled to
+    ``out_rate`` on the fly if that differs. A plain object rather than a closure, so a
+    source can be pickled across to the helper process (:mod:`automix.io.helper`)."""
+
+    path: Path
+    rate: int
+    out_rate: int
+    channels: int
+    frames: int
+    block_frames: int
+
+    def __call__(self) -> Iterator[np.ndarray]:
+        rate, out_rate = self.rate, self.out_rate
+        stream = soxr.ResampleStream(rate, out_rate, self.channels, dtype="float32", quality="VHQ") if out_rate != rate else None
+        with sf.SoundFile(str(self.path)) as f:
+            remaining = self.frames
             while remaining > 0:
-                data = f.read(min(block_frames, remaining), dtype="float32", always_2d=True)
+                data = f.read(min(self.block_frames, remaining), dtype="float32", always_2d=True)
                 if data.shape[0] == 0:
                     break
                 remaining -= data.shape[0]
@@ -119,9 +137,6 @@ def file_source(path: Path, *, sample_rate: int | None = None, block_frames: int
                     if data.shape[0] == 0:
                         continue
                 yield np.ascontiguousarray(data.T)
-
-    out_frames = frames if out_rate == rate else int(frames * out_rate / rate + 0.5)  # soxr's output length
-    return BlockSource(out_rate, channels, out_frames, path.name, blocks, tuple(warnings))
 
 
 def _scan(path: Path, rate: int, channels: int, block_frames: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 from collections import Counter
@@ -26,6 +27,7 @@ from automix.errors import AutomixError
 from automix.io import lossy
 from automix.io.audio import Audio, atomic_output, read_audio, resample
 from automix.io.dither import Dither
+from automix.io.helper import helper, result
 from automix.io.metadata import LoudnessTags, input_digest, write_metadata
 from automix.io.paths import temp_name_for
 from automix.io.stream import BlockSource, BlockWriter, file_source
@@ -201,6 +203,7 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
         For an unusable folder, a bad argument, or an unwritable output.
     """
     folder, output = Path(folder), Path(output)
+    helper()  # started before anything starts threads (see automix.io.helper)
     scan = check_mix_arguments(folder, output, options.format_name, role_overrides=role_overrides,
                                export_stems=export_stems, report_path=report_path, dry_run=options.dry_run)
     stems = open_stems(folder, strict=strict, sample_rate=options.sample_rate, files=scan.files, skipped=scan.skipped)
@@ -521,9 +524,20 @@ def _resampled(source: BlockSource, rate: int) -> BlockSource:
 def _fitted(source: BlockSource, frames: int) -> BlockSource:
     """Exactly ``frames`` frames: padded with silence at the end (or cut, should a
     resampler give a sample more than announced)."""
+    return BlockSource(source.sample_rate, source.channels, frames, source.name, _FittedBlocks(source, frames),
+                       source.warnings)
 
-    def blocks():
-        done = 0
+
+@dataclass(frozen=True)
+class _FittedBlocks:
+    """``blocks()`` of :func:`_fitted` (an object, not a closure: picklable, so a stem
+    can be analysed in the helper process)."""
+
+    source: BlockSource
+    frames: int
+
+    def __call__(self):
+        source, frames, done = self.source, self.frames, 0
         for block in source.blocks():
             block = block[:, : frames - done]
             if block.shape[1]:
@@ -535,8 +549,6 @@ def _fitted(source: BlockSource, frames: int) -> BlockSource:
             n = min(BLOCK_PAD_FRAMES, frames - done)
             done += n
             yield np.zeros((source.channels, n), dtype=np.float32)
-
-    return BlockSource(source.sample_rate, source.channels, frames, source.name, blocks, source.warnings)
 
 
 BLOCK_PAD_FRAMES = 1 << 16
@@ -662,8 +674,19 @@ def analyse_sources(stems: StemSources, strict: bool, *, true_peak: bool = True)
     role inputs), stems on a thread pool; a stem whose analysis fails is set aside.
     ``true_peak=False`` leaves out the 4x true-peak scan (a third of the analysis): the
     stems' ``true_peak_dbtp`` then read their sample peaks. Only the report prints it."""
-    keep, results, skipped = _each_stem(
-        stems, lambda index: _measure_stem(stems.sources[index], stems.paths[index], true_peak=true_peak), strict)
+    measure = functools.partial(_measure_stem, true_peak=true_peak)
+    remote = helper()
+    if remote is None:
+        keep, results, skipped = _each_stem(stems, lambda index: measure(stems.sources[index], stems.paths[index]), strict)
+    else:
+        # every other stem in the helper process, the rest here one after another
+        away = {index: remote.submit(measure, stems.sources[index], stems.paths[index])
+                for index in range(1, len(stems.names), 2)}
+
+        def measure_or_collect(index: int) -> tuple:
+            return result(away[index]) if index in away else measure(stems.sources[index], stems.paths[index])
+
+        keep, results, skipped = _each_stem(stems, measure_or_collect, strict, workers=1)
     if skipped:
         stems = dataclasses.replace(stems, names=tuple(stems.names[i] for i in keep), paths=tuple(stems.paths[i] for i in keep),
                                     sources=tuple(stems.sources[i] for i in keep), skipped=stems.skipped + skipped)
@@ -684,17 +707,18 @@ def _analyse_stems(stems: LoadedStems, strict: bool) -> tuple[LoadedStems, list]
     return stems, results
 
 
-def _each_stem(stems, measure, strict: bool) -> tuple[list[int], list, tuple]:
-    """``measure(index)`` for every stem on a thread pool (AUTOMIX_THREADS); a stem whose
-    measurement fails is set aside with the reason (``--strict``: fatal), the others go
-    on. Returns the kept indices, their results, and the skipped stems' rows."""
+def _each_stem(stems, measure, strict: bool, *, workers: int | None = None) -> tuple[list[int], list, tuple]:
+    """``measure(index)`` for every stem on a thread pool (``workers``, default
+    AUTOMIX_THREADS); a stem whose measurement fails is set aside with the reason
+    (``--strict``: fatal), the others go on. Returns the kept indices, their results, and
+    the skipped stems' rows."""
     def one(index):
         try:
             return measure(index)
         except Exception as error:  # noqa: BLE001 - one stem's failure never stops the mix
             return error
 
-    pool = ThreadPoolExecutor(max_workers=max(1, min(len(stems.names), loudness.THREADS)))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(stems.names), workers or loudness.THREADS)))
     try:
         results = list(pool.map(one, range(len(stems.names))))
     finally:  # on a signal, do not analyse the stems still queued
