@@ -362,6 +362,10 @@ def _master_batch(plan, inputs, output_location, resolved: Preset, options: dict
         if capped:
             _note(capped, quiet)
         runner = LocalRunner(workers)
+        if workers == 1:
+            from automix.io.helper import helper
+
+            helper()  # forked now, before the progress display starts a thread
     elif jobs > 1:
         _note(f"--jobs {jobs} is ignored with --cluster: each worker's threads set how many files it masters at once", quiet)
     if getattr(runner, "client", None) is not None and not runner.workers:
@@ -557,6 +561,9 @@ def mix_command(
         options = dataclasses.replace(options, reference=matched.reference)
     from automix.jobs.mix_folder import mix_folder
 
+    from automix.io.helper import helper
+
+    helper()  # forked now, before the progress display starts a thread
     with _progress(1, quiet, f"mixing {folder.name}") as progress:
         try:
             result = mix_folder(folder, output, resolved, options, role_overrides=overrides, no_master=no_master,
