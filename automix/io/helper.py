@@ -51,10 +51,22 @@ _GONE = "the helper process stopped unexpectedly (out of memory?); AUTOMIX_THREA
 # --- the wire: a pickle, its arrays' buffers sent raw beside it -------------------------
 
 
-def _send(connection, message) -> None:
+def _pickled(message) -> tuple[bytes, list]:
+    """The message as a pickle and its arrays' raw buffers (a PicklingError if it has
+    something that cannot cross, e.g. a closure)."""
     buffers: list[pickle.PickleBuffer] = []
-    data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
-    raw = [buffer.raw() for buffer in buffers]
+    try:
+        data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    except (AttributeError, TypeError) as error:  # what pickle raises for local objects
+        raise pickle.PicklingError(str(error)) from None
+    return data, [buffer.raw() for buffer in buffers]
+
+
+def _send(connection, message) -> None:
+    _send_pickled(connection, *_pickled(message))
+
+
+def _send_pickled(connection, data: bytes, raw: list) -> None:
     connection.send_bytes(pickle.dumps([part.nbytes for part in raw]))
     connection.send_bytes(data)
     for part in raw:
@@ -108,9 +120,11 @@ def _serve(requests, replies, unused: tuple, parent_pid: int) -> None:
         except BaseException as error:  # noqa: BLE001 - raised in the parent, where the call was made
             outcome = (False, error)
         try:
-            _send(replies, outcome)
-        except (pickle.PicklingError, TypeError, AttributeError):  # an unpicklable error: its words
-            _send(replies, (False, AutomixError(f"{type(outcome[1]).__name__}: {outcome[1]}")))
+            try:
+                message = _pickled(outcome)
+            except pickle.PicklingError:  # an unpicklable result or error: its words
+                message = _pickled((False, AutomixError(f"{type(outcome[1]).__name__}: {outcome[1]}")))
+            _send_pickled(replies, *message)
         except OSError:
             return
 
@@ -157,13 +171,14 @@ class Helper:
         return self._request("run", -1, (function, args))
 
     def _request(self, action: str, key: int, payload) -> Future:
+        message = _pickled((action, key, payload))  # before taking a place in the reply order
         future: Future = Future()
         with self._lock:
             if self._gone:
                 raise AutomixError(_GONE)
             self._waiting.append(future)
             try:
-                _send(self._requests, (action, key, payload))
+                _send_pickled(self._requests, *message)
             except OSError:
                 self._waiting.remove(future)
                 raise AutomixError(_GONE) from None

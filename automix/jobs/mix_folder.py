@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import math
 import os
+import pickle
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -504,10 +505,23 @@ def open_stems(folder: Path, *, strict: bool = False, sample_rate: int | None = 
 
 def _resampled(source: BlockSource, rate: int) -> BlockSource:
     """``source`` resampled on the fly (soxr, very high quality, as the whole-file reader)."""
-    import soxr
+    frames = int(source.frames * rate / source.sample_rate + 0.5)  # soxr's output length
+    return BlockSource(rate, source.channels, frames, source.name, _ResampledBlocks(source, rate), source.warnings)
 
-    def blocks():
-        stream = soxr.ResampleStream(source.sample_rate, rate, source.channels, dtype="float32", quality="VHQ")
+
+@dataclass(frozen=True)
+class _ResampledBlocks:
+    """``blocks()`` of :func:`_resampled` (an object, not a closure: picklable, so a
+    stem can be analysed in the helper process)."""
+
+    source: BlockSource
+    rate: int
+
+    def __call__(self):
+        import soxr
+
+        source = self.source
+        stream = soxr.ResampleStream(source.sample_rate, self.rate, source.channels, dtype="float32", quality="VHQ")
         iterator = iter(source.blocks())
         block = next(iterator, None)
         while block is not None:
@@ -516,9 +530,6 @@ def _resampled(source: BlockSource, rate: int) -> BlockSource:
             if out.shape[0]:
                 yield np.ascontiguousarray(out.T)
             block = following
-
-    frames = int(source.frames * rate / source.sample_rate + 0.5)  # soxr's output length
-    return BlockSource(rate, source.channels, frames, source.name, blocks, source.warnings)
 
 
 def _fitted(source: BlockSource, frames: int) -> BlockSource:
@@ -680,8 +691,12 @@ def analyse_sources(stems: StemSources, strict: bool, *, true_peak: bool = True)
         keep, results, skipped = _each_stem(stems, lambda index: measure(stems.sources[index], stems.paths[index]), strict)
     else:
         # every other stem in the helper process, the rest here one after another
-        away = {index: remote.submit(measure, stems.sources[index], stems.paths[index])
-                for index in range(1, len(stems.names), 2)}
+        away = {}
+        for index in range(1, len(stems.names), 2):
+            try:
+                away[index] = remote.submit(measure, stems.sources[index], stems.paths[index])
+            except pickle.PicklingError:  # a source that reads an array in memory: analysed here
+                pass
 
         def measure_or_collect(index: int) -> tuple:
             return result(away[index]) if index in away else measure(stems.sources[index], stems.paths[index])
