@@ -74,11 +74,21 @@ def _send_pickled(connection, data: bytes, raw: list) -> None:
 
 
 def _receive(connection):
+    return _unpickled(*_receive_parts(connection))
+
+
+def _receive_parts(connection) -> tuple[bytes, list[bytearray]]:
+    """One message's parts, all read (so the stream stays in step even if they cannot be
+    unpickled)."""
     sizes = pickle.loads(connection.recv_bytes())
     data = connection.recv_bytes()
     buffers = [bytearray(size) for size in sizes]  # writable: the arrays may be changed in place
     for buffer in buffers:
         connection.recv_bytes_into(buffer)
+    return data, buffers
+
+
+def _unpickled(data: bytes, buffers: list[bytearray]):
     return pickle.loads(data, buffers=buffers)
 
 
@@ -182,28 +192,45 @@ class Helper:
             except OSError:
                 self._waiting.remove(future)
                 raise AutomixError(_GONE) from None
+            except BaseException:  # a signal's exception half-way through: the stream is out of step
+                self._waiting.remove(future)
+                threading.Thread(target=self._break, daemon=True).start()  # the lock is ours until we return
+                raise
         return future
 
     def _read_replies(self) -> None:
         while True:
             try:
-                ok, value = _receive(self._replies)
+                parts = _receive_parts(self._replies)
             except (EOFError, OSError):
                 break
             future = self._waiting.popleft()
+            try:
+                ok, value = _unpickled(*parts)
+            except Exception as error:  # noqa: BLE001 - e.g. an exception class that cannot be rebuilt
+                ok, value = False, AutomixError(f"the helper's reply could not be read: {error}")
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+        self._break()
+
+    def _break(self) -> None:
+        """Give the helper up: every waiting request fails, and a new one is started next
+        time (after a request was cut off half-way, the stream is out of step)."""
         with self._lock:
             self._gone = True
             while self._waiting:
                 self._waiting.popleft().set_exception(AutomixError(_GONE))
+        self._requests.close()
+        if self._process.is_alive():
+            self._process.kill()
 
     def shutdown(self) -> None:
         """Let the helper finish what it was sent and end."""
         with self._lock:
-            self._requests.close()
+            if not self._requests.closed:
+                self._requests.close()
         self._process.join(5.0)
         if self._process.is_alive():
             self._process.kill()
