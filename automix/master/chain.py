@@ -653,12 +653,15 @@ def measure_source(source: BlockSource, analysis: AudioAnalysis | None = None, w
     the tonal and glue meters, fed the same blocks."""
     from automix.measure.analyzer import Analyzer
 
-    analyzer = None if analysis is not None else Analyzer(source.sample_rate, source.channels, total_frames=source.frames)
-    args = (source.sample_rate, source.channels, source.frames, with_mid_side)
     threaded = loudness.THREADS > 1
     remote = helper()
-    # the analyzer in this process; the tonal and glue meters in the helper process, or
-    # else in a thread beside it; reading ahead in a thread
+    # The analyzer in this process; the tonal and glue meters in the helper process, with
+    # the analyzer's 4x true-peak scan (a meter of its own: the same chunks, the same
+    # reading), or else in a thread beside it; reading ahead in a thread.
+    peak_there = remote is not None and analysis is None
+    analyzer = None if analysis is not None else Analyzer(source.sample_rate, source.channels, total_frames=source.frames,
+                                                          true_peak=not peak_there)
+    args = (source.sample_rate, source.channels, source.frames, with_mid_side, peak_there)
     if remote is not None:
         meters = remote.hold(InputMeters, *args)
         beside = None
@@ -680,32 +683,38 @@ def measure_source(source: BlockSource, analysis: AudioAnalysis | None = None, w
             beside.abandon()
         raise
     if beside is None:
-        spread, detector, mid_side = meters.ask("result", last=True)
+        spread, detector, mid_side, true_peak = meters.ask("result", last=True)
     else:
         beside.close()
-        spread, detector, mid_side = meters.result()
-    return InputMeasurements(analysis or analyzer.result(), spread, detector, mid_side)
+        spread, detector, mid_side, true_peak = meters.result()
+    return InputMeasurements(analysis or analyzer.result(true_peak), spread, detector, mid_side)
 
 
 class InputMeters:
     """What the tonal EQ and the glue need from the input beyond its analysis, fed the
-    same blocks: the per-band spread over time, the glue detector's powers, and (for a
-    reference match) the mid and side spectra."""
+    same blocks: the per-band spread over time, the glue detector's powers, (for a
+    reference match) the mid and side spectra, and (``true_peak``) the analyzer's 4x
+    true peak, from a loudness meter fed the same blocks, so its chunks and its reading
+    are the analyzer's own."""
 
-    def __init__(self, sample_rate: int, channels: int, frames: int, with_mid_side: bool) -> None:
+    def __init__(self, sample_rate: int, channels: int, frames: int, with_mid_side: bool, true_peak: bool = False) -> None:
         self.spread = BandSpreadMeter(sample_rate, channels)
         self.detector = glue_stage.GlueDetectorMeter(sample_rate, channels, total_frames=frames)
         self.mid_side = MidSideSpectrumMeter(sample_rate, channels) if with_mid_side else None
+        self.peak = loudness.LoudnessMeter(sample_rate, channels) if true_peak else None
 
     def add(self, block: np.ndarray) -> None:
         self.spread.add(block)
         self.detector.add(block)
-        if self.mid_side is not None:
-            self.mid_side.add(block)
+        for meter in (self.mid_side, self.peak):
+            if meter is not None:
+                meter.add(block)
 
-    def result(self) -> tuple[np.ndarray, glue_stage.GlueDetectorMeter, MidSideSpectrumMeter | None]:
-        """The band spread (dB per band), the glue meter and the mid/side meter."""
-        return self.spread.uncertainty_db(), self.detector, self.mid_side
+    def result(self) -> tuple[np.ndarray, glue_stage.GlueDetectorMeter, MidSideSpectrumMeter | None, float | None]:
+        """The band spread (dB per band), the glue meter, the mid/side meter, and the
+        linear true peak (None unless asked for)."""
+        return (self.spread.uncertainty_db(), self.detector, self.mid_side,
+                self.peak.true_peak() if self.peak is not None else None)
 
 
 def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", over_limit: str = "fail",

@@ -14,7 +14,7 @@ any block sizes give the same numbers bit for bit.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -295,11 +295,15 @@ class Analyzer:
         hop = {100: self._hops()[0], 10: self._hops()[1]}[hop_ms]
         return self._powers[hop].result() / self.channels
 
-    def result(self) -> AudioAnalysis:
-        """Everything measured so far."""
+    def result(self, true_peak: float | None = None) -> AudioAnalysis:
+        """Everything measured so far. ``true_peak``: the linear 4x true peak of the same
+        blocks, measured elsewhere (an analyzer made with ``true_peak=False`` whose scan
+        ran in the helper process: :func:`automix.master.chain.measure_source`)."""
         self._flush()
         frames, channels = self._frames, self.channels
         meter = self.meter.result()
+        if true_peak is not None:
+            meter = replace(meter, true_peak_dbtp=loudness.amplitude_to_db(true_peak))
         too_short = meter.momentary_lufs.size == 0
         total_square = float(self._square_sums.sum())
         mean_square = total_square / (frames * channels) if frames else 0.0
@@ -333,7 +337,7 @@ class Analyzer:
             duration_s=frames / self.sample_rate,
             sample_rate=self.sample_rate,
             channels=channels,
-            true_peak_measured=self.meter.has_true_peak,
+            true_peak_measured=self.meter.has_true_peak or true_peak is not None,
             channel_layout=loudness.channel_layout(channels),
             too_short=too_short,
         )
