@@ -318,7 +318,7 @@ class PeakDetector:
             found = [None if (first + k) % OWN_CHUNK_EVERY == 0 else self._held.call("_rows_of", piece)
                      for k, piece in enumerate(pieces)]  # all sent before any is computed here
             return [self._rows_of(piece) if job is None else job for job, piece in zip(found, pieces)]
-        pool = loudness._executor()
+        pool = loudness._executor() if len(pieces) > 1 else None
         if pool is None:
             return [self._rows_of(piece) for piece in pieces]
         jobs = [pool.submit(self._rows_of, piece) for piece in pieces[1:]]
