@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -720,7 +721,12 @@ def main() -> None:
         app()
     except Stopped as stop:  # the job has stopped its workers and removed its temp files
         fail(f"stopped by {stop.signal_name}")
-        sys.exit(stop.exit_code)
+        # Leave now, without the interpreter's exit: a signal that landed while a thread
+        # pool was starting a worker leaves a thread the pool never registered, and the
+        # exit would wait for it forever (with further signals ignored).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(stop.exit_code)
     except AutomixError as error:  # errors not tied to one input file
         fail(str(error))
         sys.exit(EXIT_USAGE)

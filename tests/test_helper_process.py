@@ -384,8 +384,6 @@ def test_a_helper_killed_while_idle_fails_the_next_request(remote):
     remote._reader.join(5)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Helper._break closes the request pipe outside the lock, so a "
-                                       "shutdown() meanwhile closes the same descriptor a second time")
 def test_a_dying_helper_and_shutdown_close_the_pipe_once(remote):
     """The reply thread gives the helper up (EOF) while the parent shuts it down (atexit
     after a helper died, or after a request cut off by Ctrl-C). The pipe's Connection
@@ -674,27 +672,12 @@ def test_a_mix_is_bit_identical_with_and_without_the_helper(tmp_path):
 # --- 6. the helper ends with its parent ---------------------------------------------------
 
 
-#: _serve ignores SIGINT but keeps the SIGTERM handler it inherits (the CLI's, raising
-#: Stopped): SIGTERM or the parent-death signal while it waits for a request prints a
-#: traceback ("Process automix-helper: ... Stopped: 15") on the shared terminal.
-SIGTERM_TRACEBACK = pytest.mark.xfail(strict=True, reason="BUG: the helper keeps the inherited SIGTERM handler "
-                                                          "(raises Stopped): a traceback when SIGTERM ends it")
-
-
-def tracebacks_besides_the_sigterm_bug(stderr: str) -> list[str]:
-    """The tracebacks in ``stderr`` but the helper's "Stopped: 15" one (SIGTERM_TRACEBACK,
-    which a race between the pipe's end and the parent-death signal shows or not)."""
-    found = stderr.split("Traceback (most recent call last):")[1:]
-    return [text for text in found if "automix.jobs.safety.Stopped: 15" not in text]
-
-
 @linux_only
 @pytest.mark.parametrize("state", ["idle", "busy"])
 def test_the_helper_ends_quietly_when_its_parent_is_killed(state):
     """Idle, the helper sees its pipe close; busy in a long method, only the kernel's
     signal (PR_SET_PDEATHSIG, SIGTERM) stops it. Either way without a traceback on the
-    terminal they share (but for SIGTERM_TRACEBACK's, shown in ~1 run of 3; once it is
-    fixed, assert "Traceback" not in stderr). The parent installs the CLI's signal
+    terminal they share (the helper restores SIGTERM's default action). The parent installs the CLI's signal
     handlers first, as ``automix.cli.main`` does."""
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
@@ -721,7 +704,7 @@ def test_the_helper_ends_quietly_when_its_parent_is_killed(state):
         parent.kill()
         _, stderr = parent.communicate(timeout=10)  # its pipes close once the helper is gone too
         assert gone_within(pid, 5.0), f"helper {pid} outlived its killed parent"
-        assert not tracebacks_besides_the_sigterm_bug(stderr), stderr
+        assert "Traceback" not in stderr, stderr
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -731,7 +714,6 @@ def test_the_helper_ends_quietly_when_its_parent_is_killed(state):
 
 
 @linux_only
-@SIGTERM_TRACEBACK
 def test_a_helper_sent_sigterm_ends_quietly_and_the_run_is_told():
     """SIGTERM to the helper alone (``kill PID``, or the kernel's parent-death signal):
     it ends without a traceback of its own, and the parent's next request fails with
@@ -863,12 +845,11 @@ def test_a_request_cut_off_by_a_signal_gives_the_helper_up_cleanly():
 
 
 @linux_only
-@pytest.mark.xfail(strict=True, reason="BUG (not the helper's): a SIGINT while a ThreadPoolExecutor starts "
-                                       "its worker leaves a non-daemon thread it never stops; exit hangs")
 def test_ctrl_c_while_a_worker_thread_starts_still_exits(tmp_path):
-    """The first worker of the meters' thread pool starts in the first analysis block; a
-    Ctrl-C can land in ``Thread.start`` there, before the pool records the thread (seen
-    once in ~8 runs of the test above). Here the signal is sent exactly then."""
+    """Without the helper, the first worker of the meters' thread pool starts in the first
+    analysis block; a Ctrl-C can land in ``Thread.start`` there, before the pool records
+    the thread (seen once in ~8 runs of the test above), and the interpreter's exit then
+    waited for that thread forever. Here the signal is sent exactly then."""
     source = write_input(tmp_path / "mix.wav", bursts_over_noise(5.0))
     out = tmp_path / "out"
     code = textwrap.dedent("""
@@ -880,6 +861,8 @@ def test_ctrl_c_while_a_worker_thread_starts_still_exits(tmp_path):
                 start.sent = True
                 os.kill(os.getpid(), signal.SIGINT)  # handled at once: before the pool registers it
         threading.Thread.start = start
+        # a thread already running: no helper is forked, so the meters' pool starts here
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
         sys.argv = ["automix"] + sys.argv[1:]
         from automix.cli import main
         main()

@@ -99,8 +99,11 @@ def _serve(requests, replies, unused: tuple, parent_pid: int) -> None:
     for end in unused:  # the parent's ends: closed here, so each side sees the other go
         end.close()
     # Ctrl-C reaches the whole process group: the parent stops the run, the helper goes
-    # with it, without a traceback of its own
+    # with it, without a traceback of its own. SIGTERM (from a user, or the kernel when
+    # the parent dies) ends it at once: it holds no file to clean up (the parent's CLI
+    # handler, inherited through fork, would raise a traceback here)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from automix.jobs.safety import _stop_with_parent
     from automix.measure import loudness
 
@@ -222,7 +225,8 @@ class Helper:
             self._gone = True
             while self._waiting:
                 self._waiting.popleft().set_exception(AutomixError(_GONE))
-        self._requests.close()
+            if not self._requests.closed:  # once: shutdown() may be closing it too
+                self._requests.close()
         if self._process.is_alive():
             self._process.kill()
 
