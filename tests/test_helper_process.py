@@ -523,6 +523,27 @@ def test_started_blocks_finished_late_give_the_whole_signal_envelope(monkeypatch
         assert 20 * np.log10(np.abs(x).max()) < peak_db < ideal_db + 0.2
 
 
+@pytest.mark.parametrize("way", ["helper", "threads"])
+def test_the_detector_shared_out_gives_the_one_process_envelope(monkeypatch, way):
+    """The two ways the cores share a detector's chunks -- the helper (started for the
+    suite by conftest) and, without it, the meters' thread pool -- give the envelope one
+    thread gives, bit for bit, with irregular blocks down to a few frames: blocks too
+    short to complete a chunk start none (the thread path once indexed an empty list)."""
+    x = loud_noise(2.0, seed=3)
+    monkeypatch.setattr(loudness, "THREADS", 1)
+    expected = limiter.detector_envelope(x, FS)
+    monkeypatch.setattr(loudness, "THREADS", 2)
+    monkeypatch.setattr(helper_module, "ENABLED", way == "helper")
+    if way == "helper":
+        assert helper_module.helper() is not None, "conftest starts the helper before any thread"
+    got, used_helper = deferred_envelope(x, 1, seed=4)
+    assert used_helper == (way == "helper")
+    assert np.array_equal(got, expected)
+    detector = limiter.limiter_detector(FS, 2)
+    tiny = [detector.process(x[:, i : i + 7]) for i in range(0, 700, 7)]  # no chunk completes
+    assert sum(part.size for part in tiny) == 0
+
+
 def test_the_detector_split_with_the_helper_gives_the_same_envelope():
     done = run_python("""
         import json

@@ -290,6 +290,9 @@ def _widen(connection) -> None:
         pass
 
 
+#: False: run every stage in this process, on threads (tests of that fallback set it).
+ENABLED = True
+
 _lock = threading.Lock()
 _helper: tuple[int, Helper] | None = None  # (pid that started it, helper)
 
@@ -301,7 +304,7 @@ def helper() -> Helper | None:
     global _helper
     from automix.measure import loudness
 
-    if loudness.THREADS < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if not ENABLED or loudness.THREADS < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return None
     with _lock:
         if _helper is None or _helper[0] != os.getpid() or _helper[1]._gone:  # not one inherited through fork
