@@ -58,6 +58,9 @@ ROOT = Path(__file__).resolve().parent.parent
 KILLS = "tests/test_mutation_kills.py"
 KILLS2 = "tests/test_mutation_kills_2.py"
 KILLS3 = "tests/test_mutation_kills_3.py"
+KILLS4 = "tests/test_mutation_kills_4.py"
+#: tests/test_helper_process.py without its slow end-to-end CLI runs and Ctrl-C tests
+HELPER_FAST = ["tests/test_helper_process.py", "-k", "not (bit_identical or ctrl_c or parent_is_killed)"]
 MODULES: dict[str, tuple[str, list[str]]] = {
     "loudness": ("automix/measure/loudness.py",
                  [KILLS, "tests/test_loudness.py", "-k", "not (music_like and (96000 or 44100))"]),
@@ -86,6 +89,16 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "open_each": ("automix/jobs/mix_folder.py", [KILLS3, "tests/test_mix.py", "tests/test_io_safety.py"]),
     "allocator": ("automix/jobs/allocator.py", [KILLS3, "tests/test_allocator.py"]),
     "meter_fold": ("automix/measure/loudness.py", [KILLS3, "tests/test_loudness.py", "tests/test_analyzer.py"]),
+    # the fourth round: the helper process (47765ff..4813b14; tests/test_mutation_kills_4.py)
+    "helper": ("automix/io/helper.py", [KILLS4, *HELPER_FAST]),
+    "detector_start": ("automix/master/limiter.py",
+                       [KILLS4, "tests/test_helper_process.py", "-k", "detector or started or Detector"]),
+    "collector_defer": ("automix/master/loop.py", [KILLS4, "tests/test_loop.py"]),
+    "chain_meters": ("automix/master/chain.py",
+                     [KILLS4, "tests/test_mastering.py", "-k", "not (target_and_ceiling_hold or 96000) or music"]),
+    "analyzer_peak": ("automix/measure/analyzer.py", [KILLS4, "tests/test_analyzer.py"]),
+    "mix_helper": ("automix/jobs/mix_folder.py", [KILLS4, "tests/test_mix.py", "-k", "mixed_rates or streamed_mix_equals"]),
+    "file_blocks": ("automix/io/stream.py", [KILLS4, "tests/test_mix.py", "-k", "mixed_rates"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose
@@ -102,6 +115,14 @@ SCOPES: dict[str, tuple[str, ...]] = {
                         "_refine_points"),
     "open_each": ("_open_each", "_usable_stems"),
     "meter_fold": ("_PeakStream._fold",),  # rewritten in e4898ad (batched overlap-save), after peak_stream's run
+    "detector_start": ("OWN_CHUNK_EVERY", "PeakDetector.start", "PeakDetector.finish", "PeakDetector._joined",
+                       "PeakDetector.flush", "PeakDetector._start_precise", "PeakDetector._rows_of_each",
+                       "PeakDetector.__getstate__"),
+    "collector_defer": ("FeatureCollector.add", "FeatureCollector.result"),
+    "chain_meters": ("render", "_emit", "OutputMeters", "measure_source", "InputMeters"),
+    "analyzer_peak": ("Analyzer.result",),
+    "mix_helper": ("analyse_sources", "_each_stem", "_ResampledBlocks", "_FittedBlocks"),
+    "file_blocks": ("_FileBlocks",),
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
