@@ -544,6 +544,32 @@ def test_the_detector_shared_out_gives_the_one_process_envelope(monkeypatch, way
     assert sum(part.size for part in tiny) == 0
 
 
+@pytest.mark.parametrize("way", ["helper", "threads"])
+def test_the_split_band_model_with_its_high_band_finished_late_is_the_one_thread_model(monkeypatch, way):
+    """SplitBandFeatures finishes each block's high-band envelope one block late (so the
+    helper works on it meanwhile) and pairs the three envelopes up by position: every
+    table must equal the one-thread model's fed one whole-signal block, for irregular
+    blocks down to a few frames and with the whole-signal envelope kept (spilled)."""
+
+    def model(blocks: list[int]) -> limiter.SplitBandHops:
+        collector = limiter.SplitBandFeatures(FS, 2, frames=x.shape[1])
+        position = 0
+        for size in blocks:
+            collector.add(x[:, position : position + size])
+            position += size
+        return collector.result()
+
+    x = loud_noise(3.0, seed=5)
+    monkeypatch.setattr(loudness, "THREADS", 1)
+    expected = model([x.shape[1]])
+    monkeypatch.setattr(loudness, "THREADS", 2)
+    monkeypatch.setattr(helper_module, "ENABLED", way == "helper")
+    got = model([5, 3, *irregular_sizes(x.shape[1] - 8, seed=6)])
+    for name in ("peak_low", "peak_high", "peak_sum", "energy_low", "energy_high", "energy_cross", "candidates"):
+        assert np.array_equal(getattr(got, name), getattr(expected, name)), name
+    assert np.array_equal(got.features.peak, expected.features.peak)
+
+
 def test_the_detector_split_with_the_helper_gives_the_same_envelope():
     done = run_python("""
         import json

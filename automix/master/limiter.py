@@ -1369,6 +1369,7 @@ class SplitBandFeatures:
         self._triples = _HopTriples(sample_rate, self._per_granule, rows)
         # the whole signal's detector works beside the bands' (same bits as in one thread)
         self._beside = Beside(self._sum_detector.process, loudness.THREADS > 1)
+        self._started: list | None = None  # the high band detector's work on the last block, not yet finished
 
     def add(self, block: np.ndarray) -> None:
         """Take the next ``(channels, n)`` block."""
@@ -1378,9 +1379,13 @@ class SplitBandFeatures:
         self._frames += block.shape[1]
         pending_sum = self._beside.submit(block)
         low, high = self._crossover.process(block)
+        # this block's high band is begun before the last block's is finished: the cores
+        # work on both (see PeakDetector.start); the envelopes are paired up by position
+        started = self._high_detector.start(high)
         envelope_low = self._low_envelope.process(low)
-        envelope_high = self._high_detector.process(high)
         self._align(2, pending_sum.result())
+        envelope_high = self._high_detector.finish(self._started) if self._started is not None else np.zeros(0, np.float32)
+        self._started = started
         self._bands(low, high, envelopes=(envelope_low, envelope_high))
 
     def result(self) -> SplitBandHops:
@@ -1389,6 +1394,9 @@ class SplitBandFeatures:
 
         self._beside.close()
         self._align(2, self._sum_detector.flush())
+        if self._started is not None:
+            self._align(1, self._high_detector.finish(self._started))
+            self._started = None
         low, high = self._crossover.flush()
         self._bands(low, high, final=True)
         candidates = self._triples.result()
