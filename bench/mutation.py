@@ -59,8 +59,9 @@ KILLS = "tests/test_mutation_kills.py"
 KILLS2 = "tests/test_mutation_kills_2.py"
 KILLS3 = "tests/test_mutation_kills_3.py"
 KILLS4 = "tests/test_mutation_kills_4.py"
-#: tests/test_helper_process.py without its slow end-to-end CLI runs and Ctrl-C tests
-HELPER_FAST = ["tests/test_helper_process.py", "-k", "not (bit_identical or ctrl_c or parent_is_killed)"]
+#: tests/test_helper_process.py without its slow end-to-end CLI runs and Ctrl-C tests. A "-k"
+#: applies to every file named: each key's names the mutation tests' module too.
+HELPER_FAST = ["tests/test_helper_process.py", "-k", "mutation_kills_4 or not (bit_identical or ctrl_c or parent_is_killed)"]
 MODULES: dict[str, tuple[str, list[str]]] = {
     "loudness": ("automix/measure/loudness.py",
                  [KILLS, "tests/test_loudness.py", "-k", "not (music_like and (96000 or 44100))"]),
@@ -92,13 +93,14 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     # the fourth round: the helper process (47765ff..4813b14; tests/test_mutation_kills_4.py)
     "helper": ("automix/io/helper.py", [KILLS4, *HELPER_FAST]),
     "detector_start": ("automix/master/limiter.py",
-                       [KILLS4, "tests/test_helper_process.py", "-k", "detector or started or Detector"]),
+                       [KILLS4, "tests/test_helper_process.py", "-k", "mutation_kills_4 or detector or started or Detector"]),
     "collector_defer": ("automix/master/loop.py", [KILLS4, "tests/test_loop.py"]),
     "chain_meters": ("automix/master/chain.py",
-                     [KILLS4, "tests/test_mastering.py", "-k", "not (target_and_ceiling_hold or 96000) or music"]),
+                     [KILLS4, "tests/test_mastering.py", "-k",
+                      "mutation_kills_4 or not (target_and_ceiling_hold or 96000) or music"]),
     "analyzer_peak": ("automix/measure/analyzer.py", [KILLS4, "tests/test_analyzer.py"]),
-    "mix_helper": ("automix/jobs/mix_folder.py", [KILLS4, "tests/test_mix.py", "-k", "mixed_rates or streamed_mix_equals"]),
-    "file_blocks": ("automix/io/stream.py", [KILLS4, "tests/test_mix.py", "-k", "mixed_rates"]),
+    "mix_helper": ("automix/jobs/mix_folder.py", [KILLS4, "tests/test_mix.py", "-k", "mutation_kills_4 or mixed_rates or streamed_mix_equals"]),
+    "file_blocks": ("automix/io/stream.py", [KILLS4, "tests/test_mix.py", "-k", "mutation_kills_4 or mixed_rates"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose

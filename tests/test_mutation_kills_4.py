@@ -180,6 +180,7 @@ def test_giving_the_helper_up_ends_it_and_fails_what_waits(remote):
     pid = remote._process.pid
     remote._break()
     assert gone_within(pid, 2.0)
+    assert remote._requests.closed  # its descriptor is released at once, not at shutdown
     with pytest.raises(AutomixError, match="helper process stopped"):
         result(napping)
     with pytest.raises(AutomixError, match="helper process stopped"):
@@ -236,6 +237,8 @@ def test_the_run_helper_is_started_once_and_replaced_when_it_cannot_serve(monkey
     assert helper_module.helper() is None
     monkeypatch.setattr(helper_module, "ENABLED", True)
     monkeypatch.setattr(threading, "active_count", lambda: 1)  # no other thread runs
+    at_exit: list = []
+    monkeypatch.setattr(helper_module.atexit, "register", at_exit.append)
     made = []
     try:
         # one inherited through fork (started by another pid) is not this process's
@@ -245,6 +248,7 @@ def test_the_run_helper_is_started_once_and_replaced_when_it_cannot_serve(monkey
         assert fresh is not None and fresh is not running and fresh._process.is_alive()
         assert helper_module._helper == (os.getpid(), fresh)
         assert helper_module.helper() is fresh
+        assert at_exit == [fresh.shutdown]  # let it finish what it was sent and end, at exit
         # a helper given up is replaced
         fresh._break()
         fresh._reader.join(5)
@@ -595,13 +599,24 @@ def _real_measure_stem():
 
 _REAL_MEASURE = _real_measure_stem()
 MEASURED_HERE: list = []
+_RUNNING = {"now": 0, "most": 0}
+_RUNNING_LOCK = threading.Lock()
 
 
 def recording_measure(source, path=None, *, true_peak=True):
     """``_measure_stem`` that notes, in the process running it, which stem it measured
-    (module level: pickled by name, so the helper runs it too, noting in its own copy)."""
-    MEASURED_HERE.append(source.name)
-    return _REAL_MEASURE(source, path, true_peak=true_peak)
+    and how many ran at once (module level: pickled by name, so the helper runs it too,
+    noting in its own copy)."""
+    with _RUNNING_LOCK:
+        MEASURED_HERE.append(source.name)
+        _RUNNING["now"] += 1
+        _RUNNING["most"] = max(_RUNNING["most"], _RUNNING["now"])
+    try:
+        time.sleep(0.05)  # long enough for another thread to start one beside it
+        return _REAL_MEASURE(source, path, true_peak=true_peak)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING["now"] -= 1
 
 
 def test_every_other_stem_is_analysed_in_the_helper_with_the_same_results(tmp_path, monkeypatch):
@@ -630,11 +645,14 @@ def test_every_other_stem_is_analysed_in_the_helper_with_the_same_results(tmp_pa
         monkeypatch.setattr(helper_module, "ENABLED", enabled)
         monkeypatch.setattr(loudness, "THREADS", 2)
         MEASURED_HERE.clear()
+        _RUNNING["most"] = 0
         kept, analyses, features = mix_folder.analyse_sources(stems, False)
-        outcomes[enabled] = (kept, analyses, features, sorted(MEASURED_HERE))
+        outcomes[enabled] = (kept, analyses, features, sorted(MEASURED_HERE), _RUNNING["most"])
     alone, shared = outcomes[False], outcomes[True]
     assert alone[3] == ["a.wav", "b.wav", "c.wav", "d.wav", "e.wav", "f.wav"]
     assert shared[3] == ["a.wav", "c.wav", "d.wav", "e.wav"]  # b and f went to the helper
+    assert (alone[4], shared[4]) == (2, 1)  # without it on the meters' threads; with it here one at a time
+    assert all(a.true_peak_measured for a in shared[1])  # the 4x scan by default
     for kept in (alone[0], shared[0]):
         assert kept.names == ("a.wav", "b.wav", "c.wav", "d.wav", "e.wav")
         assert [row[0] for row in kept.skipped] == ["f.wav"]
@@ -736,3 +754,130 @@ def test_the_output_meters_skip_empty_blocks_and_read_what_they_are_given():
     assert measured.integrated_lufs == pytest.approx(lufs, abs=0.05)
     assert measured.true_peak_dbtp == pytest.approx(true_peak, abs=0.35)
     assert 20 * math.log10(peak) >= 20 * math.log10(np.abs(x).max())
+
+
+def test_each_stem_sets_failures_aside_and_refuses_only_when_asked_or_when_none_is_left():
+    from automix.jobs.mix_folder import _each_stem
+
+    def measure(index):
+        if index in (1, 3):
+            raise AutomixError(f"stem {index} is broken")
+        return index
+
+    assert _each_stem(_Stems(3), lambda i: i, True) == ([0, 1, 2], [0, 1, 2], ())  # strict, nothing fails
+    keep, results, skipped = _each_stem(_Stems(5), measure, False)
+    assert (keep, results) == ([0, 2, 4], [0, 2, 4])
+    assert [(name, kind) for name, _, kind in skipped] == [("s1", "unreadable"), ("s3", "unreadable")]
+    assert "stem 1 is broken" in skipped[0][1]
+    with pytest.raises(AutomixError, match="stem 1 is broken"):
+        _each_stem(_Stems(5), measure, True)
+    with pytest.raises(AutomixError, match="no stem could be analysed"):
+        _each_stem(_Stems(2), lambda i: measure(2 * i + 1), False)
+
+
+def test_each_stem_stops_at_an_interrupt_without_analysing_the_queued_stems(monkeypatch):
+    from automix.jobs.mix_folder import _each_stem
+
+    monkeypatch.setattr(loudness, "THREADS", 1)
+    calls, running = [], [0]
+
+    def measure(index):
+        calls.append(index)
+        if index == 0:
+            raise KeyboardInterrupt  # as a signal's exception, which no stem catches
+        running[0] += 1
+        time.sleep(0.2)
+        running[0] -= 1
+        return index
+
+    with pytest.raises(KeyboardInterrupt):
+        _each_stem(_Stems(6), measure, False)
+    assert running[0] == 0  # a stem already started was waited for
+    assert len(calls) <= 2  # the queued ones were not analysed
+
+
+def test_the_decimated_envelope_pools_the_full_rate_one_last_partial_group_included(monkeypatch):
+    monkeypatch.setattr(loudness, "THREADS", 1)
+    x = _noise(2.0, seed=17)
+    x = x[:, : x.shape[1] - x.shape[1] % 32 + 17]  # a last group of 17 frames
+    x[:, -3] = 0.9  # its peak: the pooled value must be the group's maximum
+    for precise in (True, False):
+        full = limiter.detector_envelope(x, RATE, precise=precise)
+        detector = limiter.limiter_detector(RATE, 2, decimation=32, precise=precise)
+        got = np.concatenate((detector.process(x), detector.flush()))
+        expected = np.concatenate((full, np.zeros(-full.size % 32, np.float32))).reshape(-1, 32).max(axis=1)
+        assert np.array_equal(got, expected)
+        if precise:  # it counts the frames it returned: a second flush has no rest to give
+            assert detector.flush().size == 0
+
+
+def test_a_block_ending_one_frame_short_of_a_chunk_completes_none(monkeypatch):
+    monkeypatch.setattr(loudness, "THREADS", 1)
+    x = _noise(1.0, seed=19)
+    detector = limiter.limiter_detector(RATE, 2)
+    short = limiter._DETECTOR_FFT - 1 - detector._lead  # the buffer one frame short of a chunk
+    first = detector.process(x[:, :short])
+    assert first.size == 0
+    got = np.concatenate((first, detector.process(x[:, short:]), detector.flush()))
+    assert np.array_equal(got, limiter.detector_envelope(x, RATE))
+
+
+def test_a_detector_never_flushed_lets_its_copy_in_the_helper_go(monkeypatch):
+    import gc
+
+    monkeypatch.setattr(loudness, "THREADS", 2)
+    remote = helper_module.helper()
+    detector = limiter.limiter_detector(RATE, 2)
+    detector.process(_noise(1.0, seed=23))
+    key = detector._held._key
+    probe = np.zeros((2, limiter._DETECTOR_FFT), np.float32)
+    assert len(Held(remote, key).ask("_rows_of", probe)) > 0  # it is there
+    del detector  # a pass that failed: no flush
+    gc.collect()
+    with pytest.raises(KeyError):
+        Held(remote, key).ask("_rows_of", probe)
+
+
+def test_render_limits_wideband_unless_asked_for_the_split_band_limiter():
+    import inspect
+
+    from automix.master.chain import render
+
+    assert inspect.signature(render).parameters["split_band"].default is False
+
+
+def _pad_level_swing_db(y: np.ndarray) -> float:
+    """How far the 1.1-2.2 kHz pad's level (50 ms RMS, 1-2.5 kHz band) moves over the
+    steady part: a wideband limiter pumps it with every kick, a split-band one leaves it."""
+    from scipy.signal import butter, sosfilt
+
+    band = sosfilt(butter(4, [1000, 2500], btype="bandpass", fs=RATE, output="sos"), y.mean(axis=0))
+    hop = RATE // 20
+    frames = band[RATE : band.size - RATE // 2][: (band.size - 3 * RATE // 2) // hop * hop].reshape(-1, hop)
+    rms_db = 10 * np.log10(np.mean(frames**2, axis=1))
+    return float(rms_db.max() - rms_db.min())
+
+
+def test_a_split_band_master_with_and_without_the_helper_is_the_same_and_does_not_pump(monkeypatch):
+    from test_helper_process import kicks_under_a_pad
+
+    from automix.master.chain import ArraySink, master_stream
+    from automix.presets import load_preset
+
+    x = kicks_under_a_pad(6.0).astype(np.float32)
+    x *= np.float32(0.9 / np.abs(x).max())
+    settings = load_preset("pop").master
+    outputs = {}
+    for enabled in (True, False):
+        monkeypatch.setattr(helper_module, "ENABLED", enabled)
+        monkeypatch.setattr(loudness, "THREADS", 2)
+        sink = ArraySink(2, x.shape[1])
+        outcome = master_stream(array_source(Audio(x, RATE), block_frames=44100), settings, sink, bit_depth="32f")
+        outputs[enabled] = (sink.samples.copy(), outcome)
+    (y, shared), (y_alone, alone) = outputs[True], outputs[False]
+    assert shared.limiter_design == alone.limiter_design == "split-band"
+    assert shared.limiter_programme_gain_reduction_db > 2.0  # the limiter really works
+    assert np.array_equal(y, y_alone)
+    assert _pad_level_swing_db(y) < 1.0  # the pad is not pumped by the kicks' limiting
+    lufs, peak = _ebur128(y)
+    assert shared.output_lufs == pytest.approx(lufs, abs=0.05)
