@@ -235,6 +235,24 @@ EQUIVALENT: dict[str, str] = {
     'meter_fold:725:binop:f137fd4c': 'more zeros appended than needed; frames read only ext[:, :need]',
     'meter_fold:726:unary:1e33aa49': 'sliding_window_view along axis 1 instead of -1 of a 2-D array: the same axis',
     'meter_fold:730:number:d630b858': 'one more |sample| column than _fold_rows reads',
+    # fourth round (the helper process, 47765ff..4813b14; tests/test_mutation_kills_4.py), judged at 4813b14.
+    # "performance only": the output is bit-identical, only time or memory changes.
+    'helper:42:number:53219d95': 'SEND_DEPTH 3 -> 4: one more block queued per held object; performance/memory only',
+    'helper:127:drop:17185d30': "a drop's reply is never read (Held.drop discards its future); the stale value sent instead is pickled or replaced by its words",
+    'helper:184:unary:a119660b': 'the key of a "run" request is never read by the helper',
+    'helper:184:number:b9077cbb': 'the key of a "run" request is never read by the helper',
+    'helper:200:bool:233eb9a6': "the thread that gives the helper up not a daemon: it only waits for the lock (released as _request returns), kills and ends",
+    'helper:238:number:461f6ebc': "a busy helper's grace before the kill, 5 -> 10 s: timing only",
+    'detector_start:166:number:753086c3': 'OWN_CHUNK_EVERY 8 -> 9: which process computes a chunk; the envelope is bit-identical (tested); performance only',
+    'detector_start:271:binop:529059ca': 'flush pads (tail + lead) instead of (tail - lead): at most one more chunk of zeros computed, then cut to the frames missing; performance only',
+    'detector_start:272:binop:5b80ada6': 'flush pads 2 x tail more zeros: more chunks of zeros computed, then cut to the frames missing; performance only',
+    'detector_start:273:number:46079d14': 'max(pad, 1) vs max(pad, 0): pad >= FFT - rows - lead = delay > 0 always, since chunks * rows >= tail - lead',
+    'detector_start:321:compare:5b1a099e': 'one chunk on the pool instead of this thread: the same result (as detector_chunks:270)',
+    'detector_start:321:number:9cec69b4': 'two chunks on this thread instead of the pool: the same results, joined in order (as detector_chunks:270)',
+    'analyzer_peak:329:boolop:90d09d24': 'crest is always finite (both terms floor at SILENCE_DB), so "or" changes nothing; with mean_square 0 the computed crest is 0 too',
+    'analyzer_peak:329:compare:986fc335': 'mean_square == 0 means every sample is 0: sample peak and active RMS both read SILENCE_DB, crest 0 = the fallback',
+    'mix_helper:740:bool:3ac350a8': "cancel_futures=False: pool.map's own generator cancels its pending futures when an exception (a stem's or a signal's) leaves it, before this finally runs",
+    'file_blocks:130:compare:1820d71c': 'one more read when nothing remains: a read of 0 frames returns no data and breaks the loop',
 }
 
 

@@ -612,7 +612,9 @@ def recording_measure(source, path=None, *, true_peak=True):
         _RUNNING["now"] += 1
         _RUNNING["most"] = max(_RUNNING["most"], _RUNNING["now"])
     try:
-        time.sleep(0.05)  # long enough for another thread to start one beside it
+        # long enough for another thread to start one beside it: the first stem longest,
+        # so that a second thread, back from the helper with the second, starts the third
+        time.sleep(0.5 if source.name == "a.wav" else 0.05)
         return _REAL_MEASURE(source, path, true_peak=true_peak)
     finally:
         with _RUNNING_LOCK:
@@ -683,6 +685,47 @@ def _bursts(seconds: float) -> np.ndarray:
     return x.astype(np.float32)
 
 
+def _count_chunks_and_holds(monkeypatch) -> tuple[dict, list, list]:
+    """Counts the detector chunks computed in this process (``n``), the chunks each
+    render computed (a list), and records every object made in the helper."""
+    from automix.master import chain
+
+    counter, lock, in_render, held = {"n": 0}, threading.Lock(), [], []
+    real_rows_of, real_render, real_hold = limiter.PeakDetector._rows_of, chain.render, Helper.hold
+
+    def rows_of(self, piece):
+        with lock:
+            counter["n"] += 1
+        return real_rows_of(self, piece)
+
+    def render(*args, **kwargs):
+        before = counter["n"]
+        out = real_render(*args, **kwargs)
+        in_render.append(counter["n"] - before)
+        return out
+
+    def hold(self, factory, *args):
+        made = real_hold(self, factory, *args)
+        held.append(made)
+        return made
+
+    monkeypatch.setattr(limiter.PeakDetector, "_rows_of", rows_of)
+    monkeypatch.setattr(chain, "render", render)
+    monkeypatch.setattr(Helper, "hold", hold)
+    return counter, in_render, held
+
+
+def _all_let_go(held: list) -> bool:
+    """Every object made in the helper is gone there (asking it fails with KeyError)."""
+    for one in held:
+        try:
+            one.ask("__sizeof__")
+        except KeyError:
+            continue
+        return False
+    return True
+
+
 def test_a_master_with_and_without_the_helper_is_the_same_and_measured_right(monkeypatch):
     from sound_metrics import true_peak_8x_db
 
@@ -691,15 +734,20 @@ def test_a_master_with_and_without_the_helper_is_the_same_and_measured_right(mon
 
     x = _bursts(4.0)
     settings = load_preset("pop").master
+    counter, in_render, held = _count_chunks_and_holds(monkeypatch)
     runs = {}
     for enabled in (True, False):
         monkeypatch.setattr(helper_module, "ENABLED", enabled)
         monkeypatch.setattr(loudness, "THREADS", 2)
         sink = ArraySink(2, x.shape[1])
+        in_render.clear()
         outcome = master_stream(array_source(Audio(x, RATE), block_frames=30000), settings, sink, bit_depth="32f",
                                 over_limit="force")
         runs[enabled] = (sink.samples.copy(), outcome)
     (y, shared), (y_alone, alone) = runs[True], runs[False]
+    assert held and _all_let_go(held)  # the meters and detectors made there were all dropped
+    # the render limits with the model pass's kept envelope: it detects nothing itself
+    assert in_render == [0] * alone.renders
     assert np.array_equal(y, y_alone)
     fields = ("input_lufs", "input_true_peak_dbtp", "output_lufs", "output_true_peak_dbtp",
               "output_precise_true_peak_dbtp", "output_lra_lu", "gain_db", "limiter_max_gain_reduction_db",
@@ -775,25 +823,28 @@ def test_each_stem_sets_failures_aside_and_refuses_only_when_asked_or_when_none_
         _each_stem(_Stems(2), lambda i: measure(2 * i + 1), False)
 
 
-def test_each_stem_stops_at_an_interrupt_without_analysing_the_queued_stems(monkeypatch):
+def test_each_stem_waits_for_the_stems_already_started_when_interrupted(monkeypatch):
     from automix.jobs.mix_folder import _each_stem
 
-    monkeypatch.setattr(loudness, "THREADS", 1)
-    calls, running = [], [0]
+    monkeypatch.setattr(loudness, "THREADS", 2)
+    calls, running, second_started = [], [0], threading.Event()
 
     def measure(index):
         calls.append(index)
         if index == 0:
+            second_started.wait(5)
             raise KeyboardInterrupt  # as a signal's exception, which no stem catches
         running[0] += 1
-        time.sleep(0.2)
+        if index == 1:
+            second_started.set()
+        time.sleep(0.3)
         running[0] -= 1
         return index
 
     with pytest.raises(KeyboardInterrupt):
         _each_stem(_Stems(6), measure, False)
-    assert running[0] == 0  # a stem already started was waited for
-    assert len(calls) <= 2  # the queued ones were not analysed
+    assert running[0] == 0  # the stem already started was waited for: nothing runs on behind
+    assert len(calls) <= 3  # the queued ones were not analysed
 
 
 def test_the_decimated_envelope_pools_the_full_rate_one_last_partial_group_included(monkeypatch):
@@ -867,17 +918,68 @@ def test_a_split_band_master_with_and_without_the_helper_is_the_same_and_does_no
     x = kicks_under_a_pad(6.0).astype(np.float32)
     x *= np.float32(0.9 / np.abs(x).max())
     settings = load_preset("pop").master
+    counter, in_render, held = _count_chunks_and_holds(monkeypatch)
+    monkeypatch.setattr(loudness, "THREADS", 1)
+    limiter.detector_envelope(x, RATE)
+    one_pass, counter["n"] = counter["n"], 0  # the chunks of one detector over the signal
     outputs = {}
     for enabled in (True, False):
         monkeypatch.setattr(helper_module, "ENABLED", enabled)
         monkeypatch.setattr(loudness, "THREADS", 2)
         sink = ArraySink(2, x.shape[1])
+        in_render.clear()
         outcome = master_stream(array_source(Audio(x, RATE), block_frames=44100), settings, sink, bit_depth="32f")
         outputs[enabled] = (sink.samples.copy(), outcome)
     (y, shared), (y_alone, alone) = outputs[True], outputs[False]
+    assert held and _all_let_go(held)
+    # the render reads the two band envelopes kept by the model pass: only its safety
+    # stage detects (its own input, as long as the signal)
+    assert in_render == [one_pass] * alone.renders
     assert shared.limiter_design == alone.limiter_design == "split-band"
     assert shared.limiter_programme_gain_reduction_db > 2.0  # the limiter really works
     assert np.array_equal(y, y_alone)
     assert _pad_level_swing_db(y) < 1.0  # the pad is not pumped by the kicks' limiting
     lufs, peak = _ebur128(y)
     assert shared.output_lufs == pytest.approx(lufs, abs=0.05)
+
+
+def test_input_meters_measure_the_true_peak_only_when_asked():
+    from automix.master.chain import InputMeters
+
+    x = _bursts(1.0)
+    plain = InputMeters(RATE, 2, x.shape[1], False)
+    plain.add(x)
+    assert plain.result()[2] is None and plain.result()[3] is None
+    asked = InputMeters(RATE, 2, x.shape[1], True, True)
+    asked.add(x)
+    assert 20 * math.log10(asked.result()[3]) == pytest.approx(_ebur128(x)[1], abs=0.35)
+
+
+class FailingBlocks:
+    """A source's ``blocks`` that fails after two blocks (module level: pickles)."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+
+    def __call__(self):
+        yield self.x[:, :10000]
+        yield self.x[:, 10000:20000]
+        raise AutomixError("the disk went away")
+
+
+def test_a_failed_analysis_pass_lets_its_meters_go(monkeypatch):
+    from automix.master import chain
+
+    counter, in_render, held = _count_chunks_and_holds(monkeypatch)
+    x = _bursts(1.0)
+    for enabled in (True, False):
+        monkeypatch.setattr(helper_module, "ENABLED", enabled)
+        monkeypatch.setattr(loudness, "THREADS", 2)
+        before = threading.active_count()
+        with pytest.raises(AutomixError, match="the disk went away"):
+            chain.measure_source(BlockSource(RATE, 2, x.shape[1], "x", FailingBlocks(x), ()))
+        deadline = time.monotonic() + 2
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert threading.active_count() <= before  # the meters' thread was let go too
+    assert held and _all_let_go(held)
