@@ -29,7 +29,7 @@ import soxr
 from automix.errors import AutomixError
 from automix.io import helper as helper_module
 from automix.io.audio import Audio
-from automix.io.helper import SEND_DEPTH, Held, Helper, result, same
+from automix.io.helper import SEND_DEPTH, Held, Helper, result
 from automix.io.stream import BlockSource, array_source, file_source
 from automix.master import limiter
 from automix.measure import loudness
@@ -44,7 +44,8 @@ def gone_within(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while True:
         try:
-            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/{pid}/stat") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
         except OSError:
             return True
         if state == "Z":
@@ -715,6 +716,25 @@ def _count_chunks_and_holds(monkeypatch) -> tuple[dict, list, list]:
     return counter, in_render, held
 
 
+def counter_one_pass(monkeypatch, counter: dict, x: np.ndarray) -> int:
+    """The chunks one detector computes over ``x``."""
+    before = counter["n"]
+    limiter.detector_envelope(x, RATE)
+    return counter["n"] - before
+
+
+def _master_without_kept_envelopes(monkeypatch, x, settings, in_render: list, **options) -> np.ndarray:
+    from automix.master.chain import ArraySink, master_stream
+
+    with monkeypatch.context() as patch:
+        patch.setattr(limiter.EnvelopeSpill, "holds", lambda self, frames: False)  # as after a full disk
+        patch.setattr(helper_module, "ENABLED", False)
+        sink = ArraySink(2, x.shape[1])
+        in_render.clear()
+        master_stream(array_source(Audio(x, RATE), block_frames=44100), settings, sink, bit_depth="32f", **options)
+    return sink.samples.copy()
+
+
 def _all_let_go(held: list) -> bool:
     """Every object made in the helper is gone there (asking it fails with KeyError)."""
     for one in held:
@@ -746,8 +766,12 @@ def test_a_master_with_and_without_the_helper_is_the_same_and_measured_right(mon
         runs[enabled] = (sink.samples.copy(), outcome)
     (y, shared), (y_alone, alone) = runs[True], runs[False]
     assert held and _all_let_go(held)  # the meters and detectors made there were all dropped
-    # the render limits with the model pass's kept envelope: it detects nothing itself
+    # the render limits with the model pass's kept envelope: it detects nothing itself;
+    # with no envelope kept (a full disk) it detects its own input, to about the same master
     assert in_render == [0] * alone.renders
+    y_detected = _master_without_kept_envelopes(monkeypatch, x, settings, in_render, over_limit="force")
+    assert in_render == [counter_one_pass(monkeypatch, counter, x)] * alone.renders
+    assert np.abs(y_detected - y).max() < 1e-4
     assert np.array_equal(y, y_alone)
     fields = ("input_lufs", "input_true_peak_dbtp", "output_lufs", "output_true_peak_dbtp",
               "output_precise_true_peak_dbtp", "output_lra_lu", "gain_db", "limiter_max_gain_reduction_db",
@@ -933,13 +957,16 @@ def test_a_split_band_master_with_and_without_the_helper_is_the_same_and_does_no
     (y, shared), (y_alone, alone) = outputs[True], outputs[False]
     assert held and _all_let_go(held)
     # the render reads the two band envelopes kept by the model pass: only its safety
-    # stage detects (its own input, as long as the signal)
+    # stage detects (its own input, as long as the signal); with none kept, three detect
     assert in_render == [one_pass] * alone.renders
+    y_detected = _master_without_kept_envelopes(monkeypatch, x, settings, in_render)
+    assert in_render == [3 * one_pass] * alone.renders
+    assert np.abs(y_detected - y).max() < 1e-4
     assert shared.limiter_design == alone.limiter_design == "split-band"
     assert shared.limiter_programme_gain_reduction_db > 2.0  # the limiter really works
     assert np.array_equal(y, y_alone)
     assert _pad_level_swing_db(y) < 1.0  # the pad is not pumped by the kicks' limiting
-    lufs, peak = _ebur128(y)
+    lufs, _ = _ebur128(y)
     assert shared.output_lufs == pytest.approx(lufs, abs=0.05)
 
 
@@ -970,7 +997,7 @@ class FailingBlocks:
 def test_a_failed_analysis_pass_lets_its_meters_go(monkeypatch):
     from automix.master import chain
 
-    counter, in_render, held = _count_chunks_and_holds(monkeypatch)
+    _, _, held = _count_chunks_and_holds(monkeypatch)
     x = _bursts(1.0)
     for enabled in (True, False):
         monkeypatch.setattr(helper_module, "ENABLED", enabled)
