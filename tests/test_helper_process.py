@@ -425,6 +425,18 @@ def test_no_helper_with_one_thread_setting(monkeypatch):
     assert helper_module.helper() is None
 
 
+def test_no_helper_off_linux(monkeypatch):
+    """macOS has fork, but a child forked after Accelerate or libdispatch started may
+    crash: the helper is Linux-only, and the run there uses threads."""
+    monkeypatch.setattr(loudness, "THREADS", 2)
+    assert helper_module.helper() is not None  # here (Linux): the conftest's helper
+    monkeypatch.setattr(helper_module, "_FORK_IS_SAFE", False)
+    assert helper_module.helper() is None
+    assert helper_module._FORK_IS_SAFE is False
+    monkeypatch.undo()
+    assert helper_module._FORK_IS_SAFE == sys.platform.startswith("linux")
+
+
 def test_no_helper_beside_running_threads_then_one_once_they_end():
     done = run_python("""
         import json, threading

@@ -17,7 +17,7 @@ process runs a stage never changes the output.
 The helper is forked once, before the first pass starts any thread (forking beside
 running threads is unsafe), and serves every pass of the run; it ends with its parent,
 even one killed outright. Without it -- ``AUTOMIX_THREADS=1``, a ``-j N`` worker, a
-platform without ``fork``, threads already running -- :func:`helper` returns None and
+platform other than Linux, threads already running -- :func:`helper` returns None and
 the callers run every stage in their own process.
 """
 
@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -292,6 +293,9 @@ def _widen(connection) -> None:
 
 #: False: run every stage in this process, on threads (tests of that fallback set it).
 ENABLED = True
+#: Linux only: macOS has ``fork`` but its system libraries (Accelerate, libdispatch) may
+#: crash in a child forked after they started; Windows has no ``fork``.
+_FORK_IS_SAFE = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 _lock = threading.Lock()
 _helper: tuple[int, Helper] | None = None  # (pid that started it, helper)
@@ -299,12 +303,12 @@ _helper: tuple[int, Helper] | None = None  # (pid that started it, helper)
 
 def helper() -> Helper | None:
     """The run's helper process, started at the first call; None when this process is to
-    use one core (``automix.measure.loudness.THREADS`` is 1), when ``fork`` is not
-    available, or when threads already run (call this before a pass starts them)."""
+    use one core (``automix.measure.loudness.THREADS`` is 1), off Linux (see
+    ``_FORK_IS_SAFE``), or when threads already run (call this before a pass starts them)."""
     global _helper
     from automix.measure import loudness
 
-    if not ENABLED or loudness.THREADS < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if not ENABLED or loudness.THREADS < 2 or not _FORK_IS_SAFE:
         return None
     with _lock:
         if _helper is None or _helper[0] != os.getpid() or _helper[1]._gone:  # not one inherited through fork
