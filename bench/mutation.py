@@ -239,12 +239,12 @@ EQUIVALENT: dict[str, str] = {
     'meter_fold:730:number:d630b858': 'one more |sample| column than _fold_rows reads',
     # fourth round (the helper process, 47765ff..4813b14; tests/test_mutation_kills_4.py), judged at 4813b14.
     # "performance only": the output is bit-identical, only time or memory changes.
-    'helper:42:number:53219d95': 'SEND_DEPTH 3 -> 4: one more block queued per held object; performance/memory only',
-    'helper:127:drop:17185d30': "a drop's reply is never read (Held.drop discards its future); the stale value sent instead is pickled or replaced by its words",
-    'helper:184:unary:a119660b': 'the key of a "run" request is never read by the helper',
-    'helper:184:number:b9077cbb': 'the key of a "run" request is never read by the helper',
-    'helper:200:bool:233eb9a6': "the thread that gives the helper up not a daemon: it only waits for the lock (released as _request returns), kills and ends",
-    'helper:238:number:461f6ebc': "a busy helper's grace before the kill, 5 -> 10 s: timing only",
+    'helper:43:number:53219d95': 'SEND_DEPTH 3 -> 4: one more block queued per held object; performance/memory only',
+    'helper:128:drop:17185d30': "a drop's reply is never read (Held.drop discards its future); the stale value sent instead is pickled or replaced by its words",
+    'helper:185:unary:a119660b': 'the key of a "run" request is never read by the helper',
+    'helper:185:number:b9077cbb': 'the key of a "run" request is never read by the helper',
+    'helper:201:bool:233eb9a6': "the thread that gives the helper up not a daemon: it only waits for the lock (released as _request returns), kills and ends",
+    'helper:239:number:461f6ebc': "a busy helper's grace before the kill, 5 -> 10 s: timing only",
     'detector_start:166:number:753086c3': 'OWN_CHUNK_EVERY 8 -> 9: which process computes a chunk; the envelope is bit-identical (tested); performance only',
     'detector_start:271:binop:529059ca': 'flush pads (tail + lead) instead of (tail - lead): at most one more chunk of zeros computed, then cut to the frames missing; performance only',
     'detector_start:272:binop:5b80ada6': 'flush pads 2 x tail more zeros: more chunks of zeros computed, then cut to the frames missing; performance only',
