@@ -435,6 +435,10 @@ def test_no_helper_off_linux(monkeypatch):
     assert helper_module._FORK_IS_SAFE is False
     monkeypatch.undo()
     assert helper_module._FORK_IS_SAFE == sys.platform.startswith("linux")
+    assert helper_module._fork_is_safe("linux", ["fork", "spawn", "forkserver"])
+    assert not helper_module._fork_is_safe("darwin", ["spawn", "fork", "forkserver"])  # fork there, but unsafe
+    assert not helper_module._fork_is_safe("win32", ["spawn"])
+    assert not helper_module._fork_is_safe("linux", ["spawn"])
 
 
 def test_no_helper_beside_running_threads_then_one_once_they_end():

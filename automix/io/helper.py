@@ -293,9 +293,15 @@ def _widen(connection) -> None:
 
 #: False: run every stage in this process, on threads (tests of that fallback set it).
 ENABLED = True
-#: Linux only: macOS has ``fork`` but its system libraries (Accelerate, libdispatch) may
-#: crash in a child forked after they started; Windows has no ``fork``.
-_FORK_IS_SAFE = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _fork_is_safe(platform: str, start_methods: list[str]) -> bool:
+    """Linux only: macOS has ``fork`` but its system libraries (Accelerate, libdispatch)
+    may crash in a child forked after they started; Windows has no ``fork``."""
+    return platform.startswith("linux") and "fork" in start_methods
+
+
+_FORK_IS_SAFE = _fork_is_safe(sys.platform, multiprocessing.get_all_start_methods())
 
 _lock = threading.Lock()
 _helper: tuple[int, Helper] | None = None  # (pid that started it, helper)
