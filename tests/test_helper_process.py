@@ -34,7 +34,7 @@ from sound_metrics import true_peak_8x_db
 
 from automix.errors import AutomixError
 from automix.io import helper as helper_module
-from automix.io.helper import SEND_DEPTH, Helper, result, same
+from automix.io.helper import SEND_DEPTH, same
 from automix.master import limiter
 from automix.measure import loudness
 
@@ -199,15 +199,6 @@ class Mirror:
         return self.total
 
 
-@pytest.fixture
-def remote():
-    made = Helper()
-    try:
-        yield made
-    finally:
-        made.shutdown()
-
-
 # --- 1. the held-object protocol --------------------------------------------------------
 
 
@@ -223,7 +214,7 @@ def test_methods_run_in_the_order_sent(remote):
     assert within(10, lambda: held.ask("notes")) == list(range(40))
     assert within(10, lambda: other.ask("notes")) == [-i for i in range(40)]
     # each call saw every note sent before it, and none sent after
-    assert [within(10, lambda f=f: result(f)) for f in counts] == [i + 1 for i in range(0, 40, 7)]
+    assert [within(10, lambda f=f: f.result()) for f in counts] == [i + 1 for i in range(0, 40, 7)]
 
 
 def test_a_held_copy_is_a_copy(remote):
@@ -255,7 +246,7 @@ def test_an_exception_there_is_raised_here(remote, kind, error_type):
     with pytest.raises(error_type, match="^bad block 7$"):
         within(10, lambda: held.ask("fail", kind, "bad block 7"))
     with pytest.raises(error_type, match="^bad block 8$"):
-        within(10, lambda: result(held.call("fail", kind, "bad block 8")))
+        within(10, lambda: held.call("fail", kind, "bad block 8").result())
     # a failure of a method sent without waiting comes out of the next ask
     held.send("note", 1)
     held.send("fail", kind, "bad block 9")
@@ -316,7 +307,7 @@ def test_large_blocks_both_ways_do_not_deadlock(remote):
     doubled, total = within(60, traffic)
     for i, (block, future) in enumerate(doubled):
         expected_sum += float(block.astype(np.float64).sum())
-        assert np.array_equal(within(10, lambda f=future: result(f)), block * np.float32(2))
+        assert np.array_equal(within(10, lambda f=future: f.result()), block * np.float32(2))
     assert total == expected_sum
 
 
@@ -330,17 +321,17 @@ def test_an_unpicklable_argument_fails_that_call_only(remote):
     # it took no place in the reply order: the next replies go to their own requests
     held.send("note", "after")
     assert within(5, lambda: held.ask("notes")) == ["before", "after"]
-    assert within(5, lambda: result(held.call("count"))) == 2
+    assert within(5, lambda: held.call("count").result()) == 2
 
 
 def test_submit_runs_a_function_there(remote):
     held = remote.hold(Probe)
     held.send("note", 1)
-    there = within(10, lambda: result(remote.submit(os.getpid)))
+    there = within(10, lambda: remote.submit(os.getpid).result())
     assert there == remote._process.pid != os.getpid()
-    assert within(10, lambda: result(remote.submit(divmod, 17, 5))) == (3, 2)
+    assert within(10, lambda: remote.submit(divmod, 17, 5).result()) == (3, 2)
     with pytest.raises(ZeroDivisionError):
-        within(10, lambda: result(remote.submit(divmod, 1, 0)))
+        within(10, lambda: remote.submit(divmod, 1, 0).result())
     assert within(10, lambda: held.ask("notes")) == [1]
 
 
@@ -366,7 +357,7 @@ def test_a_killed_helper_fails_the_waiting_call_and_every_later_one(remote):
     os.kill(remote._process.pid, signal.SIGKILL)
     started = time.monotonic()
     with pytest.raises(AutomixError, match="helper process stopped"):
-        within(5, lambda: result(napping))
+        within(5, lambda: napping.result())
     assert time.monotonic() - started < 5
     for request in (lambda: held.ask("notes"), lambda: held.send("note", 1), lambda: remote.hold(Probe)):
         with pytest.raises(AutomixError, match="helper process stopped"):

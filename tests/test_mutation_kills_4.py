@@ -29,7 +29,7 @@ import soxr
 from automix.errors import AutomixError
 from automix.io import helper as helper_module
 from automix.io.audio import Audio
-from automix.io.helper import SEND_DEPTH, Held, Helper, result
+from automix.io.helper import SEND_DEPTH, Held, Helper
 from automix.io.stream import BlockSource, array_source, file_source
 from automix.master import limiter
 from automix.measure import loudness
@@ -79,15 +79,6 @@ def threads_setting() -> int:
 def sigint_disposition() -> bool:
     """Run in the helper: whether SIGINT is ignored there."""
     return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-
-
-@pytest.fixture
-def remote():
-    made = Helper()
-    try:
-        yield made
-    finally:
-        made.shutdown()
 
 
 # --- io/helper.py: the wire ---------------------------------------------------------------
@@ -142,12 +133,12 @@ def test_the_pipes_are_widened_to_the_asked_capacity(remote):
 
 
 def test_the_helper_runs_one_meter_thread_and_ignores_ctrl_c(remote):
-    assert result(remote.submit(threads_setting)) == 1
-    assert result(remote.submit(sigint_disposition)) is True
+    assert remote.submit(threads_setting).result() == 1
+    assert remote.submit(sigint_disposition).result() is True
     os.kill(remote._process.pid, signal.SIGINT)
     time.sleep(0.1)
     assert remote._process.is_alive()
-    assert result(remote.submit(divmod, 7, 2)) == (3, 1)
+    assert remote.submit(divmod, 7, 2).result() == (3, 1)
     assert remote._process.daemon  # ends with this process's multiprocessing clean-up too
 
 
@@ -183,7 +174,7 @@ def test_giving_the_helper_up_ends_it_and_fails_what_waits(remote):
     assert gone_within(pid, 2.0)
     assert remote._requests.closed  # its descriptor is released at once, not at shutdown
     with pytest.raises(AutomixError, match="helper process stopped"):
-        result(napping)
+        napping.result()
     with pytest.raises(AutomixError, match="helper process stopped"):
         held.ask("notes")
     held.drop()  # no error: nothing is left there either
@@ -217,7 +208,7 @@ def test_ask_last_and_drop_forget_the_object_there(remote):
     # call: a future of the method's value, in the order sent
     third = remote.hold(Box)
     third.send("note", 5)
-    assert result(third.call("notes")) == [5]
+    assert third.call("notes").result() == [5]
 
 
 def test_each_held_object_has_its_own_key(remote):
@@ -255,7 +246,7 @@ def test_the_run_helper_is_started_once_and_replaced_when_it_cannot_serve(monkey
         fresh._reader.join(5)
         again = helper_module.helper()
         made.append(again)
-        assert again is not None and again is not fresh and result(again.submit(divmod, 9, 4)) == (2, 1)
+        assert again is not None and again is not fresh and again.submit(divmod, 9, 4).result() == (2, 1)
         # none is started while other threads run
         monkeypatch.setattr(helper_module, "_helper", None)
         monkeypatch.setattr(threading, "active_count", lambda: 2)
@@ -686,6 +677,23 @@ def _bursts(seconds: float) -> np.ndarray:
     return x.astype(np.float32)
 
 
+def _master_both_ways(monkeypatch, x: np.ndarray, settings, in_render: list, block_frames: int, **options) -> list:
+    """``master_stream`` of ``x`` (32-bit float, two threads' setting) with the helper and
+    without it: ``[(samples, result) with, (samples, result) without]``."""
+    from automix.master.chain import ArraySink, master_stream
+
+    runs = []
+    for enabled in (True, False):
+        monkeypatch.setattr(helper_module, "ENABLED", enabled)
+        monkeypatch.setattr(loudness, "THREADS", 2)
+        sink = ArraySink(2, x.shape[1])
+        in_render.clear()
+        outcome = master_stream(array_source(Audio(x, RATE), block_frames=block_frames), settings, sink, bit_depth="32f",
+                                **options)
+        runs.append((sink.samples.copy(), outcome))
+    return runs
+
+
 def _count_chunks_and_holds(monkeypatch) -> tuple[dict, list, list]:
     """Counts the detector chunks computed in this process (``n``), the chunks each
     render computed (a list), and records every object made in the helper."""
@@ -749,22 +757,12 @@ def _all_let_go(held: list) -> bool:
 def test_a_master_with_and_without_the_helper_is_the_same_and_measured_right(monkeypatch):
     from sound_metrics import true_peak_8x_db
 
-    from automix.master.chain import ArraySink, master_stream
     from automix.presets import load_preset
 
     x = _bursts(4.0)
     settings = load_preset("pop").master
     counter, in_render, held = _count_chunks_and_holds(monkeypatch)
-    runs = {}
-    for enabled in (True, False):
-        monkeypatch.setattr(helper_module, "ENABLED", enabled)
-        monkeypatch.setattr(loudness, "THREADS", 2)
-        sink = ArraySink(2, x.shape[1])
-        in_render.clear()
-        outcome = master_stream(array_source(Audio(x, RATE), block_frames=30000), settings, sink, bit_depth="32f",
-                                over_limit="force")
-        runs[enabled] = (sink.samples.copy(), outcome)
-    (y, shared), (y_alone, alone) = runs[True], runs[False]
+    (y, shared), (y_alone, alone) = _master_both_ways(monkeypatch, x, settings, in_render, 30000, over_limit="force")
     assert held and _all_let_go(held)  # the meters and detectors made there were all dropped
     # the render limits with the model pass's kept envelope: it detects nothing itself;
     # with no envelope kept (a full disk) it detects its own input, to about the same master
@@ -936,7 +934,6 @@ def _pad_level_swing_db(y: np.ndarray) -> float:
 def test_a_split_band_master_with_and_without_the_helper_is_the_same_and_does_not_pump(monkeypatch):
     from test_helper_process import kicks_under_a_pad
 
-    from automix.master.chain import ArraySink, master_stream
     from automix.presets import load_preset
 
     x = kicks_under_a_pad(6.0).astype(np.float32)
@@ -946,15 +943,7 @@ def test_a_split_band_master_with_and_without_the_helper_is_the_same_and_does_no
     monkeypatch.setattr(loudness, "THREADS", 1)
     limiter.detector_envelope(x, RATE)
     one_pass, counter["n"] = counter["n"], 0  # the chunks of one detector over the signal
-    outputs = {}
-    for enabled in (True, False):
-        monkeypatch.setattr(helper_module, "ENABLED", enabled)
-        monkeypatch.setattr(loudness, "THREADS", 2)
-        sink = ArraySink(2, x.shape[1])
-        in_render.clear()
-        outcome = master_stream(array_source(Audio(x, RATE), block_frames=44100), settings, sink, bit_depth="32f")
-        outputs[enabled] = (sink.samples.copy(), outcome)
-    (y, shared), (y_alone, alone) = outputs[True], outputs[False]
+    (y, shared), (y_alone, alone) = _master_both_ways(monkeypatch, x, settings, in_render, 44100)
     assert held and _all_let_go(held)
     # the render reads the two band envelopes kept by the model pass: only its safety
     # stage detects (its own input, as long as the signal); with none kept, three detect

@@ -37,6 +37,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from automix.errors import AutomixError
+from automix.io.overlap import Behind
 
 #: Calls sent to one held object and not yet done, at most: bounds the blocks queued
 #: when this process runs ahead of the helper.
@@ -181,7 +182,7 @@ class Helper:
 
     def submit(self, function: Callable, *args) -> Future:
         """``function(*args)`` in the helper (a module-level function: it is pickled by
-        name); its future (:func:`result` waits for it)."""
+        name); its future."""
         return self._request("run", -1, (function, args))
 
     def _request(self, action: str, key: int, payload) -> Future:
@@ -254,10 +255,10 @@ class Held:
         raised by a later ``send``, ``call`` or ``ask``."""
         self._pending.append(self._owner._request("call", self._key, (method, args, False)))
         while len(self._pending) > SEND_DEPTH:
-            result(self._pending.popleft())
+            self._pending.popleft().result()
 
     def call(self, method: str, *args) -> Future:
-        """``method(*args)`` there, in order; its future (:func:`result` waits for it)."""
+        """``method(*args)`` there, in order; its future."""
         return self._owner._request("call", self._key, (method, args, False))
 
     def ask(self, method: str, *args, last: bool = False) -> Any:
@@ -265,8 +266,8 @@ class Held:
         ``last``: the object is dropped there afterwards."""
         future = self._owner._request("call", self._key, (method, args, last))
         while self._pending:
-            result(self._pending.popleft())
-        return result(future)
+            self._pending.popleft().result()
+        return future.result()
 
     def drop(self) -> None:
         """Forget the object there (a pass that failed, or a finished detector)."""
@@ -275,11 +276,6 @@ class Held:
             self._owner._request("drop", self._key, None)
         except AutomixError:  # gone: nothing is left there either
             pass
-
-
-def result(future: Future) -> Any:
-    """``future.result()``: the value, or the exception raised in the helper."""
-    return future.result()
 
 
 def _widen(connection) -> None:
@@ -305,6 +301,39 @@ _FORK_IS_SAFE = _fork_is_safe(sys.platform, multiprocessing.get_all_start_method
 
 _lock = threading.Lock()
 _helper: tuple[int, Helper] | None = None  # (pid that started it, helper)
+
+
+class Here:
+    """An object held in this process, with :class:`Held`'s ``send``/``ask``/``drop``:
+    what :func:`beside` gives when there is no helper. Sent calls run in order in a
+    worker thread (``threaded``) or at once."""
+
+    def __init__(self, held: Any, threaded: bool) -> None:
+        self._held, self._threaded = held, threaded
+        self._behind = Behind(self._run, threaded)
+
+    def _run(self, call: tuple) -> None:
+        method, args = call
+        getattr(self._held, method)(*args)
+
+    def send(self, method: str, *args) -> None:
+        self._behind.put((method, args))
+
+    def ask(self, method: str, *args, last: bool = False) -> Any:
+        self._behind.close()  # everything sent before it ran (or raises what failed)
+        if not last:
+            self._behind = Behind(self._run, self._threaded)
+        return getattr(self._held, method)(*args)
+
+    def drop(self) -> None:
+        self._behind.abandon()
+
+
+def beside(factory: Callable, *args, threaded: bool) -> Held | Here:
+    """``factory(*args)`` in the helper process if there is one, else here (its sent calls
+    on a thread when ``threaded``): a stage that runs beside this process's own work."""
+    remote = helper()
+    return remote.hold(factory, *args) if remote is not None else Here(factory(*args), threaded)
 
 
 def helper() -> Helper | None:

@@ -28,7 +28,7 @@ from automix.errors import AutomixError
 from automix.io import lossy
 from automix.io.audio import Audio, atomic_output, read_audio, resample
 from automix.io.dither import Dither
-from automix.io.helper import helper, result
+from automix.io.helper import helper
 from automix.io.metadata import LoudnessTags, input_digest, write_metadata
 from automix.io.paths import temp_name_for
 from automix.io.stream import BlockSource, BlockWriter, file_source
@@ -699,7 +699,7 @@ def analyse_sources(stems: StemSources, strict: bool, *, true_peak: bool = True)
                 pass
 
         def measure_or_collect(index: int) -> tuple:
-            return result(away[index]) if index in away else measure(stems.sources[index], stems.paths[index])
+            return away[index].result() if index in away else measure(stems.sources[index], stems.paths[index])
 
         keep, results, skipped = _each_stem(stems, measure_or_collect, strict, workers=1)
     if skipped:

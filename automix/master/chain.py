@@ -35,9 +35,9 @@ import numpy as np
 from automix.errors import AutomixError
 from automix.io.audio import Audio, atomic_output
 from automix.io.dither import Dither
-from automix.io.helper import helper
+from automix.io.helper import beside, helper
 from automix.io.metadata import LoudnessTags, Provenance, write_metadata
-from automix.io.overlap import Behind, ahead
+from automix.io.overlap import ahead
 from automix.io.stream import BlockSource, BlockWriter, SignalSpill, array_source
 from automix.io.validate import validate_audio
 from automix.master import glue as glue_stage
@@ -443,37 +443,25 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
         peak_limiter = TruePeakLimiter(sample_rate, channels, threshold_db, release_ms, detector=detector)
     dither = Dither(bit_depth, channels)
     sink.start()
-    blocks = ahead(pre_limited(source, plan, kept), loudness.THREADS > 1)
-    remote = helper()
-    if remote is not None:
-        # the meters of what is written in the helper process, the rest in this one
-        meters = remote.hold(OutputMeters, sample_rate, channels)
-        try:
-            for block in blocks:
-                _emit(peak_limiter.process(block * gain), dither, sink, meters)
-            _emit(peak_limiter.flush(), dither, sink, meters)
-        except BaseException:
-            meters.drop()
-            raise
-        measured, peak = meters.ask("result", last=True)
-    else:
-        meters = OutputMeters(sample_rate, channels)
-        for block in blocks:
-            _emit(peak_limiter.process(block * gain), dither, sink, meters)
-        _emit(peak_limiter.flush(), dither, sink, meters)
-        measured, peak = meters.result()
+    threaded = loudness.THREADS > 1
+    # the meters of what is written in the helper process (or a thread), the rest here
+    meters = beside(OutputMeters, sample_rate, channels, threaded=threaded)
+    try:
+        def emit(block: np.ndarray) -> None:
+            if block.shape[1]:
+                out = dither.process(block)
+                meters.send("add", out)
+                sink.write(out)
+
+        for block in ahead(pre_limited(source, plan, kept), threaded):
+            emit(peak_limiter.process(block * gain))
+        emit(peak_limiter.flush())
+    except BaseException:
+        meters.drop()
+        raise
+    measured, peak = meters.ask("result", last=True)
     sink.finish()
     return Render(measured, peak_limiter.stats(), loudness.amplitude_to_db(peak))
-
-
-def _emit(block: np.ndarray, dither: Dither, sink: Sink, meters) -> None:
-    if block.shape[1]:
-        out = dither.process(block)
-        if isinstance(meters, OutputMeters):
-            meters.add(out)
-        else:
-            meters.send("add", out)
-        sink.write(out)
 
 
 class OutputMeters:
@@ -654,39 +642,23 @@ def measure_source(source: BlockSource, analysis: AudioAnalysis | None = None, w
     from automix.measure.analyzer import Analyzer
 
     threaded = loudness.THREADS > 1
-    remote = helper()
     # The analyzer in this process; the tonal and glue meters in the helper process, with
     # the analyzer's 4x true-peak scan (a meter of its own: the same chunks, the same
     # reading), or else in a thread beside it; reading ahead in a thread.
-    peak_there = remote is not None and analysis is None
+    peak_there = helper() is not None and analysis is None
     analyzer = None if analysis is not None else Analyzer(source.sample_rate, source.channels, total_frames=source.frames,
                                                           true_peak=not peak_there)
-    args = (source.sample_rate, source.channels, source.frames, with_mid_side, peak_there)
-    if remote is not None:
-        meters = remote.hold(InputMeters, *args)
-        beside = None
-    else:
-        meters = InputMeters(*args)
-        beside = Behind(meters.add, threaded)
+    meters = beside(InputMeters, source.sample_rate, source.channels, source.frames, with_mid_side, peak_there,
+                    threaded=threaded)
     try:
         for block in ahead(source.blocks(), threaded):
             if analyzer is not None:
                 analyzer.add(block)
-            if beside is None:
-                meters.send("add", block)
-            else:
-                beside.put(block)
+            meters.send("add", block)
     except BaseException:
-        if beside is None:
-            meters.drop()
-        else:
-            beside.abandon()
+        meters.drop()
         raise
-    if beside is None:
-        spread, detector, mid_side, true_peak = meters.ask("result", last=True)
-    else:
-        beside.close()
-        spread, detector, mid_side, true_peak = meters.result()
+    spread, detector, mid_side, true_peak = meters.ask("result", last=True)
     return InputMeasurements(analysis or analyzer.result(true_peak), spread, detector, mid_side)
 
 

@@ -125,7 +125,7 @@ from automix.dsp import iir
 from automix.dsp.dynamics import one_pole
 from automix.dsp.fir import stream
 from automix.errors import AutomixError
-from automix.io.helper import helper, result, same
+from automix.io.helper import helper, same
 from automix.io.overlap import Beside
 from automix.io.stream import Spill
 from automix.measure import loudness
@@ -223,6 +223,7 @@ class PeakDetector:
         self._prev_row_peak = np.float32(0.0)
         self._received = self._returned = 0
         self._held = None  # this detector's copy in the helper process, once used
+        self._let_go = None  # drops that copy, once (at flush, or when this detector is collected)
         self._pieces = 0  # chunks started so far (every own_chunk_every-th is computed here)
         self.own_chunk_every = OWN_CHUNK_EVERY
         if precise:
@@ -266,7 +267,7 @@ class PeakDetector:
         return self._group(self._joined(started) if self.precise else started[0])
 
     def _joined(self, started: list) -> np.ndarray:
-        parts = [self._join(*(result(rows) if isinstance(rows, Future) else rows)) for rows in started]
+        parts = [self._join(*(rows.result() if isinstance(rows, Future) else rows)) for rows in started]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def flush(self) -> np.ndarray:
@@ -283,7 +284,7 @@ class PeakDetector:
             envelope = np.concatenate((envelope, [self._ungrouped.max()]))
             self._ungrouped = self._ungrouped[:0]
         if self._held is not None:
-            self._held.drop()
+            self._let_go()  # the copy in the helper: dropped now, not again when this is collected
             self._held = None
         return envelope
 
@@ -316,7 +317,7 @@ class PeakDetector:
         remote = helper() if self._held is None else None
         if remote is not None:
             self._held = remote.hold(same, self)
-            weakref.finalize(self, self._held.drop)
+            self._let_go = weakref.finalize(self, self._held.drop)
         if self._held is not None:
             first = self._pieces
             self._pieces += len(pieces)
@@ -330,7 +331,7 @@ class PeakDetector:
         return [self._rows_of(pieces[0])] + jobs
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_held": None}  # the copy in the helper has no helper of its own
+        return {**self.__dict__, "_held": None, "_let_go": None}  # the copy in the helper has no helper of its own
 
     def _rows_of(self, piece: np.ndarray) -> tuple:
         """The peak of each of the ``rows`` rows from ``piece[:, lead]`` on (``piece`` holds
