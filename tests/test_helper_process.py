@@ -411,6 +411,26 @@ def test_a_dying_helper_and_shutdown_close_the_pipe_once(remote):
 # --- 3. when there is no helper -----------------------------------------------------------
 
 
+@pytest.mark.parametrize("threaded", [True, False])
+def test_a_stage_held_here_answers_between_sends_and_stops_at_its_last(monkeypatch, threaded):
+    """Without a helper, ``beside`` holds the object here (Here): calls run in the order
+    sent, an ``ask`` sees all of them, more can be sent after one that is not the last,
+    and its last ask leaves no thread behind."""
+    monkeypatch.setattr(helper_module, "ENABLED", False)
+    held = helper_module.beside(Probe, "here", threaded=threaded)
+    assert isinstance(held, helper_module.Here)
+    for value in range(5):
+        held.send("note", value)
+    assert within(5, lambda: held.ask("notes")) == [0, 1, 2, 3, 4]
+    before = threading.active_count()
+    held.send("note", 5)
+    assert within(5, lambda: held.ask("count")) == 6
+    held.send("note", 6)
+    assert within(5, lambda: held.ask("notes", last=True)) == [0, 1, 2, 3, 4, 5, 6]
+    time.sleep(0.05)
+    assert threading.active_count() <= before - (1 if threaded else 0)  # its worker thread ended
+
+
 def test_no_helper_with_one_thread_setting(monkeypatch):
     monkeypatch.setattr(loudness, "THREADS", 1)
     assert helper_module.helper() is None
