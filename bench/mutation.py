@@ -108,7 +108,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 # module key -> the top-level names (functions, classes, assigned constants) whose
 # source alone is mutated; a key not listed here mutates its whole module.
 SCOPES: dict[str, tuple[str, ...]] = {
-    "loop_split": ("SPLIT_BAND_FROM_DB", "wideband_limiting_db"),
+    "loop_split": ("SPLIT_BAND_FROM_DB", "Choice", "choose"),
     "limiter_spill": ("EnvelopeSpill", "_SpilledEnvelope"),
     "fir_stream": ("filter_whole", "stream"),
     "dither_draw": ("Dither.process",),

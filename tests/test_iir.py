@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pyebur128
+import pytest
 from scipy import signal
 
 from automix.dsp import iir
@@ -27,7 +31,7 @@ def test_the_k_weighting_of_silence_stays_in_normal_numbers():
     sos = loudness.k_weighting_sos(FS)
     x = _burst_then_silence()
     # scipy alone: the state decays into subnormals (the 50x slow-down this module avoids)
-    plain, plain_zi = signal.sosfilt(sos, x, axis=-1, zi=np.zeros((sos.shape[0], 2, 2)))
+    plain, _ = signal.sosfilt(sos, x, axis=-1, zi=np.zeros((sos.shape[0], 2, 2)))
     assert _subnormal_count(plain) > 1000
     y, zi = np.zeros_like(x), np.zeros((sos.shape[0], 2, 2))
     for start in range(0, x.shape[1], 16384):
@@ -44,3 +48,72 @@ def test_a_half_silent_signal_still_reads_as_libebur128_reads_it():
     state = pyebur128.R128State(2, FS, pyebur128.MeasurementMode.MODE_I)
     state.add_frames(np.ascontiguousarray(x.T).ravel().astype(np.float64), x.shape[1])
     assert abs(meter.result().integrated_lufs - pyebur128.get_loudness_global(state)) <= 0.01
+
+
+# --- the compiled kernels, loaded without `import scipy.signal` -------------------------
+
+
+@pytest.mark.parametrize("x_type", [np.float32, np.float64])
+@pytest.mark.parametrize("sos_type", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 5000), (6, 777), (3000,)])
+def test_sosfilt_is_scipy_sosfilt_bit_for_bit(x_type, sos_type, shape):
+    """Same output, state and float type as scipy.signal.sosfilt: every filter of a
+    stream runs here, so any difference would move every measurement."""
+    rng = np.random.default_rng(len(shape) + shape[0])
+    sos = signal.butter(4, 90.0, "highpass", fs=FS, output="sos").astype(sos_type)
+    x = rng.standard_normal(shape).astype(x_type)
+    zi = rng.standard_normal((2, *shape[:-1], 2)).astype(x_type)
+    zi_before = zi.copy()
+    ours, ours_zi = iir.sosfilt(sos, x, zi)
+    assert np.array_equal(zi, zi_before)  # the kernel works in place: on a copy, never on the caller's state
+    theirs, theirs_zi = signal.sosfilt(sos, iir.guarded(x), axis=-1, zi=zi)
+    assert ours.dtype == theirs.dtype and ours_zi.dtype == theirs_zi.dtype
+    assert np.array_equal(ours, theirs) and np.array_equal(ours_zi, theirs_zi)
+    assert np.array_equal(iir.sosfilt_plain(sos, x), signal.sosfilt(sos, x, axis=-1))
+
+
+def test_sosfilt_refuses_what_scipy_refuses():
+    x = np.zeros((2, 10), np.float32)
+    with pytest.raises(ValueError, match="sos"):
+        iir.sosfilt_plain(np.zeros((2, 5)), x)
+    with pytest.raises(ValueError, match="zi"):
+        iir.sosfilt(np.array([[1.0, 0, 0, 1, 0, 0]]), x, np.zeros((1, 3, 2)))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        iir.sosfilt_plain(np.array([[1.0, 0, 0, 1, 0, 0]]), np.zeros((2, 10), np.complex64))
+
+
+@pytest.mark.parametrize("x_type", [np.float32, np.float64])
+def test_one_pole_lfilter_is_scipy_lfilter_bit_for_bit(x_type):
+    x = np.random.default_rng(5).standard_normal(4000).astype(x_type)
+    coefficient = 0.995
+    b = np.array([1 - coefficient], x_type)
+    a = np.array([1.0, -coefficient], x_type)
+    zi = np.array([coefficient * x[0]], x_type)
+    ours, ours_zf = iir.lfilter(b, a, x, zi)
+    theirs, theirs_zf = signal.lfilter(b, a, x, zi=zi)
+    assert ours.dtype == theirs.dtype == x_type
+    assert np.array_equal(ours, theirs) and np.array_equal(ours_zf, theirs_zf)
+
+
+def test_the_run_path_never_imports_scipy_signal():
+    """`import scipy.signal` costs about half a second (scipy 1.17): a batch script pays it
+    per file. Nothing the master or the mix imports may bring it back; and a later
+    `import scipy.signal` (a user's own code) shares the kernels loaded here."""
+    code = (
+        "import sys, automix.cli, automix.jobs.master_files, automix.jobs.mix_folder, automix.master.reference\n"
+        "from automix.dsp import iir\n"
+        "assert 'scipy.signal' not in sys.modules, 'scipy.signal imported'\n"
+        "import scipy.signal\n"
+        "assert scipy.signal._signaltools._sosfilt is iir._sosfilt_kernel\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_kernel_scipy_does_not_have_where_expected_is_imported_the_ordinary_way():
+    """The fallback: a module not found in scipy/signal/ goes through the import system
+    (which imports scipy.signal first), so a changed scipy layout costs time, not a crash."""
+    with pytest.raises(ModuleNotFoundError, match="scipy.signal._no_such_kernel"):
+        iir._compiled("_no_such_kernel")
+    assert iir._compiled("_sosfilt") is sys.modules["scipy.signal._sosfilt"]

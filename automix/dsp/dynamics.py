@@ -22,9 +22,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
-from automix.dsp import iir
+from automix.dsp import design, iir
 
 
 def one_pole(x: np.ndarray, time_ms: float, sample_rate: int) -> np.ndarray:
@@ -32,7 +31,7 @@ def one_pole(x: np.ndarray, time_ms: float, sample_rate: int) -> np.ndarray:
     coefficient = math.exp(-1000.0 / (time_ms * sample_rate))
     b = np.array([1.0 - coefficient], dtype=x.dtype)
     a = np.array([1.0, -coefficient], dtype=x.dtype)
-    return signal.lfilter(b, a, x, zi=np.array([coefficient * x[0]], dtype=x.dtype))[0]
+    return iir.lfilter(b, a, x, np.array([coefficient * x[0]], dtype=x.dtype))[0]
 
 
 
@@ -140,7 +139,7 @@ class StreamingCompressor:
         self.initial_gain_reduction_db = initial_gain_reduction_db
         self.threshold_db, self.ratio, self.knee_db = threshold_db, ratio, knee_db
         self.attack_ms, self.release_ms = attack_ms, release_ms
-        self._sidechain = (signal.butter(2, sidechain_highpass_hz, "highpass", fs=sample_rate, output="sos")
+        self._sidechain = (design.butter_sos(2, sidechain_highpass_hz, "highpass", sample_rate)
                            if sidechain_highpass_hz > 0 else None)  # fmt: skip
         self._sidechain_zi = None
         self._attack_zi = self._release_zi = None
@@ -276,4 +275,4 @@ def _one_pole_state(x: np.ndarray, time_ms: float, sample_rate: float, zi: np.nd
     a = np.array([1.0, -coefficient], dtype=x.dtype)
     if zi is None:
         zi = np.array([coefficient * x[0]], dtype=x.dtype)
-    return signal.lfilter(b, a, x, zi=zi)
+    return iir.lfilter(b, a, x, zi)

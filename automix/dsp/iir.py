@@ -12,15 +12,58 @@ block sizes, and it keeps the state in normal numbers: the same stem then filter
 0.04 s. A filter that passes DC adds that constant to its output (invisible in float32
 next to any audible sample, and rounded away by the output's quantisation); the
 K-weighting and the side-chain high-passes remove it.
+
+The filters run in scipy.signal's compiled kernels, loaded without ``import
+scipy.signal`` (about half a second: see :mod:`automix.dsp.design`, which holds the
+designs). :func:`_compiled` loads one compiled module of scipy.signal from its file,
+registered under its own name, so a later ``import scipy.signal`` finds and shares it;
+if scipy's layout ever changes, it falls back to the ordinary import: slower, the same
+numbers.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from types import ModuleType
+
 import numpy as np
-from scipy import signal
+import scipy
 
 #: A constant added to a recursive filter's input: -400 dBFS (see the module docstring).
 SUBNORMAL_GUARD = 1e-20
+
+
+def _compiled(name: str) -> ModuleType:
+    """scipy.signal's compiled module ``name`` (``"_sosfilt"``), without the package import.
+
+    Falls back to ``importlib.import_module`` (which imports scipy.signal first) when the
+    file is not where scipy keeps it.
+    """
+    qualified = f"scipy.signal.{name}"
+    if qualified in sys.modules:
+        return sys.modules[qualified]
+    finder = importlib.machinery.FileFinder(
+        os.path.join(scipy.__path__[0], "signal"),
+        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+    )
+    spec = finder.find_spec(qualified)
+    if spec is None:
+        return importlib.import_module(qualified)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[qualified] = module
+    return module
+
+
+# The two kernels: a cascade of biquads in direct form II transposed, state in place
+# (scipy.signal.sosfilt's), and a direct-form II transposed filter of any order
+# (scipy.signal.lfilter's).
+_sosfilt_kernel = _compiled("_sosfilt")._sosfilt
+_linear_filter = _compiled("_sigtools")._linear_filter
 
 
 def guarded(x: np.ndarray) -> np.ndarray:
@@ -31,8 +74,45 @@ def guarded(x: np.ndarray) -> np.ndarray:
 
 def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``scipy.signal.sosfilt(sos, x + SUBNORMAL_GUARD, axis=-1, zi=zi)``: the next block
-    of a stream (``x`` shaped ``(channels, n)``, ``zi`` the state carried across blocks).
+    of a stream (``x`` shaped ``(channels, n)``, ``zi`` the state carried across blocks,
+    shaped ``(sections, channels, 2)``).
 
-    Returns the filtered block, in ``x``'s float type, and the new state.
+    Returns the filtered block and the new state, in the type scipy would give
+    (``np.result_type(sos, x, zi)``).
     """
-    return signal.sosfilt(sos, guarded(x), axis=-1, zi=zi)
+    return sosfilt_plain(sos, guarded(x), zi)
+
+
+def sosfilt_plain(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None):
+    """``scipy.signal.sosfilt(sos, x, axis=-1, zi=zi)``, without the subnormal guard.
+
+    For a whole signal that is filtered once (``zi=None``: returns only the output).
+    """
+    sos = np.asarray(sos)
+    if sos.ndim != 2 or sos.shape[1] != 6:
+        raise ValueError(f"sos must be shaped (sections, 6), got {sos.shape}")
+    sections = sos.shape[0]
+    state_shape = (sections, *x.shape[:-1], 2)
+    dtype = np.result_type(sos, x) if zi is None else np.result_type(sos, x, np.asarray(zi))
+    if dtype.char not in "fd":
+        raise TypeError(f"sosfilt runs in float32 or float64, not {dtype}")
+    if zi is not None and np.shape(zi) != state_shape:
+        raise ValueError(f"zi must be shaped {state_shape}, got {np.shape(zi)}")
+    # The kernel filters rows of a C-ordered 2-D copy in place; its state is one
+    # (sections, 2) array per row.
+    out = np.array(x, dtype=dtype, order="C").reshape(-1, x.shape[-1])
+    state = np.zeros(state_shape, dtype) if zi is None else np.asarray(zi, dtype)
+    rows = np.array(np.moveaxis(state, 0, -2).reshape(-1, sections, 2), order="C")  # a copy: never the caller's zi
+    _sosfilt_kernel(sos.astype(dtype, copy=False), out, rows)
+    out = out.reshape(x.shape)
+    if zi is None:
+        return out
+    return out, np.moveaxis(rows.reshape(*x.shape[:-1], sections, 2), -2, 0)
+
+
+def lfilter(b: np.ndarray, a: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.lfilter(b, a, x, axis=-1, zi=zi)`` for a recursive filter (``len(a) > 1``).
+
+    Returns the output and the final state.
+    """
+    return _linear_filter(b, a, x, -1, zi)

@@ -54,9 +54,8 @@ from automix.master.loop import (
     FeatureCollector,
     LoopFeatures,
     LoopResult,
-    clean_target_in_reach,
+    choose,
     run_loop,
-    wideband_limiting_db,
 )
 from automix.master.platforms import OVER_LIMIT_CHOICES
 from automix.master.reference import (
@@ -203,10 +202,7 @@ def tonal_loudness_change_db(analysis: AudioAnalysis, tonal: TonalMove) -> float
 
 
 def _k_response(frequencies_hz: np.ndarray, sample_rate: int) -> np.ndarray:
-    from scipy import signal
-
-    _, response = signal.sosfreqz(loudness.k_weighting_sos(sample_rate), worN=frequencies_hz, fs=sample_rate)
-    return response
+    return loudness.k_response(frequencies_hz, sample_rate)
 
 
 class Processor(Protocol):
@@ -585,12 +581,14 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
         # work hard enough to pump (SPLIT_BAND_FROM_DB), and where it reaches the target: on
         # dense material it tops out a little lower (~0.3 LU on pink noise), and there the
         # wideband limiter does the job.
+        choice = choose(features, settings, over_limit)
         split_band = False
-        if wideband_limiting_db(features, settings, over_limit) > SPLIT_BAND_FROM_DB:
+        if choice.prediction.programme_gain_reduction_db > SPLIT_BAND_FROM_DB:
             split_features = collect_loop_features(source, plan, kept=kept, band_spills=(high_band, whole))
-            split_band = clean_target_in_reach(split_features, settings)
+            split_choice = choose(split_features, settings, over_limit)
+            split_band = split_choice.status == "ok"
             if split_band:
-                features = split_features
+                features, choice = split_features, split_choice
 
         def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
             return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink, split_band=split_band,
@@ -620,7 +618,7 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
 
         loop = run_loop(features, settings, over_limit, render_with, precise_peak=lambda r: r.precise_true_peak_dbtp,
                         codec_attenuation=codec_check,
-                        decoded_check=decoded_check)
+                        decoded_check=decoded_check, choice=choice)
         result = _result(analysis, plan, loop, settings, source.warnings, reference)
         return replace(result, limiter_design="split-band" if split_band else "wideband")
 

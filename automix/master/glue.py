@@ -26,9 +26,8 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import signal
 
-from automix.dsp import iir
+from automix.dsp import design, iir
 from automix.dsp.dynamics import (
     CompressorResult,
     StreamingCompressor,
@@ -348,7 +347,7 @@ class GlueDetectorMeter:
     """
 
     def __init__(self, sample_rate: int, channels: int, total_frames: int | None = None):
-        self._sos = signal.butter(2, SIDECHAIN_HIGHPASS_HZ, "highpass", fs=sample_rate, output="sos").astype(np.float32)
+        self._sos = design.butter_sos(2, SIDECHAIN_HIGHPASS_HZ, "highpass", sample_rate).astype(np.float32)
         self._zi = np.zeros((self._sos.shape[0], channels, 2), dtype=np.float32)
         self._partial = np.zeros(0, dtype=np.float32)
         self._groups: list[np.ndarray] = []
@@ -402,7 +401,7 @@ def _one_pole(x: np.ndarray, time_ms: float, rate: float, start: float | None = 
     """One-pole low-pass started at ``start`` (default: the first value), as the compressor's."""
     coefficient = math.exp(-1000.0 / (time_ms * rate))
     initial = x[0] if start is None else start
-    return signal.lfilter([1.0 - coefficient], [1.0, -coefficient], x, zi=[coefficient * initial])[0]
+    return iir.lfilter([1.0 - coefficient], [1.0, -coefficient], x, [coefficient * initial])[0]
 
 
 def estimated_loud_detector_db(analysis: AudioAnalysis) -> float:
@@ -420,7 +419,7 @@ def estimated_loud_detector_db(analysis: AudioAnalysis) -> float:
     levels = np.asarray(analysis.band_levels_db, dtype=np.float64)
     centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[: levels.size])
     power = 10 ** (levels / 10)
-    _, response = signal.sosfreqz(loudness.k_weighting_sos(analysis.sample_rate), worN=centres, fs=analysis.sample_rate)
+    response = loudness.k_response(centres, analysis.sample_rate)
     k_gain_db = 10 * np.log10(max(float((power * np.abs(response) ** 2).sum()), 1e-30) / max(float(power.sum()), 1e-30))
     return (loud_lufs + 0.691 - 10 * math.log10(max(analysis.channels, 1)) - k_gain_db
             + sidechain_loss_db(analysis, SIDECHAIN_HIGHPASS_HZ))  # fmt: skip

@@ -121,7 +121,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from automix.dsp import iir
+from automix.dsp import design, iir
 from automix.dsp.dynamics import one_pole
 from automix.dsp.fir import stream
 from automix.errors import AutomixError
@@ -1014,12 +1014,10 @@ class _Crossover:
 
     def __init__(self, sample_rate: int, channels: int, cutoff_hz: float = CROSSOVER_HZ,
                  length_ms: float = CROSSOVER_MS):
-        from scipy import signal
-
         if not 0 < cutoff_hz < sample_rate / 4:
             raise AutomixError(f"crossover frequency {cutoff_hz} Hz out of range at {sample_rate} Hz")
         taps = max(3, round(length_ms * sample_rate / 1000.0)) | 1
-        self.taps = signal.firwin(taps, cutoff_hz, window=("kaiser", _CROSSOVER_BETA), fs=sample_rate)
+        self.taps = design.firwin_lowpass(taps, cutoff_hz / (sample_rate / 2), _CROSSOVER_BETA)
         self.channels = channels
         self.delay = (taps - 1) // 2
         self._fft = max(1 << 14, 1 << math.ceil(math.log2(8 * taps)))

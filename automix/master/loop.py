@@ -499,7 +499,7 @@ class LoopResult:
 
 def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, render: RenderFn,
              precise_peak: PrecisePeakFn | None = None, codec_attenuation: CodecFn | None = None,
-             decoded_check: DecodedFn | None = None) -> LoopResult:
+             decoded_check: DecodedFn | None = None, choice: Choice | None = None) -> LoopResult:
     """Choose gain, threshold and release on the model, then render and correct.
 
     Parameters
@@ -515,12 +515,17 @@ def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, 
         written (dithered), and measures it.
     precise_peak, codec_attenuation : callable, optional
         Final checks of the chosen render.
+    choice : Choice, optional
+        :func:`choose` of the same ``features``, ``settings`` and ``over_limit``, if the
+        caller already made it (it costs a tenth of a second on a song).
     """
     if over_limit not in OVER_LIMIT_CHOICES:
         raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}, not {over_limit!r}")
     target, ceiling = settings.target_lufs, settings.ceiling_dbtp
     threshold = ceiling - LIMITER_HEADROOM_DB
-    status, message, choice = _choose(features, settings, over_limit, threshold)
+    if choice is None:
+        choice = choose(features, settings, over_limit)
+    status, message, choice = choice.status, choice.message, choice.prediction
     aim_loudness = status in ("ok", "forced")
     gain, release = choice.gain_db, choice.release_ms
     renders, first_error, codec_db, codec_peaks, codec_rounds = 0, None, 0.0, {}, 0
@@ -625,16 +630,25 @@ def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, 
 SPLIT_BAND_FROM_DB = 0.6
 
 
-def wideband_limiting_db(features: LoopFeatures, settings: MasterSettings, over_limit: str = "fail") -> float:
-    """The programme gain reduction (dB) the wideband limiter would apply at the setting
-    the loop would choose on ``features``."""
-    threshold = settings.ceiling_dbtp - LIMITER_HEADROOM_DB
-    return _choose(features, settings, over_limit, threshold)[2].programme_gain_reduction_db
+@dataclass(frozen=True)
+class Choice:
+    """The setting the loop starts from, chosen on the model before any render.
+
+    ``status`` is the one the result will have: ``"ok"`` when the target is reached
+    within ``max_limiting_db`` of programme limiting (whatever ``over_limit`` says), else
+    ``"forced"``, ``"quieter"`` or ``"target_missed"``, with ``message`` saying why.
+    ``prediction`` is the model's reading at the chosen gain and release (its
+    ``programme_gain_reduction_db`` is what the limiter will do).
+    """
+
+    status: str
+    message: str
+    prediction: Prediction
 
 
-def clean_target_in_reach(features: LoopFeatures, settings: MasterSettings) -> bool:
-    """Whether the model reaches the target within the limiting budget (status "ok")."""
-    return _choose(features, settings, "fail", settings.ceiling_dbtp - LIMITER_HEADROOM_DB)[0] == "ok"
+def choose(features: LoopFeatures, settings: MasterSettings, over_limit: str) -> Choice:
+    """Pick gain and release on the model, and the status the result will have."""
+    return Choice(*_choose(features, settings, over_limit, settings.ceiling_dbtp - LIMITER_HEADROOM_DB))
 
 
 def _model_slope(features: LoopFeatures, gain: float, threshold: float, release: float) -> float:

@@ -31,8 +31,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 
+from automix.dsp import design
 from automix.dsp.fir import StreamingFIR
 from automix.errors import AutomixError
 from automix.io.stream import file_source
@@ -213,7 +213,7 @@ class MidSideSpectrumMeter:
         centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[: self.band_count])
         self._membership = np.stack([(frequencies >= c / 2 ** (1 / 6)) & (frequencies < c * 2 ** (1 / 6))
                                      for c in centres]).astype(np.float64)  # fmt: skip
-        self._window = signal.get_window("hann", self.segment).astype(np.float32)
+        self._window = design.hann(self.segment).astype(np.float32)
         self._tail = np.zeros((2, 0), dtype=np.float32)
         self._mid_rows: list[np.ndarray] = []
         self._side_rows: list[np.ndarray] = []

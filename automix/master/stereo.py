@@ -14,8 +14,8 @@ streams block by block (:class:`StereoShaper`) and works in float32.
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
+from automix.dsp import design
 from automix.dsp.fir import StreamingFIR, stream
 
 #: Stop-band depth of the side's high-pass: side content an octave below the crossover
@@ -32,9 +32,9 @@ def side_highpass_taps(sample_rate: int, mono_below_hz: float) -> np.ndarray:
     """
     nyquist = sample_rate / 2
     cutoff_hz = min(mono_below_hz, 0.45 * nyquist)
-    numtaps, beta = signal.kaiserord(SIDE_STOPBAND_DB, cutoff_hz / nyquist)
+    numtaps, beta = design.kaiserord(SIDE_STOPBAND_DB, cutoff_hz / nyquist)
     numtaps |= 1  # odd: an integer delay and a type-I (any response) linear-phase filter
-    lowpass = signal.firwin(numtaps, cutoff_hz, window=("kaiser", beta), fs=sample_rate)
+    lowpass = design.firwin_lowpass(numtaps, cutoff_hz / nyquist, beta)
     highpass = -lowpass
     highpass[numtaps // 2] += 1.0
     return highpass.astype(np.float32)

@@ -27,8 +27,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
+from automix.dsp import design
 from automix.dsp.fir import StreamingFIR, filter_whole
 from automix.master import tonal_targets as targets
 from automix.master.glue import DENSE_PLR_DB
@@ -129,7 +129,7 @@ def band_uncertainty_db(samples: np.ndarray, sample_rate: int, band_count: int) 
         return np.full(band_count, np.inf)
     available = max(1, (frames - segment) // (segment // 2) + 1)
     starts = np.linspace(0, frames - segment, min(available, 256)).astype(np.int64)
-    window = signal.get_window("hann", segment).astype(np.float32)
+    window = design.hann(segment).astype(np.float32)
     membership = _band_membership(sample_rate, segment, band_count)
     band_power = np.zeros((starts.size, band_count))
     for batch in np.array_split(np.arange(starts.size), -(-starts.size // 32)):
@@ -180,7 +180,7 @@ class BandSpreadMeter:
             band_count = sum(1 for c in THIRD_OCTAVE_CENTRES_HZ if c * 2 ** (1 / 6) <= sample_rate / 2)
         self.band_count = band_count
         self._membership = _band_membership(sample_rate, self.SEGMENT, band_count)
-        self._window = signal.get_window("hann", self.SEGMENT).astype(np.float32)
+        self._window = design.hann(self.SEGMENT).astype(np.float32)
         self._tail = np.zeros((channels, 0), dtype=np.float32)
         self._frame_index = 0
         self._rows: list[np.ndarray] = []
@@ -489,7 +489,7 @@ def _eq_fir(sample_rate: int, centres_hz: tuple[float, ...], gains_db: tuple[flo
     freqs = np.concatenate(([0.0], grid / nyquist))
     gains = 10 ** (np.concatenate(([curve_db[0]], curve_db)) / 20)
     freqs[-1] = 1.0
-    return signal.firwin2(numtaps, freqs, gains, window=("kaiser", 6.0))
+    return design.firwin2(numtaps, freqs, gains, 6.0)
 
 
 def _odd_taps(n: float) -> int:

@@ -19,8 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-from scipy import signal
 
+from automix.dsp import design
 from automix.errors import AutomixError
 from automix.io.audio import Audio
 from automix.io.validate import MAX_CHANNELS, validate_audio
@@ -490,7 +490,7 @@ class _Spectrum:
 
 @lru_cache(maxsize=8)
 def _hann(length: int) -> np.ndarray:
-    return signal.get_window("hann", length).astype(np.float32)
+    return design.hann(length).astype(np.float32)
 
 
 def _two_adic(index: int) -> int:

@@ -42,9 +42,8 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-from scipy import signal
 
-from automix.dsp import iir
+from automix.dsp import design, iir
 from automix.errors import AutomixError
 from automix.io.validate import MAX_CHANNELS, validate_sample_rate
 
@@ -135,6 +134,11 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
     a0 = 1.0 + k / q + k * k
     highpass = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
     return np.array([shelf, highpass])
+
+
+def k_response(frequencies_hz: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The K-weighting filter's complex response at ``frequencies_hz``."""
+    return design.sos_response(k_weighting_sos(sample_rate), frequencies_hz, sample_rate)
 
 
 # --- channel layouts ----------------------------------------------------------------
@@ -557,7 +561,7 @@ def precise_oversampling_factor(sample_rate: int) -> int:
 
 @lru_cache(maxsize=16)
 def _prototype(factor: int, taps_per_phase: int, beta: float) -> np.ndarray:
-    return signal.firwin(factor * taps_per_phase + 1, 1.0 / factor, window=("kaiser", beta)) * factor
+    return design.firwin_lowpass(factor * taps_per_phase + 1, 1.0 / factor, beta) * factor
 
 
 @lru_cache(maxsize=16)

@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pedalboard
-from scipy import signal
 
-from automix.dsp import dynamics, iir
+from automix.dsp import design, dynamics, iir
 from automix.io.stream import BLOCK_FRAMES
 from automix.measure import loudness
 from automix.measure.analyzer import ACTIVE_GATE_LUFS
@@ -218,8 +217,8 @@ def process_stem(samples: np.ndarray, sample_rate: int, plan: StemPlan) -> tuple
     """One stem through its chain; returns stereo audio, make-up gain and compressor depth."""
     x = samples * np.float32(10 ** (plan.gain_db / 20))
     if plan.highpass_hz:
-        sos = signal.butter(plan.highpass_order, plan.highpass_hz, "highpass", fs=sample_rate, output="sos")
-        x = signal.sosfilt(sos, x, axis=-1).astype(np.float32)
+        sos = design.butter_sos(plan.highpass_order, plan.highpass_hz, "highpass", sample_rate)
+        x = iir.sosfilt_plain(sos, x).astype(np.float32)
     if plan.eq_cuts:
         board = pedalboard.Pedalboard([pedalboard.PeakFilter(cut.frequency_hz, cut.gain_db, cut.q) for cut in plan.eq_cuts])
         x = board(x, sample_rate)
@@ -286,7 +285,7 @@ class StemChain:
         self._gain = np.float32(10 ** (plan.gain_db / 20))
         self._sos = self._zi = None
         if plan.highpass_hz:
-            self._sos = signal.butter(plan.highpass_order, plan.highpass_hz, "highpass", fs=sample_rate, output="sos")
+            self._sos = design.butter_sos(plan.highpass_order, plan.highpass_hz, "highpass", sample_rate)
             self._zi = np.zeros((self._sos.shape[0], channels, 2))
         self._board = (pedalboard.Pedalboard([pedalboard.PeakFilter(cut.frequency_hz, cut.gain_db, cut.q) for cut in plan.eq_cuts])
                        if plan.eq_cuts else None)  # fmt: skip
