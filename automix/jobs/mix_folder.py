@@ -28,7 +28,7 @@ from automix.errors import AutomixError
 from automix.io import lossy
 from automix.io.audio import Audio, atomic_output, read_audio, resample
 from automix.io.dither import Dither
-from automix.io.helper import helper
+from automix.io.helper import beside, helper
 from automix.io.metadata import LoudnessTags, input_digest, write_metadata
 from automix.io.paths import temp_name_for
 from automix.io.stream import BlockSource, BlockWriter, file_source
@@ -46,6 +46,7 @@ from automix.master.chain import (
     ArraySink,
     FileSink,
     MasterResult,
+    SourceMeter,
     master_stream,
     master_to_file,
 )
@@ -270,8 +271,9 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
                         rendered, bus_path = rendered
                 else:
                     bus_path = temp_name_for(output.parent / f"{output.stem}.bus.wav")
-                    rendered = _render_to_file(sources, rate, plan, bus_path, stem_writers)
-                    master_result, out, written = _master_bus(bus_path, output, preset, options, provenance)
+                    rendered, measured_bus = _render_to_file(sources, rate, plan, bus_path, stem_writers,
+                                                             with_mid_side=options.reference is not None)
+                    master_result, out, written = _master_bus(bus_path, output, preset, options, provenance, measured_bus)
                     status = master_result.status
                 for writer in stem_writers:
                     writer.close()
@@ -334,15 +336,30 @@ class _Abandon(Exception):
     """Discard the exported stems' temporary files."""
 
 
-def _render_to_file(sources, rate: int, plan: MixPlan, bus_path: Path, stem_writers: list):
-    """Render the float bus into ``bus_path`` (32-bit float WAV), block by block."""
+def _render_to_file(sources, rate: int, plan: MixPlan, bus_path: Path, stem_writers: list, *, with_mid_side: bool):
+    """Render the float bus into ``bus_path`` (32-bit float WAV), block by block, and
+    measure it on the way for its master (:class:`automix.master.chain.SourceMeter`, in
+    the helper process, idle during the render; it saves the master's analysis pass).
+
+    Returns (the render, the bus's :class:`automix.master.chain.InputMeasurements`).
+    """
+    frames = max(source.frames for source in sources)  # shorter stems are padded with silence
+    meter = beside(SourceMeter, rate, 2, frames, with_mid_side, threaded=loudness.THREADS > 1)
     writer = BlockWriter(str(bus_path), Path(bus_path).with_suffix(".wav"), rate, 2, "32f", "wav")
+
+    def to_bus(block: np.ndarray) -> None:
+        writer.write(block)
+        meter.send("add", block)
+
     try:
-        rendered = render_stream(sources, rate, plan, writer.write, stem_sinks=[w.write for w in stem_writers] or None,
+        rendered = render_stream(sources, rate, plan, to_bus, stem_sinks=[w.write for w in stem_writers] or None,
                                  mastering_follows=True)
+    except BaseException:
+        meter.drop()
+        raise
     finally:
         writer.close()
-    return rendered
+    return rendered, meter.ask("result", last=True)
 
 
 def _render_unmastered(sources, rate: int, plan: MixPlan, output: Path, options: OutputOptions, stem_writers: list,
@@ -387,13 +404,14 @@ def _render_unmastered(sources, rate: int, plan: MixPlan, output: Path, options:
     return ((rendered, bus_path) if keep_bus else rendered), out, written
 
 
-def _master_bus(bus_path: Path, output: Path, preset: Preset, options: OutputOptions, provenance):
+def _master_bus(bus_path: Path, output: Path, preset: Preset, options: OutputOptions, provenance, measured=None):
     """Master the bus file into ``output`` (streaming, atomic; as
     :func:`automix.master.chain.master_to_file`, but a missed target or a dry run still
-    gives the samples for the report)."""
+    gives the samples for the report). ``measured``: the bus's measurements, if taken
+    while it was written."""
     source = file_source(bus_path)
     settings = {"bit_depth": options.bit_depth, "over_limit": options.over_limit, "codec_safe": options.codec_safe,
-                "amount": options.amount, "reference": options.reference}
+                "amount": options.amount, "reference": options.reference, "measured": measured}
     if options.dry_run:
         sink = ArraySink(source.channels, source.frames)
         result = master_stream(source, preset.master, sink, **settings)

@@ -38,7 +38,13 @@ from automix.io.dither import Dither
 from automix.io.helper import beside, helper
 from automix.io.metadata import LoudnessTags, Provenance, write_metadata
 from automix.io.overlap import ahead
-from automix.io.stream import BlockSource, BlockWriter, SignalSpill, array_source
+from automix.io.stream import (
+    BLOCK_FRAMES,
+    BlockSource,
+    BlockWriter,
+    SignalSpill,
+    array_source,
+)
 from automix.io.validate import validate_audio
 from automix.master import glue as glue_stage
 from automix.master.limiter import (
@@ -326,30 +332,31 @@ class _TargetMissed(Exception):
 def master_to_file(source: BlockSource, output_path: Path, settings: MasterSettings, *, bit_depth: str = "24",
                    format_name: str | None = None, over_limit: str = "fail", codec_safe: str | None = None,
                    dry_run: bool = False, amount: float = 1.0, provenance: Provenance | None = None,
-                   reference: Reference | None = None) -> MasterResult:
+                   reference: Reference | None = None, measured: InputMeasurements | None = None) -> MasterResult:
     """Master ``source`` straight into ``output_path``, block by block, atomically.
 
     Each render writes a temporary file beside the output; the last one gets its
     loudness metadata (BWF ``bext`` or ReplayGain tags) and ``provenance`` and is renamed
     into place (or removed, if the target was missed, or with ``dry_run``). Memory
     depends on the block size, not on the length of the audio. The caller checks that
-    the output is no input (:func:`automix.io.paths.check_output_paths`).
+    the output is no input (:func:`automix.io.paths.check_output_paths`). ``measured``:
+    as :func:`master_stream`'s.
     """
     from automix.io import lossy
 
     if not dry_run and lossy.is_lossy(output_path, format_name):
         return _master_to_lossy(source, Path(output_path), settings, lossy.lossy_target(output_path, format_name),
                                 over_limit=over_limit, codec_safe=codec_safe, amount=amount, provenance=provenance,
-                                reference=reference)
+                                reference=reference, measured=measured)
     if dry_run:
         return master_stream(source, settings, NullSink(), bit_depth=bit_depth, over_limit=over_limit, amount=amount,
-                             reference=reference)
+                             reference=reference, measured=measured)
     result = None
     try:
         with atomic_output(output_path) as temp_name:
             sink = FileSink(temp_name, Path(output_path), source.sample_rate, source.channels, bit_depth, format_name)
             result = master_stream(source, settings, sink, bit_depth=bit_depth, over_limit=over_limit, codec_safe=codec_safe,
-                                   amount=amount, reference=reference)
+                                   amount=amount, reference=reference, measured=measured)
             if result.status == "target_missed":
                 raise _TargetMissed
             notes = write_metadata(temp_name, None, LoudnessTags.from_measurement(result.output_measurement), provenance)
@@ -361,7 +368,7 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
 
 def _master_to_lossy(source: BlockSource, output_path: Path, settings: MasterSettings, target, *, over_limit: str,
                      codec_safe: str | None, amount: float, provenance: Provenance | None,
-                     reference: Reference | None = None) -> MasterResult:
+                     reference: Reference | None = None, measured: InputMeasurements | None = None) -> MasterResult:
     """Each render goes to a float WAV scratch file beside the output; the loop encodes
     it into a second scratch file and judges that as decoded (both streamed: memory does
     not grow with the length); the chosen encoding is tagged with its decoded loudness
@@ -379,7 +386,7 @@ def _master_to_lossy(source: BlockSource, output_path: Path, settings: MasterSet
         sink = FileSink(str(render_path), render_path.with_suffix(".wav"), source.sample_rate, source.channels, "32f", "wav")
         result = master_stream(source, settings, sink, bit_depth="32f", over_limit=over_limit, codec_safe=codec_safe,
                                amount=amount, reference=reference, lossy_check=check,
-                               lossy_files=(render_path, encoded_path))
+                               lossy_files=(render_path, encoded_path), measured=measured)
         if result.status == "target_missed":
             return result
         if check.last is None:  # never judged (e.g. no loudness aim): judge the final render now
@@ -527,7 +534,8 @@ def collect_loop_features(source: BlockSource, plan: ChainPlan, *, split_band: b
 def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, bit_depth: str = "24",
                   over_limit: str = "fail", analysis: AudioAnalysis | None = None,
                   codec_safe: str | None = None, amount: float = 1.0, lossy_check=None,
-                  lossy_files: tuple[Path, Path] | None = None, reference: Reference | None = None) -> MasterResult:
+                  lossy_files: tuple[Path, Path] | None = None, reference: Reference | None = None,
+                  measured: InputMeasurements | None = None) -> MasterResult:
     """Master a stream of blocks into ``sink`` (see the module docstring).
 
     Parameters
@@ -558,11 +566,19 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
         A finished track to sound like (:func:`automix.master.reference.analyze_reference`):
         its tonal balance, width and density replace the preset's; the loudness target
         and ceiling still hold exactly.
+    measured : InputMeasurements, optional
+        What the analysis pass would measure on ``source``, if a :class:`SourceMeter`
+        measured the signal as it was written (the mix measures its bus while rendering
+        it); the pass is then skipped. It must hold the mid/side spectra when
+        ``reference`` is given.
     """
     if over_limit not in OVER_LIMIT_CHOICES:
         raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}")
     helper()  # started before this pass starts threads (see automix.io.helper)
-    measured = measure_source(source, analysis, with_mid_side=reference is not None)
+    if measured is None:
+        measured = measure_source(source, analysis, with_mid_side=reference is not None)
+    elif reference is not None and measured.mid_side is None:
+        raise AutomixError("internal error: a reference match needs the mid/side spectra of the measured source")
     analysis = measured.analysis
     if analysis.is_silent:
         raise AutomixError(f"{source.name}: the audio is silent; there is nothing to master")
@@ -685,6 +701,61 @@ class InputMeters:
         linear true peak (None unless asked for)."""
         return (self.spread.uncertainty_db(), self.detector, self.mid_side,
                 self.peak.true_peak() if self.peak is not None else None)
+
+
+class SourceMeter:
+    """:func:`measure_source` for a signal fed as it is made, so a stage that writes a
+    signal to be mastered can measure it on the way instead of reading it back: the mix
+    measures its bus in the helper process while it renders it, which saves the bus
+    master's analysis pass.
+
+    The blocks are regrouped into the ``BLOCK_FRAMES`` blocks a
+    :func:`automix.io.stream.file_source` of the written file gives, so the result is
+    what ``measure_source`` reads from that file (a float file holds the samples exactly).
+
+    Parameters
+    ----------
+    sample_rate, channels : int
+    frames : int
+        The signal's length; :meth:`result` refuses to measure a different one.
+    with_mid_side : bool
+        Also the mid and side spectra (a reference match needs them).
+    """
+
+    def __init__(self, sample_rate: int, channels: int, frames: int, with_mid_side: bool = False) -> None:
+        from automix.measure.analyzer import Analyzer
+
+        self.frames = int(frames)
+        self.analyzer = Analyzer(sample_rate, channels, total_frames=self.frames)
+        self.meters = InputMeters(sample_rate, channels, self.frames, with_mid_side)
+        self._pending: list[np.ndarray] = []  # the start of the next block
+        self._pending_frames = self._measured_frames = 0
+
+    def add(self, block: np.ndarray) -> None:
+        self._pending.append(block)
+        self._pending_frames += block.shape[1]
+        if self._pending_frames < BLOCK_FRAMES:
+            return
+        joined = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else block
+        whole = joined.shape[1] - joined.shape[1] % BLOCK_FRAMES
+        for start in range(0, whole, BLOCK_FRAMES):
+            self._measure(joined[:, start : start + BLOCK_FRAMES])
+        self._pending = [joined[:, whole:]]
+        self._pending_frames = joined.shape[1] - whole
+
+    def _measure(self, block: np.ndarray) -> None:
+        self.analyzer.add(block)
+        self.meters.add(block)
+        self._measured_frames += block.shape[1]
+
+    def result(self) -> InputMeasurements:
+        if self._pending_frames:
+            self._measure(np.concatenate(self._pending, axis=1))
+            self._pending, self._pending_frames = [], 0
+        if self._measured_frames != self.frames:
+            raise AutomixError(f"internal error: measured {self._measured_frames} frames of a {self.frames}-frame signal")
+        spread, detector, mid_side, _ = self.meters.result()
+        return InputMeasurements(self.analyzer.result(), spread, detector, mid_side)
 
 
 def master(audio: Audio, settings: MasterSettings, *, bit_depth: str = "24", over_limit: str = "fail",
