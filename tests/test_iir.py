@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pyebur128
 import pytest
@@ -93,27 +90,3 @@ def test_one_pole_lfilter_is_scipy_lfilter_bit_for_bit(x_type):
     theirs, theirs_zf = signal.lfilter(b, a, x, zi=zi)
     assert ours.dtype == theirs.dtype == x_type
     assert np.array_equal(ours, theirs) and np.array_equal(ours_zf, theirs_zf)
-
-
-def test_the_run_path_never_imports_scipy_signal():
-    """`import scipy.signal` costs about half a second (scipy 1.17): a batch script pays it
-    per file. Nothing the master or the mix imports may bring it back; and a later
-    `import scipy.signal` (a user's own code) shares the kernels loaded here."""
-    code = (
-        "import sys, automix.cli, automix.jobs.master_files, automix.jobs.mix_folder, automix.master.reference\n"
-        "from automix.dsp import iir\n"
-        "assert 'scipy.signal' not in sys.modules, 'scipy.signal imported'\n"
-        "import scipy.signal\n"
-        "assert scipy.signal._signaltools._sosfilt is iir._sosfilt_kernel\n"
-        "print('ok')\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
-
-
-def test_a_kernel_scipy_does_not_have_where_expected_is_imported_the_ordinary_way():
-    """The fallback: a module not found in scipy/signal/ goes through the import system
-    (which imports scipy.signal first), so a changed scipy layout costs time, not a crash."""
-    with pytest.raises(ModuleNotFoundError, match="scipy.signal._no_such_kernel"):
-        iir._compiled("_no_such_kernel")
-    assert iir._compiled("_sosfilt") is sys.modules["scipy.signal._sosfilt"]

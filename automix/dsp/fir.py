@@ -14,8 +14,8 @@ Memory is the block plus ``N - 1`` samples per channel, whatever the signal's le
 from __future__ import annotations
 
 import numpy as np
-from scipy import fft as sp_fft
 
+from automix.dsp import kernels
 from automix.errors import AutomixError
 
 
@@ -52,7 +52,7 @@ class StreamingFIR:
         self.latency = (taps.size - 1) // 2
         self.fft_size = max(4096, 1 << int(np.ceil(np.log2(2 * taps.size))))
         self.hop = self.fft_size - taps.size + 1
-        self._spectrum = sp_fft.rfft(taps, self.fft_size)
+        self._spectrum = kernels.rfft(taps, self.fft_size)
         self._buffer = np.zeros((self.channels, taps.size - 1), dtype=np.float32)  # history, then pending input
         self._received = 0
         self._produced = 0  # samples of the full convolution computed so far
@@ -94,7 +94,7 @@ class StreamingFIR:
         for first in range(0, hops, self._HOPS_PER_FFT_BATCH):
             count = min(self._HOPS_PER_FFT_BATCH, hops - first)
             frames = windows[:, first * hop : (first + count - 1) * hop + 1 : hop]  # (ch, count, size)
-            filtered = sp_fft.irfft(sp_fft.rfft(frames, axis=-1) * self._spectrum, size, axis=-1)[..., n - 1 :]
+            filtered = kernels.irfft(kernels.rfft(frames, axis=-1) * self._spectrum, size, axis=-1)[..., n - 1 :]
             parts.append(filtered.reshape(self.channels, count * hop))
         self._buffer = self._buffer[:, hops * hop :].copy()
         self._produced += hops * hop

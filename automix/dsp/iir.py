@@ -14,56 +14,17 @@ next to any audible sample, and rounded away by the output's quantisation); the
 K-weighting and the side-chain high-passes remove it.
 
 The filters run in scipy.signal's compiled kernels, loaded without ``import
-scipy.signal`` (about half a second: see :mod:`automix.dsp.design`, which holds the
-designs). :func:`_compiled` loads one compiled module of scipy.signal from its file,
-registered under its own name, so a later ``import scipy.signal`` finds and shares it;
-if scipy's layout ever changes, it falls back to the ordinary import: slower, the same
-numbers.
+scipy.signal`` (see :mod:`automix.dsp.kernels`).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.machinery
-import importlib.util
-import os
-import sys
-from types import ModuleType
-
 import numpy as np
-import scipy
+
+from automix.dsp.kernels import linear_filter, sosfilt_kernel
 
 #: A constant added to a recursive filter's input: -400 dBFS (see the module docstring).
 SUBNORMAL_GUARD = 1e-20
-
-
-def _compiled(name: str) -> ModuleType:
-    """scipy.signal's compiled module ``name`` (``"_sosfilt"``), without the package import.
-
-    Falls back to ``importlib.import_module`` (which imports scipy.signal first) when the
-    file is not where scipy keeps it.
-    """
-    qualified = f"scipy.signal.{name}"
-    if qualified in sys.modules:
-        return sys.modules[qualified]
-    finder = importlib.machinery.FileFinder(
-        os.path.join(scipy.__path__[0], "signal"),
-        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
-    )
-    spec = finder.find_spec(qualified)
-    if spec is None:
-        return importlib.import_module(qualified)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[qualified] = module
-    return module
-
-
-# The two kernels: a cascade of biquads in direct form II transposed, state in place
-# (scipy.signal.sosfilt's), and a direct-form II transposed filter of any order
-# (scipy.signal.lfilter's).
-_sosfilt_kernel = _compiled("_sosfilt")._sosfilt
-_linear_filter = _compiled("_sigtools")._linear_filter
 
 
 def guarded(x: np.ndarray) -> np.ndarray:
@@ -103,7 +64,7 @@ def sosfilt_plain(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None):
     out = np.array(x, dtype=dtype, order="C").reshape(-1, x.shape[-1])
     state = np.zeros(state_shape, dtype) if zi is None else np.asarray(zi, dtype)
     rows = np.array(np.moveaxis(state, 0, -2).reshape(-1, sections, 2), order="C")  # a copy: never the caller's zi
-    _sosfilt_kernel(sos.astype(dtype, copy=False), out, rows)
+    sosfilt_kernel(sos.astype(dtype, copy=False), out, rows)
     out = out.reshape(x.shape)
     if zi is None:
         return out
@@ -115,4 +76,4 @@ def lfilter(b: np.ndarray, a: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tupl
 
     Returns the output and the final state.
     """
-    return _linear_filter(b, a, x, -1, zi)
+    return linear_filter(b, a, x, -1, zi)

@@ -118,10 +118,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
-from scipy import ndimage
 
-from automix.dsp import design, iir
+from automix.dsp import design, iir, kernels
 from automix.dsp.dynamics import one_pole
 from automix.dsp.fir import stream
 from automix.errors import AutomixError
@@ -180,14 +178,14 @@ def _grid_spectra(grids: tuple[tuple[int, int], ...], taps_per_phase: int) -> np
     """FFTs of the branches 1 .. factor-1 of each ``(factor, taps)`` interpolator, all
     aligned on the first one's delay (``taps_per_phase // 2``), stacked."""
     delay = taps_per_phase // 2
-    kernels = []
+    aligned = []
     for factor, taps in grids:
         branches = loudness.polyphase_branches(factor, taps)
         padded = np.zeros((factor - 1, taps_per_phase))
         offset = delay - taps // 2  # a shorter filter sits later, so both are centred alike
         padded[:, offset : offset + taps] = branches
-        kernels.append(padded)
-    return scipy.fft.rfft(np.concatenate(kernels), _DETECTOR_FFT, axis=-1).astype(np.complex64)
+        aligned.append(padded)
+    return kernels.rfft(np.concatenate(aligned), _DETECTOR_FFT, axis=-1).astype(np.complex64)
 
 
 class PeakDetector:
@@ -348,9 +346,9 @@ class PeakDetector:
         if level * self._worst_gain <= self.refine_above:
             # nothing here can reach the level that matters: sample peaks will do
             return samples[:, :rows].max(axis=0), None, [samples[:, rows - 1] for _ in self._grids]
-        spectrum = scipy.fft.rfft(piece, axis=-1)
+        spectrum = kernels.rfft(piece, axis=-1)
         product = spectrum[:, None, :] * _grid_spectra(self._grids, taps)[None]
-        branches = scipy.fft.irfft(product, _DETECTOR_FFT, axis=-1)[:, :, taps - 1 : taps - 1 + rows]
+        branches = kernels.irfft(product, _DETECTOR_FFT, axis=-1)[:, :, taps - 1 : taps - 1 + rows]
         # |x| over all channels and branches, without an absolute copy of every branch
         row_peak = np.maximum(np.maximum(branches.max(axis=(0, 1)), -branches.min(axis=(0, 1))), samples[:, :rows].max(axis=0))
         lowest_cos = math.cos(math.pi / (2 * min(factor for factor, _ in self._grids)))
@@ -404,9 +402,9 @@ class PeakDetector:
         if size <= 1:
             return np.zeros_like(row_peak)
         trailing = (size - 1) // 2  # origin for a window that ends at the output index
-        window_max = ndimage.maximum_filter1d(row_peak, size, mode="constant", cval=0.0, origin=trailing)
+        window_max = kernels.maximum_filter1d(row_peak, size, mode="constant", cval=0.0, origin=trailing)
         # windows holding row n end at n .. n + size - 1: the minimum over those, shifted
-        lowest = ndimage.minimum_filter1d(window_max, size, mode="constant", cval=0.0, origin=trailing)
+        lowest = kernels.minimum_filter1d(window_max, size, mode="constant", cval=0.0, origin=trailing)
         return np.concatenate((lowest[size - 1 :], np.zeros(size - 1, dtype=lowest.dtype)))[: row_peak.size]
 
     def _detect(self, block: np.ndarray) -> np.ndarray:
@@ -615,7 +613,7 @@ class GainComputer:
         np.minimum(required, 0.0, out=required)
         # 1. hold + lookahead: trailing minimum over the window, read `lookahead - 1` later
         extended = np.concatenate((self._history, required))
-        held = ndimage.minimum_filter1d(extended, self._window, origin=(self._window - 1) // 2)[self._window - 1 :]
+        held = kernels.minimum_filter1d(extended, self._window, origin=(self._window - 1) // 2)[self._window - 1 :]
         self._history = extended[extended.size - (self._window - 1) :] if self._window > 1 else extended[:0]
         # 2. release, on the gain reduction s >= 0: s[n] = max(held[n], c * s[n-1])
         reduction = self._release(-held)
@@ -918,13 +916,13 @@ def smooth_gain_reduction(required_db: np.ndarray, attack_samples: int, release_
     """The previous limiter's gain curve (dB, <= 0, never above ``required_db``); the
     limiter itself now uses ``GainComputer``."""
     length = _odd(attack_samples)
-    minimum = ndimage.minimum_filter1d(required_db, length, mode="nearest")
-    attack = ndimage.uniform_filter1d(minimum, length, mode="nearest")
+    minimum = kernels.minimum_filter1d(required_db, length, mode="nearest")
+    attack = kernels.uniform_filter1d(minimum, length, mode="nearest")
     np.minimum(attack, 0, out=attack)
     held = attack
     hold = int(hold_ms * sample_rate / 1000.0)
     if hold > 1:
-        held = ndimage.minimum_filter1d(attack, hold, mode="nearest", origin=(hold - 1) // 2)
+        held = kernels.minimum_filter1d(attack, hold, mode="nearest", origin=(hold - 1) // 2)
     release = one_pole(held, release_ms, sample_rate)
     return np.minimum(attack, release)
 
@@ -1022,7 +1020,7 @@ class _Crossover:
         self.delay = (taps - 1) // 2
         self._fft = max(1 << 14, 1 << math.ceil(math.log2(8 * taps)))
         self._rows = self._fft - taps + 1
-        self._spectrum = scipy.fft.rfft(self.taps, self._fft)
+        self._spectrum = kernels.rfft(self.taps, self._fft)
         self._buffer = np.zeros((channels, taps - 1), dtype=np.float32)  # zeros before the start
         self._to_drop = self.delay  # outputs that belong to before the start
         self._received = self._returned = 0
@@ -1049,7 +1047,7 @@ class _Crossover:
         start = 0
         while buffer.shape[1] - start >= size:
             piece = buffer[:, start : start + size].astype(np.float64)
-            low = scipy.fft.irfft(scipy.fft.rfft(piece, axis=-1) * self._spectrum, size, axis=-1)[:, taps - 1 :]
+            low = kernels.irfft(kernels.rfft(piece, axis=-1) * self._spectrum, size, axis=-1)[:, taps - 1 :]
             delayed = piece[:, taps - 1 - self.delay : taps - 1 - self.delay + rows]
             lows.append(low.astype(np.float32))
             highs.append((delayed - low).astype(np.float32))

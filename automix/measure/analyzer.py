@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
 
-from automix.dsp import design
+from automix.dsp import design, kernels
 from automix.errors import AutomixError
 from automix.io.audio import Audio
 from automix.io.validate import MAX_CHANNELS, validate_audio
@@ -451,7 +450,7 @@ class _Spectrum:
             frames = views[:, batch]  # (ch, n, segment), one copy
             frames = frames - frames.mean(axis=-1, keepdims=True)  # detrend, as welch does
             frames *= window
-            spectrum = scipy.fft.rfft(frames, axis=-1, workers=1)
+            spectrum = kernels.rfft(frames, axis=-1)
             power = np.square(spectrum.real)
             power += np.square(spectrum.imag)
             total += power.reshape(-1, power.shape[-1]).sum(axis=0, dtype=np.float64)

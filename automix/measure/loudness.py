@@ -41,9 +41,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
 
-from automix.dsp import design, iir
+from automix.dsp import design, iir, kernels
 from automix.errors import AutomixError
 from automix.io.validate import MAX_CHANNELS, validate_sample_rate
 
@@ -668,7 +667,7 @@ def _branch_spectra(factor: int, taps_per_phase: int, fft_size: int) -> np.ndarr
     """FFTs of the interpolator's branches 1 .. factor-1, as convolution kernels (a window
     times matrix column ``b`` is a correlation: the convolution with the column reversed)."""
     matrix = _window_matrix(factor, taps_per_phase)
-    return scipy.fft.rfft(matrix[::-1, 1:].T, fft_size, axis=-1).astype(np.complex64)
+    return kernels.rfft(matrix[::-1, 1:].T, fft_size, axis=-1).astype(np.complex64)
 
 
 class _PeakStream:
@@ -729,7 +728,7 @@ class _PeakStream:
             ext = np.concatenate((ext, np.zeros((ext.shape[0], need - ext.shape[1]), dtype=ext.dtype)), axis=1)
         frames = np.lib.stride_tricks.sliding_window_view(ext[:, :need], size, axis=-1)[:, ::step]  # (ch, pieces, size)
         spectra = _branch_spectra(self.factor, taps, size)
-        branches = scipy.fft.irfft(scipy.fft.rfft(frames, axis=-1)[:, :, None, :] * spectra, size, axis=-1)
+        branches = kernels.irfft(kernels.rfft(frames, axis=-1)[:, :, None, :] * spectra, size, axis=-1)
         branches = branches[..., taps - 1 :].transpose(0, 2, 1, 3).reshape(ext.shape[0], self.factor - 1, pieces * step)
         self._fold_rows(np.abs(ext[:, lead : lead + rows + 1]), branches[:, :, :rows])
 
