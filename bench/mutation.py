@@ -59,6 +59,7 @@ KILLS = "tests/test_mutation_kills.py"
 KILLS2 = "tests/test_mutation_kills_2.py"
 KILLS3 = "tests/test_mutation_kills_3.py"
 KILLS4 = "tests/test_mutation_kills_4.py"
+KILLS5 = "tests/test_mutation_kills_5.py"
 #: tests/test_helper_process.py without its slow end-to-end CLI runs and Ctrl-C tests. A "-k"
 #: applies to every file named: each key's names the mutation tests' module too.
 HELPER_FAST = ["tests/test_helper_process.py", "-k", "mutation_kills_4 or not (bit_identical or ctrl_c or parent_is_killed)"]
@@ -103,6 +104,14 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "analyzer_peak": ("automix/measure/analyzer.py", [KILLS4, "tests/test_analyzer.py"]),
     "mix_helper": ("automix/jobs/mix_folder.py", [KILLS4, "tests/test_mix.py", "-k", "mutation_kills_4 or mixed_rates or streamed_mix_equals"]),
     "file_blocks": ("automix/io/stream.py", [KILLS4, "tests/test_mix.py", "-k", "mutation_kills_4 or mixed_rates"]),
+    # the fifth round: scipy's slow packages off the run path, the bus measured as it is
+    # rendered (tests/test_mutation_kills_5.py)
+    "kernels": ("automix/dsp/kernels.py", [KILLS5, "tests/test_kernels.py"]),
+    "design": ("automix/dsp/design.py", [KILLS5, "tests/test_design.py"]),
+    "iir_kernel": ("automix/dsp/iir.py", [KILLS5, "tests/test_iir.py"]),
+    "source_meter": ("automix/master/chain.py", [KILLS5, "tests/test_source_meter.py"]),
+    "mix_bus": ("automix/jobs/mix_folder.py", [KILLS5, "tests/test_source_meter.py"]),
+    "choose": ("automix/master/loop.py", [KILLS5, "tests/test_loop.py", "tests/test_limiter_choice.py"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose
@@ -127,6 +136,10 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "analyzer_peak": ("Analyzer.result",),
     "mix_helper": ("analyse_sources", "_each_stem", "_ResampledBlocks", "_FittedBlocks"),
     "file_blocks": ("_FileBlocks",),
+    "iir_kernel": ("sosfilt_plain", "lfilter"),
+    "source_meter": ("SourceMeter", "master_stream", "master_to_file", "_master_to_lossy"),
+    "mix_bus": ("_render_to_file", "_master_bus"),
+    "choose": ("Choice", "choose", "run_loop"),
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
