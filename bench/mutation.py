@@ -139,7 +139,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "iir_kernel": ("sosfilt_plain", "lfilter"),
     "source_meter": ("SourceMeter", "master_stream", "master_to_file", "_master_to_lossy"),
     "mix_bus": ("_render_to_file", "_master_bus"),
-    "choose": ("Choice", "choose", "run_loop"),
+    "choose": ("Choice", "choose"),
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
