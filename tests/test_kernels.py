@@ -110,10 +110,11 @@ def test_the_run_path_imports_none_of_scipys_slow_packages():
         "from automix.dsp import kernels\n"
         "slow = [m for m in ('scipy.signal', 'scipy.fft', 'scipy.ndimage', 'scipy.stats', 'scipy.special') if m in sys.modules]\n"
         "assert not slow, slow\n"
+        "assert all(kernels.FAST.values()), kernels.FAST\n"
         "import scipy.signal, scipy.fft, scipy.ndimage\n"
         "assert scipy.signal._signaltools._sosfilt is kernels.sosfilt_kernel\n"
-        "assert sys.modules['scipy.fft._pocketfft.pypocketfft'] is kernels._pocketfft\n"
-        "assert scipy.ndimage._filters._nd_image is kernels._nd_image\n"
+        "assert sys.modules['scipy.fft._pocketfft.pypocketfft'].r2c is kernels._r2c\n"
+        "assert scipy.ndimage._filters._nd_image.uniform_filter1d is kernels._uniform\n"
         "print('ok')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
@@ -126,3 +127,55 @@ def test_a_module_not_where_scipy_kept_it_is_imported_the_ordinary_way():
         kernels.compiled("scipy.signal._no_such_kernel")
     assert kernels.compiled("scipy.signal._sosfilt") is sys.modules["scipy.signal._sosfilt"]
     assert kernels.compiled("scipy.fft._pocketfft.helper") is sys.modules["scipy.fft._pocketfft.helper"]  # a .py: imported
+
+
+# --- the known answers, and the public stand-ins ------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(kernels._KERNELS))
+def test_each_public_stand_in_gives_the_known_answer_its_kernel_is_checked_on(name):
+    _, answers, public = kernels._KERNELS[name]
+    assert answers(public)
+    assert kernels.FAST[name]  # and here, on this scipy, the compiled kernel passed it too
+
+
+@pytest.mark.parametrize("name", sorted(kernels._KERNELS))
+def test_a_kernel_that_is_missing_or_answers_otherwise_gives_way_to_the_public_function(name, monkeypatch):
+    where, answers, public = kernels._KERNELS[name]
+    module, _ = where.rsplit(".", 1)
+    monkeypatch.setitem(kernels._KERNELS, name, (f"{module}.no_such_kernel", answers, public))
+    assert kernels._checked(name) == (public, False)
+    monkeypatch.setitem(kernels._KERNELS, name, (where, lambda kernel: False, public))  # a different answer
+    assert kernels._checked(name) == (public, False)
+
+    def raises(kernel):
+        raise TypeError("called differently")
+
+    monkeypatch.setitem(kernels._KERNELS, name, (where, raises, public))
+    assert kernels._checked(name) == (public, False)
+    monkeypatch.setitem(kernels._KERNELS, name, (where, answers, public))
+    kernel, fast = kernels._checked(name)
+    assert fast and kernel is not public
+
+
+def test_the_wrappers_on_the_public_stand_ins_give_the_same_bits(monkeypatch):
+    """What a user of a future scipy whose kernels moved would get: the same numbers."""
+    from automix.dsp import iir
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 5000)).astype(np.float32)
+    sos = np.array([[0.9, -1.8, 0.9, 1.0, -1.79, 0.81], [1.0, 0.3, 0.1, 1.0, -0.2, 0.05]])
+    zi = rng.standard_normal((2, 2, 2))
+    one_pole = (np.array([0.01]), np.array([1.0, -0.99]), x[0].astype(np.float64), np.array([0.3]))
+    fast = (kernels.rfft(x, 8192), kernels.irfft(kernels.rfft(x), 5000), kernels.minimum_filter1d(x, 64, origin=31),
+            kernels.maximum_filter1d(x, 7, mode="constant"), kernels.uniform_filter1d(x, 9, mode="nearest"),
+            *iir.sosfilt(sos, x, zi), *iir.lfilter(*one_pole))
+    for name in ("r2c", "c2r", "min_or_max", "uniform"):
+        monkeypatch.setattr(kernels, f"_{name}", kernels._KERNELS[name][2])
+    monkeypatch.setattr(iir, "sosfilt_kernel", kernels._KERNELS["sosfilt"][2])
+    monkeypatch.setattr(iir, "linear_filter", kernels._KERNELS["linear_filter"][2])
+    public = (kernels.rfft(x, 8192), kernels.irfft(kernels.rfft(x), 5000), kernels.minimum_filter1d(x, 64, origin=31),
+              kernels.maximum_filter1d(x, 7, mode="constant"), kernels.uniform_filter1d(x, 9, mode="nearest"),
+              *iir.sosfilt(sos, x, zi), *iir.lfilter(*one_pole))
+    for ours, theirs in zip(fast, public, strict=True):
+        _same(ours, theirs)

@@ -11,9 +11,11 @@ This module loads the compiled modules themselves from their files, registered u
 their own names (so a later public import, in a user's own code, finds and shares them),
 and wraps the few calls automix makes with the argument handling of the public function
 each replaces. ``tests/test_kernels.py`` checks every wrapper bit for bit against its
-public function. If scipy's layout ever changes, :func:`compiled` falls back to the
-ordinary import: slower, the same numbers. (numpy's own FFT is no substitute: it
-computes float32 transforms in double precision, 2.1x slower here.)
+public function. These are private parts of scipy, so each kernel is first checked on a
+known answer: one that is missing, is called differently or answers differently in some
+future scipy is replaced by the public function it stands for (the slow import, the
+same numbers), and ``FAST`` records which are in use. (numpy's own FFT is no substitute:
+it computes float32 transforms in double precision, 2.1x slower here.)
 
 The filter designs are in :mod:`automix.dsp.design`; the recursive filters of streams in
 :mod:`automix.dsp.iir`.
@@ -55,14 +57,125 @@ def compiled(qualified: str) -> ModuleType:
     return module
 
 
-# --- the kernels ------------------------------------------------------------------------
+# --- the kernels, each checked on a known answer ---------------------------------------
 
-#: A cascade of biquads in direct form II transposed, state in place (scipy.signal.sosfilt's).
-sosfilt_kernel = compiled("scipy.signal._sosfilt")._sosfilt
-#: A direct-form II transposed filter of any order (scipy.signal.lfilter's).
-linear_filter = compiled("scipy.signal._sigtools")._linear_filter
-_pocketfft = compiled("scipy.fft._pocketfft.pypocketfft")
-_nd_image = compiled("scipy.ndimage._nd_image")
+
+# The public stand-ins take the kernels' arguments (and, like them, filter in place where
+# the kernel does); the wrappers below only ever ask for the default normalisations.
+
+
+def _sosfilt_public(sos, x, zi):
+    from scipy import signal
+
+    y, state = signal.sosfilt(sos, x, axis=-1, zi=np.moveaxis(zi, 1, 0))  # scipy's zi: (sections, rows, 2)
+    x[...] = y
+    zi[...] = np.moveaxis(state, 0, 1)
+
+
+def _linear_filter_public(b, a, x, axis, zi):
+    from scipy import signal
+
+    return signal.lfilter(b, a, x, axis, zi)
+
+
+def _r2c_public(x, axes, forward, inorm, out, workers):
+    import scipy.fft
+
+    return scipy.fft.rfft(x, axis=axes[0])
+
+
+def _c2r_public(x, axes, n, forward, inorm, out, workers):
+    import scipy.fft
+
+    return scipy.fft.irfft(x, n, axis=axes[0])
+
+
+_MODE_NAMES = {0: "nearest", 2: "reflect", 4: "constant"}
+
+
+def _min_or_max_public(x, size, axis, output, mode, cval, origin, minimum):
+    from scipy import ndimage
+
+    rank = ndimage.minimum_filter1d if minimum else ndimage.maximum_filter1d
+    rank(x, size, axis, output, _MODE_NAMES[mode], cval, origin)
+
+
+def _uniform_public(x, size, axis, output, mode, cval, origin):
+    from scipy import ndimage
+
+    ndimage.uniform_filter1d(x, size, axis, output, _MODE_NAMES[mode], cval, origin)
+
+
+def _answers_sosfilt(kernel) -> bool:
+    # (1 + 0.5 z^-1) / (1 - 0.5 z^-1) on an impulse: 1, 1, 0.5, 0.25; state (0.125, 0)
+    x, zi = np.array([[1.0, 0.0, 0.0, 0.0]]), np.zeros((1, 1, 2))
+    kernel(np.array([[1.0, 0.5, 0.0, 1.0, -0.5, 0.0]]), x, zi)
+    return x.tolist() == [[1.0, 1.0, 0.5, 0.25]] and zi.tolist() == [[[0.125, 0.0]]]
+
+
+def _answers_linear_filter(kernel) -> bool:
+    y, zf = kernel(np.array([1.0]), np.array([1.0, -0.5]), np.array([1.0, 0.0, 0.0]), -1, np.array([0.0]))
+    return y.tolist() == [1.0, 0.5, 0.25] and zf.tolist() == [0.125]
+
+
+def _answers_r2c(kernel) -> bool:
+    return kernel(np.array([1.0, 2.0, 0.0, 0.0]), (0,), True, 0, None, 1).tolist() == [3, 1 - 2j, -1]
+
+
+def _answers_c2r(kernel) -> bool:
+    return kernel(np.array([4.0 + 0j, 0, 0]), (0,), 4, False, 2, None, 1).tolist() == [1.0, 1.0, 1.0, 1.0]
+
+
+def _answers_min_or_max(kernel) -> bool:
+    x, low, high = np.array([3.0, 1.0, 2.0, 5.0]), np.zeros(4), np.zeros(4)
+    kernel(x, 3, 0, low, 2, 0.0, 0, 1)  # reflect: 3 | 3 1 2 5 | 5
+    kernel(x, 3, 0, high, 4, 0.0, 0, 0)  # constant 0: 0 | 3 1 2 5 | 0
+    return low.tolist() == [1.0, 1.0, 1.0, 2.0] and high.tolist() == [3.0, 3.0, 5.0, 5.0]
+
+
+def _answers_uniform(kernel) -> bool:
+    x, out = np.array([3.0, 3.0, 6.0]), np.zeros(3)
+    kernel(x, 3, 0, out, 0, 0.0, 0)  # nearest: 3 | 3 3 6 | 6
+    return out.tolist() == [3.0, 4.0, 5.0]
+
+
+#: name -> (where scipy keeps it, its known answer, the public function it stands for)
+_KERNELS = {
+    "sosfilt": ("scipy.signal._sosfilt._sosfilt", _answers_sosfilt, _sosfilt_public),
+    "linear_filter": ("scipy.signal._sigtools._linear_filter", _answers_linear_filter, _linear_filter_public),
+    "r2c": ("scipy.fft._pocketfft.pypocketfft.r2c", _answers_r2c, _r2c_public),
+    "c2r": ("scipy.fft._pocketfft.pypocketfft.c2r", _answers_c2r, _c2r_public),
+    "min_or_max": ("scipy.ndimage._nd_image.min_or_max_filter1d", _answers_min_or_max, _min_or_max_public),
+    "uniform": ("scipy.ndimage._nd_image.uniform_filter1d", _answers_uniform, _uniform_public),
+}
+
+
+def _checked(name: str) -> tuple[object, bool]:
+    """The compiled kernel ``name`` if it gives its known answer, else its public stand-in;
+    and whether it is the compiled one."""
+    where, answers, public = _KERNELS[name]
+    module, attribute = where.rsplit(".", 1)
+    try:
+        kernel = getattr(compiled(module), attribute)
+        fast = answers(kernel)
+    except Exception:  # noqa: BLE001 - any surprise from a private API means: use the public one
+        fast = False
+    return (kernel, True) if fast else (public, False)
+
+
+_checked_kernels = {name: _checked(name) for name in _KERNELS}
+#: Which kernels run compiled (True) or through their public scipy function (False).
+FAST = {name: fast for name, (_, fast) in _checked_kernels.items()}
+#: A cascade of biquads in direct form II transposed, ``(sos, x, zi)`` filtered in place,
+#: ``x`` shaped ``(rows, n)`` and ``zi`` ``(rows, sections, 2)`` (scipy.signal.sosfilt's).
+sosfilt_kernel = _checked_kernels["sosfilt"][0]
+#: A direct-form II transposed filter of any order, ``(b, a, x, axis, zi) -> (y, zf)``
+#: (scipy.signal.lfilter's).
+linear_filter = _checked_kernels["linear_filter"][0]
+_r2c = _checked_kernels["r2c"][0]
+_c2r = _checked_kernels["c2r"][0]
+_min_or_max = _checked_kernels["min_or_max"][0]
+_uniform = _checked_kernels["uniform"][0]
 
 
 # --- real FFTs (scipy.fft.rfft / irfft) ---------------------------------------------------
@@ -79,7 +192,7 @@ def rfft(x: np.ndarray, n: int | None = None, axis: int = -1) -> np.ndarray:
         x = _fit(x, n, axis)
     elif x.shape[axis] < 1:
         raise ValueError(f"invalid number of data points ({x.shape[axis]}) specified")
-    return _pocketfft.r2c(x, (axis,), True, _UNSCALED, None, 1)
+    return _r2c(x, (axis,), True, _UNSCALED, None, 1)
 
 
 def irfft(spectrum: np.ndarray, n: int | None = None, axis: int = -1) -> np.ndarray:
@@ -93,7 +206,7 @@ def irfft(spectrum: np.ndarray, n: int | None = None, axis: int = -1) -> np.ndar
             raise ValueError(f"invalid number of data points ({n}) specified")
     else:
         spectrum = _fit(spectrum, n // 2 + 1, axis)
-    return _pocketfft.c2r(spectrum, (axis,), n, False, _BY_N, None, 1)
+    return _c2r(spectrum, (axis,), n, False, _BY_N, None, 1)
 
 
 def _float(x) -> np.ndarray:
@@ -145,13 +258,13 @@ def uniform_filter1d(x: np.ndarray, size: int, *, mode: str = "reflect", cval: f
     """``scipy.ndimage.uniform_filter1d(x, size, axis=-1, mode=mode, cval=cval, origin=origin)``
     for real ``x``."""
     x, output = _filter_arguments(x, size, origin)
-    _nd_image.uniform_filter1d(x, int(size), x.ndim - 1, output, _mode(mode), cval, origin)
+    _uniform(x, int(size), x.ndim - 1, output, _mode(mode), cval, origin)
     return output
 
 
 def _rank(x, size: int, mode: str, cval: float, origin: int, *, minimum: bool) -> np.ndarray:
     x, output = _filter_arguments(x, size, origin)
-    _nd_image.min_or_max_filter1d(x, int(size), x.ndim - 1, output, _mode(mode), cval, origin, int(minimum))
+    _min_or_max(x, int(size), x.ndim - 1, output, _mode(mode), cval, origin, int(minimum))
     return output
 
 
