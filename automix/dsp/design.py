@@ -1,11 +1,11 @@
 """Filter and window designs that automix needs, in numpy alone.
 
-``import scipy.signal`` took 0.54 s of a 3.9 s master on the development machine
-(scipy 1.17 parses about 800 docstrings at import through
-``scipy._lib._array_api.xp_capabilities`` and pulls in scipy.stats, interpolate and
-optimize). automix uses only a handful of its *design* functions, all textbook, so they
-are written here and this module imports nothing but numpy and the standard library
-(it imports in a few milliseconds).
+``import scipy.signal`` costs about half a second of every run (scipy 1.17 imports
+stats, interpolate and optimize with it; :mod:`automix.dsp.kernels` has the numbers,
+and loads the compiled filters without it). automix uses only a handful of
+scipy.signal's *design* functions, all textbook, so they are written here, and this
+module imports nothing but numpy and the standard library (it imports in a few
+milliseconds).
 
 Each function reproduces one ``scipy.signal`` call, named in its docstring, to rounding
 (``tests/test_design.py`` compares them and states the tolerances):
