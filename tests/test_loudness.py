@@ -404,3 +404,30 @@ def test_true_peak_in_a_chunk_quieter_than_the_peak_so_far():
     x = np.concatenate([fade(first, 48000, 0.05), fade(second, 48000, 0.05)], axis=1)  # no step between
     assert np.abs(x[:, 48000:]).max() == pytest.approx(0.6, abs=1e-4)
     assert loudness.true_peak(x, 48000) == pytest.approx(0.6 * np.sqrt(2), rel=0.003)
+
+
+@pytest.mark.parametrize("blocks", [[44100 * 3], [1000, 70000, 3, 61297]])
+def test_a_peaks_only_meter_reads_the_full_meters_peaks_without_weighting(blocks, monkeypatch):
+    """The analysis pass reads the input's true peak from a peaks-only meter in the helper
+    process: the same chunks, so the same reading as the full meter (and libebur128's
+    within its filter's difference), without the K-weighting's cost."""
+    x = music_like(3.0, 44100, seed=11) * 1.3
+    full, peaks = loudness.LoudnessMeter(44100, 2), loudness.LoudnessMeter(44100, 2, peaks_only=True)
+    filtered = []
+    sosfilt = loudness.iir.sosfilt
+    monkeypatch.setattr(loudness.iir, "sosfilt", lambda *a: filtered.append(1) or sosfilt(*a))
+    start = 0
+    for size in blocks:
+        peaks.add(x[:, start : start + size])
+        start += size
+    assert filtered == []  # no K-weighting at all
+    full.add(x)
+    assert peaks.true_peak() == full.true_peak() and peaks.sample_peak() == full.sample_peak() == np.abs(x).max()
+    state = pyebur128.R128State(2, 44100, pyebur128.MeasurementMode.MODE_TRUE_PEAK)
+    state.add_frames(np.ascontiguousarray(x.T).ravel().astype(np.float64), x.shape[1])
+    libebur128 = max(pyebur128.get_true_peak(state, c) for c in range(2))
+    assert 20 * np.log10(peaks.true_peak()) == pytest.approx(20 * np.log10(libebur128), abs=0.2)
+    with pytest.raises(AutomixError, match="peaks-only"):
+        peaks.result()
+    with pytest.raises(AutomixError, match="peaks-only"):
+        peaks.granule_energies()

@@ -18,6 +18,7 @@ import soundfile as sf
 from signals import pink_noise
 
 from automix import __version__
+from automix.errors import AutomixError
 from automix.io import metadata
 from automix.io.audio import quantize, write_audio
 from automix.io.metadata import (
@@ -377,3 +378,20 @@ def test_read_metadata_of_a_plain_file(tmp_path):
     assert tagged_loudness(found) == {}
     write_metadata(path, "WAV", LoudnessTags(-14.004, true_peak_dbtp=-1.006), None)
     assert tagged_loudness(read_metadata(path)) == {"integrated_lufs": -14.0, "true_peak_dbtp": -1.01, "source": "bext"}
+
+
+def test_a_digest_taken_beside_is_the_files_sha256_and_its_failure_is_the_callers(tmp_path):
+    """input_digest_beside hashes on a thread while the caller decodes the same file: the
+    same hex digest as hashlib's, the thread gone once asked, an unreadable file's error
+    raised where the digest is asked for."""
+    import threading
+
+    path = tmp_path / "in.wav"
+    path.write_bytes(np.random.default_rng(3).bytes(3 * 2**20 + 17))  # several of its 1 MB reads
+    digest = metadata.input_digest_beside(path)
+    assert digest() == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digest() == hashlib.sha256(path.read_bytes()).hexdigest()  # asked twice: the same
+    assert not [t for t in threading.enumerate() if t.name == "automix-digest"]
+    missing = metadata.input_digest_beside(tmp_path / "gone.wav")
+    with pytest.raises(AutomixError, match="gone.wav: cannot read"):
+        missing()

@@ -25,7 +25,7 @@ from automix.io.audio import (
     READABLE_EXTENSIONS,
     WRITABLE_FORMATS,
 )
-from automix.io.metadata import input_digest
+from automix.io.metadata import input_digest, input_digest_beside
 from automix.io.paths import check_output_paths
 from automix.io.stream import file_source
 from automix.jobs.checks import (
@@ -52,12 +52,13 @@ from automix.presets import MasterSettings
 
 
 def master_file(input_path: Path, output_path: Path, settings: MasterSettings, options: OutputOptions,
-                protected: tuple[Path, ...] = (), *, input_sha256: str | None = None) -> MasterResult:
+                protected: tuple[Path, ...] = (), *, input_sha256: str | Callable[[], str] | None = None) -> MasterResult:
     """Master one file into another, block by block. Nothing is written if the target
     was missed; memory depends on the block size, not on the file's length.
 
-    ``input_sha256``, if the caller already hashed the input, saves reading it again
-    for the provenance tag.
+    ``input_sha256``, if the caller already hashed the input (or is hashing it: a
+    callable from :func:`automix.io.metadata.input_digest_beside`, waited for once the
+    file is validated), saves reading it again for the provenance tag.
 
     Raises
     ------
@@ -68,6 +69,8 @@ def master_file(input_path: Path, output_path: Path, settings: MasterSettings, o
     if not options.dry_run:
         check_output_paths((input_path, *protected), (output_path,))
     source = file_source(input_path, sample_rate=options.sample_rate)
+    if callable(input_sha256):  # hashed on a thread while file_source decoded the file
+        input_sha256 = input_sha256()
     if source.frames < MIN_MEASURABLE_S * source.sample_rate:
         raise AutomixError(f"{input_path}: {source.frames} samples ({source.frames / source.sample_rate:.3f} s) is too short "
                            f"to master (loudness needs at least {MIN_MEASURABLE_S} s)")
@@ -93,10 +96,12 @@ def master_job(input_path: Path | str, output_path: Path | str, settings: Master
     digests = {}
     try:
         with remote.local_copies(input_path, output_path) as (local_in, local_out):
-            if not options.dry_run:  # hashed once: for the provenance tag and the record
-                digests["input_sha256"] = input_digest(local_in)
+            # hashed once, beside the validation: for the provenance tag and the record
+            hashing = input_digest_beside(local_in) if not options.dry_run else None
             result = master_file(local_in, local_out, settings, options, tuple(p for p in protected if not remote.is_url(p)),
-                                 input_sha256=digests.get("input_sha256"))
+                                 input_sha256=hashing)
+            if hashing is not None:
+                digests["input_sha256"] = hashing()
             if not options.dry_run and result.status != "target_missed":
                 digests["output_sha256"] = input_digest(local_out)
             if options.report is not None:

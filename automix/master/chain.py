@@ -687,7 +687,7 @@ class InputMeters:
         self.spread = BandSpreadMeter(sample_rate, channels)
         self.detector = glue_stage.GlueDetectorMeter(sample_rate, channels, total_frames=frames)
         self.mid_side = MidSideSpectrumMeter(sample_rate, channels) if with_mid_side else None
-        self.peak = loudness.LoudnessMeter(sample_rate, channels) if true_peak else None
+        self.peak = loudness.LoudnessMeter(sample_rate, channels, peaks_only=True) if true_peak else None
 
     def add(self, block: np.ndarray) -> None:
         self.spread.add(block)

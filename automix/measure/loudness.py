@@ -238,6 +238,10 @@ class LoudnessMeter:
         Channel count; weights follow :func:`channel_weights`.
     true_peak : bool
         Also run the 4x true-peak scan (otherwise ``true_peak_dbtp`` is the sample peak).
+    peaks_only : bool
+        Only the peaks (:meth:`true_peak`, :meth:`sample_peak`), no loudness: the
+        K-weighting is skipped. The true peak is the full meter's, chunk for chunk (the
+        analysis pass reads the analyzer's true peak from such a meter in the helper).
 
     Examples
     --------
@@ -254,7 +258,7 @@ class LoudnessMeter:
     measurement.
     """
 
-    def __init__(self, sample_rate: int, channels: int, *, true_peak: bool = True) -> None:
+    def __init__(self, sample_rate: int, channels: int, *, true_peak: bool = True, peaks_only: bool = False) -> None:
         check_sample_rate(sample_rate)
         if not isinstance(channels, (int, np.integer)) or channels < 1:
             raise AutomixError(f"meter: channel count must be a positive whole number, not {channels!r}")
@@ -274,6 +278,7 @@ class LoudnessMeter:
         self._pending: list[np.ndarray] = []  # input not yet a full chunk
         self._pending_frames = 0
         self._peak = _PeakStream(self.channels, oversampling_factor(self.sample_rate)) if true_peak else None
+        self.peaks_only = bool(peaks_only)
 
     # feeding -------------------------------------------------------------------------
     def add(self, block: np.ndarray) -> None:
@@ -328,6 +333,8 @@ class LoudnessMeter:
         """K-weight one chunk and add its energy to the 10 ms sub-granules."""
         n = chunk.shape[1]
         self._sample_peak = max(self._sample_peak, float(np.max(chunk)), -float(np.min(chunk)))
+        if self.peaks_only:
+            return
         filtered, self._zi = iir.sosfilt(self._sos, chunk.astype(np.float64), self._zi)
         np.multiply(filtered, filtered, out=filtered)
         # channel-weighted power per sample (a loop, not a BLAS product: OpenBLAS
@@ -385,7 +392,14 @@ class LoudnessMeter:
         counts : numpy.ndarray
             int64, samples in each hop (edges at ``round(k * rate * hop)``, so 11025 Hz
             still gets exact hops on average).
+
+        Raises
+        ------
+        AutomixError
+            For a ``peaks_only`` meter: it measured no loudness (nor does :meth:`result`).
         """
+        if self.peaks_only:
+            raise AutomixError("internal error: a peaks-only meter measures no loudness")
         if hop_ms % 10 or hop_ms <= 0:
             raise AutomixError(f"meter: hop_ms must be a positive multiple of 10, not {hop_ms!r}")
         self._flush()
