@@ -466,3 +466,69 @@ def test_workers_stopped_mid_write_remove_their_temp_files(tmp_path, sig):
     assert stderr == ""
     assert part_files(out) == [] and list(out.iterdir()) == []
     assert _group_members(process.pid) == []
+
+
+# --- a worker never outlives its batch ----------------------------------------------------
+
+
+class _SignalledInAFinalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.3)  # the handler runs in here: Python swallows its Stopped ("Exception ignored in")
+
+
+def _a_job_whose_stop_is_swallowed() -> str:
+    _SignalledInAFinalizer()  # collected at once
+    time.sleep(0.3)
+    return "finished, and ready for the next file"
+
+
+def test_a_stop_swallowed_inside_a_finalizer_still_ends_the_worker():
+    """A stop signal whose Stopped is raised inside a __del__ never unwinds the job: the job
+    ends normally. The worker must still leave when the job ends, not take the next file
+    with its signals ignored (a worker of a killed batch was found idle, its parent gone,
+    a quarter of an hour later)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from automix.jobs import safety
+
+    pool = safety._new_pool(1)
+    try:
+        future = safety._submit(pool, _a_job_whose_stop_is_swallowed, ())
+        with pytest.raises(BrokenProcessPool):
+            future.result(timeout=60)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_a_worker_whose_parent_vanished_without_its_death_signal_leaves():
+    """The parent SIGKILLed and its death signal lost (here: never armed, as on macOS): the
+    worker sees its parent gone within PARENT_POLL_S and stops as the signal would have."""
+    script = (
+        "import os, signal, time\n"
+        "from automix.jobs import safety\n"
+        "safety._stop_with_parent = lambda parent_pid: None  # no PR_SET_PDEATHSIG\n"
+        "safety.PARENT_POLL_S = 0.1\n"
+        "pool = safety._new_pool(1)\n"
+        "future = safety._submit(pool, time.sleep, (60,))\n"
+        "time.sleep(1.5)  # the worker is in its job\n"
+        "print(*[p.pid for p in pool._processes.values()], flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    workers = [int(pid) for pid in run.stdout.split()]
+    assert len(workers) == 1
+
+    def running(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 5.0
+    while running(workers[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(workers[0]), "the worker outlived its parent"

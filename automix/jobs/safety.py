@@ -33,6 +33,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: How long terminated workers get to remove their temporary files before SIGKILL.
 WORKER_STOP_TIMEOUT_S = 10.0
+#: How often a worker checks that its parent is still there (see _watch_parent).
+PARENT_POLL_S = 1.0
 
 BUG_NOTE = "this is a bug in automix, please report it"
 
@@ -134,12 +136,15 @@ def install_stop_handlers() -> None:
 
 
 _IN_JOB = False
+_STOPPED_BY: int | None = None  # the stop signal a worker received, once it has
 
 
 def _worker_signal(signum, frame) -> None:
+    global _STOPPED_BY
     # A second signal (Ctrl-C reaches the worker, then the parent's SIGTERM follows)
     # must not interrupt the cleanup the first one started.
     _ignore_further_signals()
+    _STOPPED_BY = signum
     if _IN_JOB:
         raise Stopped(signum)  # unwinds the job: atomic_output removes its temp file
     os._exit(128 + signum)  # idle: nothing to clean up
@@ -151,6 +156,7 @@ def _worker_init(parent_pid: int | None = None) -> None:
             signal.signal(sig, _worker_signal)
     if parent_pid is not None:
         _stop_with_parent(parent_pid)
+        _watch_parent(parent_pid)
     # The files already use every core, one per worker: threads inside a file would only
     # compete with the other workers (the one thread setting, see automix.measure.loudness).
     os.environ["AUTOMIX_THREADS"] = "1"
@@ -177,6 +183,27 @@ def _stop_with_parent(parent_pid: int) -> None:
         os._exit(128 + signal.SIGTERM)
 
 
+def _watch_parent(parent_pid: int) -> None:
+    """Check every ``PARENT_POLL_S`` that the parent is still there; if not, stop as its
+    death signal would (SIGTERM to this worker), and leave outright if that does not
+    end it within ``WORKER_STOP_TIMEOUT_S``.
+
+    Where ``PR_SET_PDEATHSIG`` exists this is the second line: a worker of a killed batch
+    was once found idle a quarter of an hour later, its signal handled but lost. Elsewhere
+    (macOS, BSD) it is the only one.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(WORKER_STOP_TIMEOUT_S)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="automix-parent-watch", daemon=True).start()
+
+
 def _submit(pool: ProcessPoolExecutor, fn: Callable, args: tuple):
     """``pool.submit`` with SIGINT/SIGTERM held back: submitting may fork a worker, and a
     signal handled half-way through would leave a worker the pool does not know of."""
@@ -198,6 +225,11 @@ def _call_in_worker(fn: Callable, args: tuple):
         os._exit(stop.exit_code)
     finally:
         _IN_JOB = False
+        if _STOPPED_BY is not None:
+            # The signal came, but its Stopped never reached here: raised where Python
+            # swallows exceptions (a __del__, a weakref callback: "Exception ignored
+            # in ..."). The job ended anyway; leave as the signal asked, never idle on.
+            os._exit(128 + _STOPPED_BY)
 
 
 # --- workers -------------------------------------------------------------------------
