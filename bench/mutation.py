@@ -116,6 +116,9 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "source_meter": ("automix/master/chain.py", [KILLS5, "tests/test_source_meter.py"]),
     "mix_bus": ("automix/jobs/mix_folder.py", [KILLS5, "tests/test_source_meter.py"]),
     "choose": ("automix/master/loop.py", [KILLS5, "tests/test_loop.py", "tests/test_limiter_choice.py"]),
+    "worker_stop": ("automix/jobs/safety.py", ["tests/test_faults.py", "-k", "swallowed or vanished or signal_stops"]),
+    "peaks_only": ("automix/measure/loudness.py", ["tests/test_loudness.py", "-k", "peaks_only or meter"]),
+    "digest_beside": ("automix/io/metadata.py", ["tests/test_metadata.py", "tests/test_resume.py"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose
@@ -144,6 +147,9 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "source_meter": ("SourceMeter", "master_stream", "master_to_file", "_master_to_lossy"),
     "mix_bus": ("_render_to_file", "_master_bus"),
     "choose": ("Choice", "choose"),
+    "worker_stop": ("PARENT_POLL_S", "_worker_signal", "_worker_init", "_watch_parent", "_call_in_worker"),
+    "peaks_only": ("LoudnessMeter.__init__", "LoudnessMeter._weigh", "LoudnessMeter.granule_energies"),
+    "digest_beside": ("input_digest_beside",),
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
