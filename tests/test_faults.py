@@ -495,40 +495,117 @@ def test_a_stop_swallowed_inside_a_finalizer_still_ends_the_worker():
     pool = safety._new_pool(1)
     try:
         future = safety._submit(pool, _a_job_whose_stop_is_swallowed, ())
+        worker = next(iter(pool._processes.values()))
         with pytest.raises(BrokenProcessPool):
             future.result(timeout=60)
+        worker.join(10)
+        assert worker.exitcode == 128 + signal.SIGTERM  # as the signal asked, not a crash
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _threads_in_a_worker() -> int:
+    from automix.measure import loudness
+
+    return loudness.THREADS
+
+
+def test_an_idle_worker_stopped_by_a_signal_leaves_with_its_code():
+    """Between files there is nothing to clean up: the worker leaves at once, 128 + the
+    signal's number (what a shell reports for a process stopped by that signal). And a
+    worker's file runs on one core, without a helper process (the workers use the cores)."""
+    from automix.jobs import safety
+
+    pool = safety._new_pool(1)
+    try:
+        assert safety._submit(pool, _threads_in_a_worker, ()).result(timeout=60) == 1
+        worker = next(iter(pool._processes.values()))
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.join(10)
+        assert worker.exitcode == 128 + signal.SIGTERM
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool_script(*lines: str) -> subprocess.CompletedProcess:
+    """Run lines of Python that start a one-worker pool (``pool``) from automix.jobs.safety."""
+    script = "\n".join(("import os, signal, sys, time", "from automix.jobs import safety", *lines)) + "\n"
+    return subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _running(pid)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_the_death_signal_stops_a_worker_long_before_the_watch_would():
+    """With the watch slowed to a minute, only the kernel's death signal can end the
+    worker of a SIGKILLed parent within seconds."""
+    run = _pool_script(
+        "safety.PARENT_POLL_S = 60.0",
+        "pool = safety._new_pool(1)",
+        "future = safety._submit(pool, time.sleep, (60,))",
+        "time.sleep(1.5)",
+        "print(*[p.pid for p in pool._processes.values()], flush=True)",
+        "os.kill(os.getpid(), signal.SIGKILL)",
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    (worker,) = (int(pid) for pid in run.stdout.split())
+    assert _gone_within(worker, 5.0), "the worker outlived its parent"
+
+
+def test_a_worker_keeps_sigint_ignored_when_its_batch_runs_with_it_ignored():
+    """A shell starts background jobs with SIGINT ignored so that Ctrl-C meant for the
+    foreground leaves them running: their workers must ignore it too."""
+    run = _pool_script(
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)",
+        "pool = safety._new_pool(1)",
+        "future = safety._submit(pool, time.sleep, (1.0,))",
+        "time.sleep(0.5)",
+        "[os.kill(p.pid, signal.SIGINT) for p in pool._processes.values()]",
+        "future.result(timeout=30)",
+        "pool.shutdown(wait=True)",
+        "print('finished')",
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "finished", run.stderr
+
+
+def test_a_batch_that_ends_normally_lets_its_workers_go():
+    """The watch thread must not hold a finished worker back (a thread Python waits for at
+    exit would hang the pool's shutdown)."""
+    run = _pool_script(
+        "pool = safety._new_pool(2)",
+        "print(sum(safety._submit(pool, abs, (-k,)).result(timeout=30) for k in range(4)), flush=True)",
+        "pool.shutdown(wait=True)",
+        "print('shut down')",
+    )
+    assert run.returncode == 0 and run.stdout.splitlines() == ["6", "shut down"], run.stderr
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
 def test_a_worker_whose_parent_vanished_without_its_death_signal_leaves():
     """The parent SIGKILLed and its death signal lost (here: never armed, as on macOS): the
     worker sees its parent gone within PARENT_POLL_S and stops as the signal would have."""
-    script = (
-        "import os, signal, time\n"
-        "from automix.jobs import safety\n"
-        "safety._stop_with_parent = lambda parent_pid: None  # no PR_SET_PDEATHSIG\n"
-        "safety.PARENT_POLL_S = 0.1\n"
-        "pool = safety._new_pool(1)\n"
-        "future = safety._submit(pool, time.sleep, (60,))\n"
-        "time.sleep(1.5)  # the worker is in its job\n"
-        "print(*[p.pid for p in pool._processes.values()], flush=True)\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    run = _pool_script(
+        "safety._stop_with_parent = lambda parent_pid: None  # no PR_SET_PDEATHSIG",
+        "safety.PARENT_POLL_S = 0.1",
+        "pool = safety._new_pool(1)",
+        "future = safety._submit(pool, time.sleep, (60,))",
+        "time.sleep(1.5)  # the worker is in its job",
+        "print(*[p.pid for p in pool._processes.values()], flush=True)",
+        "os.kill(os.getpid(), signal.SIGKILL)",
     )
-    run = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
     assert run.returncode == -signal.SIGKILL, run.stderr
-    workers = [int(pid) for pid in run.stdout.split()]
-    assert len(workers) == 1
-
-    def running(pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-
-    deadline = time.monotonic() + 5.0
-    while running(workers[0]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not running(workers[0]), "the worker outlived its parent"
+    (worker,) = (int(pid) for pid in run.stdout.split())
+    assert _gone_within(worker, 5.0), "the worker outlived its parent"

@@ -431,3 +431,68 @@ def test_a_peaks_only_meter_reads_the_full_meters_peaks_without_weighting(blocks
         peaks.result()
     with pytest.raises(AutomixError, match="peaks-only"):
         peaks.granule_energies()
+
+
+def test_the_meter_takes_one_to_max_channels_and_refuses_the_rest():
+    for channels in (0, -1, 2.0, "2"):
+        with pytest.raises(AutomixError, match="channel count"):
+            loudness.LoudnessMeter(44100, channels)
+    with pytest.raises(AutomixError, match="at most"):
+        loudness.LoudnessMeter(44100, loudness.MAX_CHANNELS + 1)
+    meter = loudness.LoudnessMeter(44100, loudness.MAX_CHANNELS, true_peak=False)
+    meter.add(np.full((loudness.MAX_CHANNELS, 100), 0.1, dtype=np.float32))
+    assert meter.sample_peak() == pytest.approx(0.1)
+
+
+def _sub_granule_energies(x: np.ndarray, rate: int) -> np.ndarray:
+    """The 10 ms energies by BS.1770's definition, computed whole: K-weighting (scipy, in
+    float64), squared, summed over the (front) channels, summed between the edges
+    round(j * rate / 100)."""
+    weighted = signal.sosfilt(loudness.k_weighting_sos(rate), x.astype(np.float64), axis=-1)
+    power = (weighted**2).sum(axis=0)
+    edges = (np.arange(x.shape[1] * 100 // rate + 1) * rate + 50) // 100
+    return np.add.reduceat(power, edges[:-1])[: edges.size - 1]
+
+
+def test_sub_granule_energies_are_bs1770s_even_where_a_chunk_ends_on_an_edge():
+    """At 48 kHz the meter's 16384-sample chunks end exactly on a 10 ms edge every 15
+    chunks (5.12 s): that edge belongs to the chunk it ends, not one sample of the next."""
+    rate = 48000
+    x = music_like(6.0, rate, seed=12)
+    meter = loudness.LoudnessMeter(rate, 2, true_peak=False)
+    meter.add(x)
+    energies, counts = meter.granule_energies(10)
+    expected = _sub_granule_energies(x, rate)
+    assert energies.size == expected.size == 600 and set(counts.tolist()) == {480}
+    np.testing.assert_allclose(energies, expected, rtol=1e-9)
+
+
+def test_a_reading_taken_mid_stream_does_not_change_what_follows():
+    """result() flushes a pending remainder shorter than 10 ms (no edge in it: its energy is
+    carried); the measurement then continues as if it had not been asked."""
+    x = music_like(3.0, 44100, seed=13)
+    whole = loudness.LoudnessMeter(44100, 2, true_peak=False)
+    whole.add(x)
+    asked = loudness.LoudnessMeter(44100, 2, true_peak=False)
+    cut = loudness.STREAM_CHUNK_FRAMES + 100  # 16384 + 100: the 100 pending cross no 441-sample edge
+    asked.add(x[:, :cut])
+    asked.result()
+    asked.add(x[:, cut:])
+    np.testing.assert_allclose(asked.granule_energies(10)[0], whole.granule_energies(10)[0], rtol=1e-12)
+    np.testing.assert_allclose(asked.granule_energies(10)[0], _sub_granule_energies(x, 44100), rtol=1e-9)
+
+
+def test_granule_energies_take_only_whole_multiples_of_10_ms():
+    meter = loudness.LoudnessMeter(44100, 2, true_peak=False)
+    for hop_ms in (0, -10, 15, 5):
+        with pytest.raises(AutomixError, match="multiple of 10"):
+            meter.granule_energies(hop_ms)
+    energies, counts = meter.granule_energies(10)  # nothing measured yet: no hop at all
+    assert energies.size == 0 and counts.size == 0
+
+
+def test_a_mono_meter_reads_as_libebur128():
+    x = music_like(3.0, 44100, seed=14)[:1]
+    meter = loudness.LoudnessMeter(44100, 1, true_peak=False)
+    meter.add(x)
+    assert meter.result().integrated_lufs == pytest.approx(ebur128(x, 44100)[0], abs=0.02)
