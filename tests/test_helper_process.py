@@ -954,3 +954,31 @@ def test_ctrl_c_while_a_worker_thread_starts_still_exits(tmp_path):
     assert "Traceback" not in stderr
     left = os.listdir(out) if out.is_dir() else []
     assert not [name for name in left if name.endswith(".part")], left
+
+
+def test_a_reply_that_arrives_after_the_helper_was_given_up_ends_the_reader_quietly():
+    """Ctrl-C cuts a request half-way: the helper is given up (every waiting request fails)
+    while a reply to an earlier one is already on its way. The reader must stop there, not
+    die with a traceback on the terminal (seen once in CI: ``Exception in thread
+    automix-helper-replies``)."""
+    done = run_python("""
+        import threading
+        from automix.io import helper as helper_module
+
+        died = []
+        threading.excepthook = lambda args: died.append(args.exc_type.__name__)
+        receive = helper_module._receive_parts
+
+        def receive_then_give_up(connection):
+            parts = receive(connection)
+            if "remote" in globals() and connection is remote._replies:  # not the forked helper's requests
+                remote._waiting.clear()  # as _break does, between the reply's arrival and its reading
+            return parts
+
+        helper_module._receive_parts = receive_then_give_up
+        remote = helper_module.Helper()
+        remote.submit(abs, -1)
+        remote._reader.join(10)
+        print(died, remote._reader.is_alive(), remote._gone)
+    """)
+    assert done.stdout.split() == ["[]", "False", "True"], done.stdout + done.stderr

@@ -209,7 +209,10 @@ class Helper:
                 parts = _receive_parts(self._replies)
             except (EOFError, OSError):
                 break
-            future = self._waiting.popleft()
+            try:
+                future = self._waiting.popleft()
+            except IndexError:  # given up (_break, after a signal) while this reply was on its way
+                break
             try:
                 ok, value = _unpickled(*parts)
             except Exception as error:  # noqa: BLE001 - e.g. an exception class that cannot be rebuilt
