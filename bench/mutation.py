@@ -179,7 +179,7 @@ EQUIVALENT: dict[str, str] = {
     "digest_beside:177:bool:a35c047e": "a non-daemon hashing thread: the callers always wait for it (the result is asked "
                                        "before any pass); only an exit in the middle of a hash would wait for its end",
     # the worker stop (8b58885): judged on the code at that commit
-    "worker_stop:37:number:0feee105": "PARENT_POLL_S 1 -> 2 s: a worker whose parent is gone notices a second later; "
+    "worker_stop:38:number:0feee105": "PARENT_POLL_S 1 -> 2 s: a worker whose parent is gone notices a second later; "
                                        "only how soon, and the death signal comes first where the kernel has it",
     "worker_stop:202:binop:c6576608": "the watch's last-resort exit status of an orphan: its parent, the only process "
                                        "that could read it, is gone (that it leaves is tested)",
@@ -324,18 +324,16 @@ EQUIVALENT: dict[str, str] = {
     'kernels:229:compare:3e417836': "have == n: the input copied into a zero array of its own length instead of sliced, the same values",
     'kernels:277:binop:e942e04c': "size / 2 in the origin check: for an integer origin k + 1/2 (odd size) is in [0, size) exactly when "
                                   "k is; even sizes give the same number",
-    'design:86:drop:94863f76': "kaiser(1): np.kaiser(1, beta) is [1.0] (float64) as well",
-    'design:87:bool:26a86a6d': "astype(float64, copy=True): a copy of np.kaiser's float64 window, the same values",
-    'design:122:compare:e80dc705': "attenuation exactly 21 dB: 0.5842 * 0 ** 0.4 + 0.07886 * 0 = 0.0, the else branch's beta",
-    'design:222:compare:847e561a': "np.any(steps != 0) always holds (freqs rise from 0 to 1): without a repeat the block moves nothing "
+    'design:119:compare:e80dc705': "attenuation exactly 21 dB: 0.5842 * 0 ** 0.4 + 0.07886 * 0 = 0.0, the else branch's beta",
+    'design:219:compare:847e561a': "np.any(steps != 0) always holds (freqs rise from 0 to 1): without a repeat the block moves nothing "
                                    "(repeated is empty) and its check passes; with one it runs as before",
-    'design:302:binop:973388f7': "high-pass poles warped * p, not warped / p: the prototype's poles lie on the unit circle (1/p = conj p) "
+    'design:299:binop:973388f7': "high-pass poles warped * p, not warped / p: the prototype's poles lie on the unit circle (1/p = conj p) "
                                  "in conjugate pairs, the same poles to rounding (sections within 1.4e-15 relative: orders 1-10, "
                                  "8-96 kHz, 1 Hz to 0.49 fs, measured)",
-    'design:304:binop:d3707ceb': "prod(-p) of the Butterworth prototype is 1 (its polynomial's constant term): 1 * x and 1 / x differ "
+    'design:301:binop:d3707ceb': "prod(-p) of the Butterworth prototype is 1 (its polynomial's constant term): 1 * x and 1 / x differ "
                                  "by rounding (8.9e-16 relative, measured as 302)",
-    'design:306:binop:ae73cdfa': "low-pass poles warped / p, not warped * p: the same conjugate set as 302 (1.4e-15 relative, measured)",
-    'design:315:binop:63505054': "the analog zeros are all 0 (or none): 4 - 0 == 4 + 0",
+    'design:303:binop:ae73cdfa': "low-pass poles warped / p, not warped * p: the same conjugate set as 299 (1.4e-15 relative, measured)",
+    'design:312:binop:63505054': "the analog zeros are all 0 (or none): 4 - 0 == 4 + 0",
     'iir_kernel:64:number:015a90e3': "reshape(-2, n): numpy (2.4) infers any negative size, as -1",
     'iir_kernel:66:number:015a90e3': "reshape(-2, sections, 2): numpy (2.4) infers any negative size, as -1",
     'iir_kernel:67:bool:7ebb1f4d': "sos.astype(dtype, copy=True): the kernel only reads sos, a copy gives the same",

@@ -548,20 +548,27 @@ def _gone_within(pid: int, seconds: float) -> bool:
     return not _running(pid)
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
-def test_the_death_signal_stops_a_worker_long_before_the_watch_would():
-    """With the watch slowed to a minute, only the kernel's death signal can end the
-    worker of a SIGKILLed parent within seconds."""
+def _worker_of_a_killed_parent(*setup: str) -> int:
+    """Run ``setup`` (lines patching automix.jobs.safety), start a one-worker pool whose
+    worker sleeps in its job, SIGKILL the pool's process; the worker's pid."""
     run = _pool_script(
-        "safety.PARENT_POLL_S = 60.0",
+        *setup,
         "pool = safety._new_pool(1)",
         "future = safety._submit(pool, time.sleep, (60,))",
-        "time.sleep(1.5)",
+        "time.sleep(1.5)  # the worker is in its job",
         "print(*[p.pid for p in pool._processes.values()], flush=True)",
         "os.kill(os.getpid(), signal.SIGKILL)",
     )
     assert run.returncode == -signal.SIGKILL, run.stderr
     (worker,) = (int(pid) for pid in run.stdout.split())
+    return worker
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_the_death_signal_stops_a_worker_long_before_the_watch_would():
+    """With the watch slowed to a minute, only the kernel's death signal can end the
+    worker of a SIGKILLed parent within seconds."""
+    worker = _worker_of_a_killed_parent("safety.PARENT_POLL_S = 60.0")
     assert _gone_within(worker, 5.0), "the worker outlived its parent"
 
 
@@ -597,15 +604,6 @@ def test_a_batch_that_ends_normally_lets_its_workers_go():
 def test_a_worker_whose_parent_vanished_without_its_death_signal_leaves():
     """The parent SIGKILLed and its death signal lost (here: never armed, as on macOS): the
     worker sees its parent gone within PARENT_POLL_S and stops as the signal would have."""
-    run = _pool_script(
-        "safety._stop_with_parent = lambda parent_pid: None  # no PR_SET_PDEATHSIG",
-        "safety.PARENT_POLL_S = 0.1",
-        "pool = safety._new_pool(1)",
-        "future = safety._submit(pool, time.sleep, (60,))",
-        "time.sleep(1.5)  # the worker is in its job",
-        "print(*[p.pid for p in pool._processes.values()], flush=True)",
-        "os.kill(os.getpid(), signal.SIGKILL)",
-    )
-    assert run.returncode == -signal.SIGKILL, run.stderr
-    (worker,) = (int(pid) for pid in run.stdout.split())
+    worker = _worker_of_a_killed_parent("safety._stop_with_parent = lambda parent_pid: None  # no PR_SET_PDEATHSIG",
+                                        "safety.PARENT_POLL_S = 0.1")
     assert _gone_within(worker, 5.0), "the worker outlived its parent"

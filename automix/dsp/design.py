@@ -81,10 +81,7 @@ def kaiser(length: int, beta: float) -> np.ndarray:
     numpy.ndarray
         The window, symmetric, peak 1 at the centre (odd ``length``).
     """
-    length = _positive_int(length, "window length")
-    if length == 1:
-        return np.ones(1)
-    return np.kaiser(length, float(beta)).astype(np.float64, copy=False)
+    return np.kaiser(_positive_int(length, "window length"), float(beta))  # float64; [1.0] for one point
 
 
 def kaiserord(ripple_db: float, width: float) -> tuple[int, float]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -192,7 +193,6 @@ def _watch_parent(parent_pid: int) -> None:
     was once found idle a quarter of an hour later, its signal handled but lost. Elsewhere
     (macOS, BSD) it is the only one.
     """
-    import threading
 
     def watch() -> None:
         while os.getppid() == parent_pid:

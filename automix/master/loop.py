@@ -525,9 +525,9 @@ def run_loop(features: LoopFeatures, settings: MasterSettings, over_limit: str, 
     threshold = ceiling - LIMITER_HEADROOM_DB
     if choice is None:
         choice = choose(features, settings, over_limit)
-    status, message, choice = choice.status, choice.message, choice.prediction
+    status, message = choice.status, choice.message
     aim_loudness = status in ("ok", "forced")
-    gain, release = choice.gain_db, choice.release_ms
+    gain, release = choice.prediction.gain_db, choice.prediction.release_ms
     renders, first_error, codec_db, codec_peaks, codec_rounds = 0, None, 0.0, {}, 0
     history: list[tuple[float, float]] = []  # (gain, measured LUFS) at the current limiter setting
     precise = math.nan
