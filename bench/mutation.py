@@ -181,6 +181,7 @@ EQUIVALENT: dict[str, str] = {
     # the worker stop (8b58885): judged on the code at that commit
     "worker_stop:38:number:0feee105": "PARENT_POLL_S 1 -> 2 s: a worker whose parent is gone notices a second later; "
                                        "only how soon, and the death signal comes first where the kernel has it",
+    "worker_stop:202:number:cca78689": "the watch's last-resort exit status (129 + 15): as 202:binop, read by no one",
     "worker_stop:202:binop:c6576608": "the watch's last-resort exit status of an orphan: its parent, the only process "
                                        "that could read it, is gone (that it leaves is tested)",
     "dynamics:50:compare:b962dfec": "ratio 1.0 compressed instead of bypassed: slope 1 - 1/1 = 0, so the same "
