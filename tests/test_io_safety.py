@@ -612,6 +612,61 @@ def test_truncated_aiff_is_read_with_a_warning(tmp_path):
     assert audio.warnings == (f"cut.aiff: truncated: header claims {FRAMES} frames, file holds 1000",)
 
 
+def _corrupted_copies(base: bytes, seed: int, count: int):
+    """``count`` damaged copies of a file: cut short, bytes of its header overwritten, or both."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        data = bytearray(base)
+        kind = int(rng.integers(3))
+        if kind != 0:  # header bytes overwritten (the chunk sizes, the format fields)
+            for position in rng.integers(0, 120, size=int(rng.integers(1, 4))).tolist():
+                data[position] = int(rng.integers(256))
+        if kind != 1:
+            data = data[: int(rng.integers(8, len(data)))]
+        yield bytes(data)
+
+
+@pytest.mark.parametrize(("container", "subtype"), [("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "PCM_U8"),
+                                                    ("AIFF", "PCM_24"), ("AIFF", "PCM_S8")])
+def test_an_integer_file_counted_without_decoding_reads_as_the_decoder_reads_it(tmp_path, container, subtype):
+    """file_source counts an integer WAV/AIFF's frames from its header, without the
+    validating decode (stream._counted); on damaged files it must still agree with the
+    whole-file reader, which decodes every block: the same refusal, or the same samples
+    and the same warnings."""
+    from automix.io.stream import file_source
+
+    suffix = ".wav" if container == "WAV" else ".aiff"
+    x = sine(-3, 0.1, RATE, 997.0, channels=2)
+    clean = tmp_path / f"clean{suffix}"
+    sf.write(clean, x.T, RATE, format=container, subtype=subtype)
+    path, compared = tmp_path / f"damaged{suffix}", 0
+    for data in _corrupted_copies(clean.read_bytes(), seed=len(subtype) + len(container), count=150):
+        path.write_bytes(data)
+        try:
+            whole = read_audio(path)
+        except AutomixError:
+            with pytest.raises(AutomixError):
+                file_source(path)
+            continue
+        source = file_source(path)
+        streamed = np.concatenate(list(source.blocks()), axis=1)
+        assert source.frames == whole.frames == streamed.shape[1]
+        assert np.array_equal(streamed, whole.samples)
+        assert source.warnings == whole.warnings
+        compared += 1
+    assert compared >= 40  # most damage still leaves a readable file: the comparison ran
+
+
+def test_a_truncated_file_streamed_is_called_truncated(tmp_path):
+    from automix.io.stream import file_source
+
+    full = tmp_path / "full.wav"
+    pcm16_wav(full)
+    (tmp_path / "cut.wav").write_bytes(full.read_bytes()[: 44 + 4 * 3000 + 2])
+    assert file_source(tmp_path / "cut.wav").warnings == (f"cut.wav: truncated: header claims {FRAMES} frames, file holds 3000",)
+    assert file_source(full).warnings == ()
+
+
 @pytest.mark.parametrize("subtype", ["IMA_ADPCM", "MS_ADPCM", "ULAW"])
 def test_compressed_wav_subtypes_are_not_called_truncated(tmp_path, subtype):
     sf.write(tmp_path / "c.wav", sine(-6, 0.2, RATE, channels=1).T, RATE, subtype=subtype)

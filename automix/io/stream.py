@@ -23,12 +23,15 @@ from automix.io.audio import (  # private helpers: validate and word failures as
     MAX_DURATION_S,
     MAX_FILE_PEAK,
     SOFTWARE,
+    _PCM_BYTES,
     Audio,
     _check_header,
     _check_input_file,
     _container_of,
+    _declared_frames,
     _describe,
     _sndfile_error_detail,
+    _too_long,
     _write_failure,
     output_format,
     read_audio,
@@ -83,7 +86,8 @@ def file_source(path: Path, *, sample_rate: int | None = None, block_frames: int
     WAV, FLAC, AIFF and OGG are decoded block by block; MP3 (rare for a master's input)
     is decoded whole. The file is decoded once here to validate it -- every sample
     finite and sane, the frame count as found, not as the header claims -- so a later
-    pass never meets a surprise half-way through a render.
+    pass never meets a surprise half-way through a render. An integer-PCM WAV or AIFF
+    is not decoded: nothing in it could fail those checks (see :func:`_counted`).
     """
     path = Path(path)
     _check_input_file(path)
@@ -100,9 +104,13 @@ def file_source(path: Path, *, sample_rate: int | None = None, block_frames: int
         raise AutomixError(f"{path}: cannot read as audio") from None
     _check_header(path, info.samplerate, info.channels, info.subtype)
     rate, channels = int(info.samplerate), int(info.channels)
-    frames = _scan(path, rate, channels, block_frames)
-    if container in ("WAV", "AIFF") and 0 < info.frames < (1 << 62) and info.frames != frames:
-        warnings.append(f"{path.name}: truncated: the header claims {info.frames} frames, the file holds {frames}")
+    if container in ("WAV", "AIFF") and info.subtype in INTEGER_SUBTYPES:
+        frames = _counted(path, rate, channels, int(info.frames))
+    else:
+        frames = _scan(path, rate, channels, block_frames)
+    claimed = _declared_frames(path, container) if info.subtype in _PCM_BYTES else None
+    if claimed is not None and claimed > frames:
+        warnings.append(f"{path.name}: truncated: header claims {claimed} frames, file holds {frames}")
     out_rate = sample_rate or rate
     blocks = _FileBlocks(path, rate, out_rate, channels, frames, block_frames)
     out_frames = frames if out_rate == rate else int(frames * out_rate / rate + 0.5)  # soxr's output length
@@ -137,6 +145,23 @@ class _FileBlocks:
                     if data.shape[0] == 0:
                         continue
                 yield np.ascontiguousarray(data.T)
+
+
+#: Integer PCM: every byte pattern is a finite sample within full scale, so an
+#: uncompressed file of these holds nothing a decode could refuse.
+INTEGER_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32"})
+
+
+def _counted(path: Path, rate: int, channels: int, frames: int) -> int:
+    """The frames of an integer-PCM WAV or AIFF, without decoding it: libsndfile clips an
+    uncompressed file's frame count to what its size holds, and every sample in it is
+    finite and within full scale, so :func:`_scan` would count the same and find nothing
+    (``tests/test_io_safety.py`` checks that on truncated and corrupted files)."""
+    if frames > int(MAX_DURATION_S * rate):
+        raise AutomixError(_too_long(path, frames / rate))
+    if frames <= channels:
+        raise AutomixError(f"{path}: only {frames} sample(s) per channel; too short to be audio")
+    return frames
 
 
 def _scan(path: Path, rate: int, channels: int, block_frames: int) -> int:
