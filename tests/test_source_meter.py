@@ -117,3 +117,79 @@ def test_a_mix_to_match_a_reference_measures_the_bus_mid_and_side(tmp_path):
         meter.add(x)
         chain.master_stream(file_source(_written(tmp_path, x)), POP.master, chain.NullSink(),
                             reference=options.reference, measured=meter.result())
+
+
+# --- the output analysed as it is written (analyse_output) -------------------------------
+
+
+@pytest.mark.parametrize("bit_depth", ["16", "24"])
+def test_a_master_analysed_as_written_reads_as_the_written_file(tmp_path, bit_depth):
+    """A render's analysis of what it writes (the analyzer beside the output meters, its
+    loudness theirs) equals the analysis of the written file read back, field for field,
+    and libebur128 agrees on the loudness."""
+    import dataclasses
+
+    from automix.io.audio import read_audio
+    from automix.measure.analyzer import Analyzer, analyze
+
+    x = music_like(2 * BLOCK_FRAMES / RATE + 0.7, RATE, seed=9)
+    out = tmp_path / "master.wav"
+    result = chain.master_to_file(file_source(_written(tmp_path, x)), out, POP.master, bit_depth=bit_depth)
+    assert result.output_analysis is None  # only when asked for
+    source = file_source(_written(tmp_path, x))
+    sink = chain.FileSink(str(tmp_path / "again.wav"), tmp_path / "again.wav", RATE, 2, bit_depth)
+    analysed = chain.master_stream(source, POP.master, sink, bit_depth=bit_depth, analyse_output=True)
+    written = read_audio(out)
+    assert np.array_equal(read_audio(tmp_path / "again.wav").samples, written.samples)  # the same master
+    # the pass it replaces: the streaming analyzer over the written file
+    reader = Analyzer(RATE, 2, total_frames=written.frames)
+    for block in file_source(out).blocks():
+        reader.add(block)
+    # equal within float rounding: numpy's float64 sums of the same samples can differ in
+    # the last bits with the arrays' memory alignment (the rms and the stereo image)
+    for reference in (reader.result(), analyze(written)):  # and the whole-array analysis
+        for name, value in dataclasses.asdict(reference).items():
+            ours = getattr(analysed.output_analysis, name)
+            if isinstance(value, str):
+                assert ours == value, name
+            else:
+                assert np.allclose(ours, value, rtol=1e-12, atol=1e-12), name
+    lufs, _, _ = ebur128(written.samples, RATE)
+    assert analysed.output_analysis.integrated_lufs == pytest.approx(lufs, abs=0.02)
+    assert analysed.output_analysis.integrated_lufs == pytest.approx(POP.master.target_lufs, abs=0.1)
+
+
+def test_an_analyzer_reads_its_own_loudness_meter_or_the_one_given():
+    from automix.measure import loudness
+    from automix.measure.analyzer import Analyzer
+
+    x = music_like(1.0, RATE, seed=10)
+    own = Analyzer(RATE, 2)
+    own.add(x)
+    meter = loudness.LoudnessMeter(RATE, 2)
+    meter.add(x)
+    beside_meter = Analyzer(RATE, 2, loudness_meter=False)
+    beside_meter.add(x)
+    assert beside_meter.result(measured=meter.result()) == own.result()
+    with pytest.raises(Exception, match="internal error"):
+        own.result(measured=meter.result())
+    with pytest.raises(Exception, match="internal error"):
+        beside_meter.result()
+
+
+def test_the_mix_reports_its_output_as_analysed_while_written(tmp_path, monkeypatch):
+    """The mix's report takes the master's analysis of what it wrote, and says what a
+    reading of the written file says."""
+    stems = short_copy("pop_song", tmp_path / "stems", seconds=5.0)
+    given = []
+    final_measures = mix_module._final_measures
+    monkeypatch.setattr(mix_module, "_final_measures",
+                        lambda *a, **k: given.append(k.get("analysis")) or final_measures(*a, **k))
+    out = tmp_path / "mix.wav"
+    result = mix_folder(stems, out, POP, OutputOptions(bit_depth="24"))
+    assert len(given) == 1 and given[0] is not None  # not read back
+    final, against, _ = final_measures(out, POP, measured=result.master.output_measurement)  # read back
+    assert result.report["against_genre_average"] == against
+    for key, value in (("integrated_lufs", final.integrated_lufs), ("true_peak_dbtp", final.true_peak_dbtp),
+                       ("loudness_range_lu", final.loudness_range_lu), ("sample_peak_dbfs", final.sample_peak_dbfs)):
+        assert result.report["final"][key] == round(value, 2), key

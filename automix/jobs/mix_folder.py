@@ -291,7 +291,8 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
             # the master measured the true peak of what it wrote (PCM): not scanned again
             measured = (master_result.output_measurement if master_result is not None
                         and not lossy.is_lossy(written, options.format_name) else None)
-            final, against, out = _final_measures(written, preset, measured=measured)
+            analysed = master_result.output_analysis if measured is not None else None
+            final, against, out = _final_measures(written, preset, measured=measured, analysis=analysed)
         report = build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result,
                               out, rate, written, options)
         if final is not None:
@@ -424,7 +425,8 @@ def _master_bus(bus_path: Path, output: Path, preset: Preset, options: OutputOpt
     try:
         with atomic_output(output) as temp_name:
             sink = FileSink(temp_name, output, source.sample_rate, source.channels, options.bit_depth, options.format_name)
-            result = master_stream(source, preset.master, sink, **settings)
+            # the report's analysis of the output is taken as it is written, not read back
+            result = master_stream(source, preset.master, sink, **settings, analyse_output=True)
             if result.status == "target_missed":
                 out = sink.read()
                 raise _Abandon
@@ -444,7 +446,7 @@ def rendered_frames(rendered) -> int:
 PANNING_FRAMES, PANNING_FFT = 400, 4096
 
 
-def _final_measures(written: Path, preset: Preset, *, measured=None):
+def _final_measures(written: Path, preset: Preset, *, measured=None, analysis=None):
     """What the report measures on the output, streamed from the written file: its
     analysis, its comparison with the genre average (the panning figure from just the
     frames it reads) and a short excerpt for :func:`automix.jobs.report.build_report`,
@@ -453,17 +455,21 @@ def _final_measures(written: Path, preset: Preset, *, measured=None):
 
     ``measured``: the master's own measurement of what it wrote
     (:class:`automix.measure.loudness.LoudnessMeasurement`); its true peak is then used,
-    not scanned for again.
+    not scanned for again. ``analysis``: the master's analysis of what it wrote (see
+    ``analyse_output`` in :func:`automix.master.chain.master_stream`); the file is then
+    not read for it.
 
     Returns (AudioAnalysis, comparison dict, excerpt samples).
     """
     from automix.mix.balancer import compare_to_reference
 
     source = file_source(written)
-    analyzer = Analyzer(source.sample_rate, source.channels, total_frames=source.frames, true_peak=measured is None)
-    for block in source.blocks():
-        analyzer.add(block)
-    final = analyzer.result()
+    final = analysis
+    if final is None:
+        analyzer = Analyzer(source.sample_rate, source.channels, total_frames=source.frames, true_peak=measured is None)
+        for block in source.blocks():
+            analyzer.add(block)
+        final = analyzer.result()
     if measured is not None:
         peak = max(measured.true_peak_dbtp, final.sample_peak_dbfs)  # never under the written samples
         final = dataclasses.replace(final, true_peak_dbtp=peak,

@@ -77,7 +77,7 @@ from automix.master.reference import (
 from automix.master.stereo import StereoShaper
 from automix.master.tonal import BandSpreadMeter, StreamingEQ, TonalMove, tonal_balance
 from automix.measure import loudness
-from automix.measure.analyzer import AudioAnalysis
+from automix.measure.analyzer import Analyzer, AudioAnalysis
 from automix.presets import MasterSettings
 
 
@@ -121,10 +121,13 @@ class MasterResult:
     reference: dict | None = None  # what the reference measured, when one was matched
     #: The meter's reading of the written master (for the file's loudness metadata).
     output_measurement: loudness.LoudnessMeasurement | None = field(default=None, repr=False, compare=False)
+    #: The written master's whole analysis, taken as it was written (``analyse_output``).
+    output_analysis: AudioAnalysis | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         data = {key: value for key, value in asdict(self).items()
-                if key not in ("tonal_eq", "settings", "glue", "limiter_timeline_db", "output_measurement", "side_eq")}
+                if key not in ("tonal_eq", "settings", "glue", "limiter_timeline_db", "output_measurement", "output_analysis",
+                               "side_eq")}
         data = {key: (round(value, 3) if isinstance(value, float) else value) for key, value in data.items()}
         data["tonal_eq_db"] = self.tonal_eq.to_dict()
         data["tonal_eq_reason"] = self.tonal_eq.reason
@@ -412,6 +415,7 @@ class Render:
     measured: loudness.LoudnessMeasurement
     limiter: LimiterStats
     precise_true_peak_dbtp: float
+    analysis: AudioAnalysis | None = None  # the whole analysis of what was written, if asked for
 
     @property
     def max_gain_reduction_db(self) -> float:
@@ -424,7 +428,8 @@ class Render:
 
 def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: float, release_ms: float,
            bit_depth: str, sink: Sink, *, split_band: bool = False, envelope: EnvelopeSpill | None = None,
-           kept: SignalSpill | None = None, band_envelopes: tuple[EnvelopeSpill, EnvelopeSpill] | None = None) -> Render:
+           kept: SignalSpill | None = None, band_envelopes: tuple[EnvelopeSpill, EnvelopeSpill] | None = None,
+           analyse: bool = False) -> Render:
     """Run the whole chain once over ``source`` into ``sink`` and measure what was written.
 
     ``envelope``: the wideband limiter's detector envelope of the signal before the
@@ -432,7 +437,9 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
     detected again. ``band_envelopes``: the same for the split-band limiter, its high
     band's and its whole signal's envelopes (its safety stage still detects its own
     input). ``kept``: the signal before the limiter itself, kept by the model pass: read
-    instead of running the EQ, stereo and glue stages again.
+    instead of running the EQ, stereo and glue stages again. ``analyse``: also the whole
+    :class:`automix.measure.analyzer.AudioAnalysis` of what was written (a PCM file
+    decodes to exactly the samples written, so this is what reading it back would give).
     """
     sample_rate, channels = source.sample_rate, source.channels
     gain = np.float32(10 ** (gain_db / 20))
@@ -449,11 +456,16 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
     threaded = loudness.THREADS > 1
     # the meters of what is written in the helper process (or a thread), the rest here
     meters = beside(OutputMeters, sample_rate, channels, threaded=threaded)
+    # the rest of the analysis here, where the render leaves a core idle part of the time;
+    # its loudness is the output meters'
+    analyzer = Analyzer(sample_rate, channels, total_frames=source.frames, loudness_meter=False) if analyse else None
     try:
         def emit(block: np.ndarray) -> None:
             if block.shape[1]:
                 out = dither.process(block)
                 meters.send("add", out)
+                if analyzer is not None:
+                    analyzer.add(out)
                 sink.write(out)
 
         for block in ahead(pre_limited(source, plan, kept), threaded):
@@ -464,7 +476,8 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
         raise
     measured, peak = meters.ask("result", last=True)
     sink.finish()
-    return Render(measured, peak_limiter.stats(), loudness.amplitude_to_db(peak))
+    analysis = analyzer.result(measured=measured) if analyzer is not None else None
+    return Render(measured, peak_limiter.stats(), loudness.amplitude_to_db(peak), analysis)
 
 
 class OutputMeters:
@@ -535,7 +548,7 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
                   over_limit: str = "fail", analysis: AudioAnalysis | None = None,
                   codec_safe: str | None = None, amount: float = 1.0, lossy_check=None,
                   lossy_files: tuple[Path, Path] | None = None, reference: Reference | None = None,
-                  measured: InputMeasurements | None = None) -> MasterResult:
+                  measured: InputMeasurements | None = None, analyse_output: bool = False) -> MasterResult:
     """Master a stream of blocks into ``sink`` (see the module docstring).
 
     Parameters
@@ -571,6 +584,9 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
         measured the signal as it was written (the mix measures its bus while rendering
         it); the pass is then skipped. It must hold the mid/side spectra when
         ``reference`` is given.
+    analyse_output : bool
+        Also analyse the master as it is written (``MasterResult.output_analysis``), for
+        a caller that reports on it: cheaper than reading the written file back.
     """
     if over_limit not in OVER_LIMIT_CHOICES:
         raise AutomixError(f"--over-limit must be one of {', '.join(OVER_LIMIT_CHOICES)}")
@@ -608,7 +624,7 @@ def master_stream(source: BlockSource, settings: MasterSettings, sink: Sink, *, 
 
         def render_with(gain_db: float, threshold_db: float, release_ms: float) -> Render:
             return render(source, plan, gain_db, threshold_db, release_ms, bit_depth, sink, split_band=split_band,
-                          envelope=spill, kept=kept, band_envelopes=(high_band, whole))
+                          envelope=spill, kept=kept, band_envelopes=(high_band, whole), analyse=analyse_output)
 
         codec_check = None
         if codec_safe:
@@ -653,8 +669,6 @@ class InputMeasurements:
 def measure_source(source: BlockSource, analysis: AudioAnalysis | None = None, with_mid_side: bool = False) -> InputMeasurements:
     """One pass over ``source``: the streaming analyzer (unless ``analysis`` is given) and
     the tonal and glue meters, fed the same blocks."""
-    from automix.measure.analyzer import Analyzer
-
     threaded = loudness.THREADS > 1
     # The analyzer in this process; the tonal and glue meters in the helper process, with
     # the analyzer's 4x true-peak scan (a meter of its own: the same chunks, the same
@@ -723,8 +737,6 @@ class SourceMeter:
     """
 
     def __init__(self, sample_rate: int, channels: int, frames: int, with_mid_side: bool = False) -> None:
-        from automix.measure.analyzer import Analyzer
-
         self.frames = int(frames)
         self.analyzer = Analyzer(sample_rate, channels, total_frames=self.frames)
         self.meters = InputMeters(sample_rate, channels, self.frames, with_mid_side)
@@ -810,6 +822,7 @@ def _result(analysis: AudioAnalysis, plan: ChainPlan, loop: LoopResult, settings
         codec_attenuation_db=loop.codec_attenuation_db,
         limiter_timeline_db=limited.timeline_db,
         output_measurement=measured,
+        output_analysis=loop.rendered.analysis,
     )
 
 

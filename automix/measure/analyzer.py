@@ -194,6 +194,10 @@ class Analyzer:
         ``plr_db``) read the sample peak, a lower bound, and the analysis costs about a
         third less: for a caller that reads neither (the mix's per-stem analysis when no
         report is written; the plan never uses them).
+    loudness_meter : bool
+        Run the loudness meter (the default). Without it, a caller whose own meter reads
+        the same blocks passes that meter's measurement to :meth:`result` (a render
+        analyses its output beside the output meters it already runs).
 
     Notes
     -----
@@ -202,8 +206,9 @@ class Analyzer:
     block edges; never a float64 copy of more than a chunk.
     """
 
-    def __init__(self, sample_rate: int, channels: int, total_frames: int | None = None, *, true_peak: bool = True) -> None:
-        self.meter = loudness.LoudnessMeter(sample_rate, channels, true_peak=true_peak)
+    def __init__(self, sample_rate: int, channels: int, total_frames: int | None = None, *, true_peak: bool = True,
+                 loudness_meter: bool = True) -> None:
+        self.meter = loudness.LoudnessMeter(sample_rate, channels, true_peak=true_peak) if loudness_meter else None
         self.sample_rate, self.channels = int(sample_rate), int(channels)
         self.total_frames = None if total_frames is None else int(total_frames)
         self._frames = 0
@@ -225,6 +230,9 @@ class Analyzer:
         block = np.asarray(block)
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise AutomixError(f"analyzer: expected a ({self.channels}, n) block, got shape {block.shape}")
+        if self.meter is None:
+            self._add_chunks(block)
+            return
         # the sums run on this thread while the meter's true-peak scan may run on the pool
         self.meter._add(block, lambda: self._add_chunks(block))
 
@@ -294,13 +302,17 @@ class Analyzer:
         hop = {100: self._hops()[0], 10: self._hops()[1]}[hop_ms]
         return self._powers[hop].result() / self.channels
 
-    def result(self, true_peak: float | None = None) -> AudioAnalysis:
+    def result(self, true_peak: float | None = None, measured: loudness.LoudnessMeasurement | None = None) -> AudioAnalysis:
         """Everything measured so far. ``true_peak``: the linear 4x true peak of the same
         blocks, measured elsewhere (an analyzer made with ``true_peak=False`` whose scan
-        ran in the helper process: :func:`automix.master.chain.measure_source`)."""
+        ran in the helper process: :func:`automix.master.chain.measure_source`).
+        ``measured``: a true-peak meter's measurement of the same blocks, for an analyzer
+        made with ``loudness_meter=False``."""
         self._flush()
         frames, channels = self._frames, self.channels
-        meter = self.meter.result()
+        if (measured is None) == (self.meter is None):
+            raise AutomixError("internal error: an analyzer reads its own loudness meter or one given, one of the two")
+        meter = self.meter.result() if measured is None else measured
         if true_peak is not None:
             meter = replace(meter, true_peak_dbtp=loudness.amplitude_to_db(true_peak))
         too_short = meter.momentary_lufs.size == 0
@@ -336,7 +348,7 @@ class Analyzer:
             duration_s=frames / self.sample_rate,
             sample_rate=self.sample_rate,
             channels=channels,
-            true_peak_measured=self.meter.has_true_peak or true_peak is not None,
+            true_peak_measured=measured is not None or self.meter.has_true_peak or true_peak is not None,
             channel_layout=loudness.channel_layout(channels),
             too_short=too_short,
         )
