@@ -246,6 +246,115 @@ def test_streaming_render_equals_the_whole_signal_render(mastering_follows, keep
         assert programme_peak_dbtp(mix, RATE)[0] <= BUS_CEILING_DBTP + 0.05
 
 
+def _render_files(paths, plan, keep_stems: bool, mastering_follows: bool):
+    from automix.io.stream import file_source
+
+    bus, exported = [], [[] for _ in paths]
+    streamed = render_stream([file_source(p) for p in paths], RATE, plan, bus.append,
+                             stem_sinks=[e.append for e in exported] if keep_stems else None,
+                             mastering_follows=mastering_follows)
+    return streamed, np.concatenate(bus, axis=1), [np.concatenate(e, axis=1) for e in exported if e]
+
+
+@pytest.mark.parametrize("way", ["helper", "threads"])
+@pytest.mark.parametrize(("keep_stems", "mastering_follows"), [(False, True), (True, False)])
+def test_stems_shared_with_the_helper_give_the_one_thread_mix(tmp_path, monkeypatch, way, keep_stems, mastering_follows):
+    """With a helper process the measuring pass runs most stems' chains there (their
+    blocks sent back); without one, the stems run on the thread pool. Either way the
+    bus, the exported stems and every gain are the one-thread render's, bit for bit."""
+    import soundfile as sf
+
+    from automix.io import helper as helper_module
+    from automix.mix import renderer as renderer_module
+
+    stems, plan = streaming_case()
+    paths = []
+    for x, stem_plan in zip(stems, plan.stems):
+        paths.append(tmp_path / f"{stem_plan.name}.wav")
+        sf.write(paths[-1], x.T, RATE, subtype="FLOAT")
+    monkeypatch.setattr(loudness, "THREADS", 1)
+    expected = _render_files(paths, plan, keep_stems, mastering_follows)
+    monkeypatch.setattr(loudness, "THREADS", 2)
+    monkeypatch.setattr(helper_module, "ENABLED", way == "helper")
+    shared = []
+    split = renderer_module._helpers_stems
+    monkeypatch.setattr(renderer_module, "_helpers_stems", lambda *a: shared.extend(split(*a)) or split(*a))
+    got = _render_files(paths, plan, keep_stems, mastering_follows)
+    assert (len(shared) > 0) == (way == "helper")  # the helper ran some of the chains
+    assert len(shared) < len(stems)  # and this process some
+    assert np.array_equal(got[1], expected[1])
+    assert len(got[2]) == len(expected[2]) == (len(stems) if keep_stems else 0)
+    for a, b in zip(got[2], expected[2]):
+        assert np.array_equal(a, b)
+    def gains(streamed):
+        return ([(x.name, x.makeup_db, x.compressor_max_gain_reduction_db, x.group_gain_db) for x in streamed.stems],
+                streamed.bus_gain_db, streamed.bus_rule, streamed.groups, streamed.bus_frames)
+
+    assert gains(got[0]) == gains(expected[0])
+    assert got[0].stems[0].compressor_max_gain_reduction_db > 1.0  # the kick's compressor, measured there or here
+
+
+def test_a_source_that_cannot_cross_to_the_helper_is_rendered_here(monkeypatch):
+    """Array sources cannot be pickled to the helper: every chain runs here, same mix."""
+    from automix.io import helper as helper_module
+
+    stems, plan = streaming_case()
+    def mix():
+        bus = []
+        render_stream([array_source(Audio(x, RATE)) for x in stems], RATE, plan, bus.append, mastering_follows=True)
+        return np.concatenate(bus, axis=1)
+
+    monkeypatch.setattr(loudness, "THREADS", 1)
+    expected = mix()
+    monkeypatch.setattr(loudness, "THREADS", 2)
+    monkeypatch.setattr(helper_module, "ENABLED", True)
+    assert np.array_equal(mix(), expected)
+
+
+@pytest.mark.parametrize("sizes", [(65536,), (1000, 70000, 3), (200000,), (12345, 65536)])
+def test_a_source_is_cut_to_the_common_grid(sizes):
+    """Every stem on the same grid whatever its own blocks: BLOCK_FRAMES each, the last
+    shorter, exactly ``frames`` in all, silence past the source's end."""
+    from automix.io.stream import BLOCK_FRAMES, BlockSource
+    from automix.mix.renderer import _on_grid
+
+    x = np.arange(2 * 150_000, dtype=np.float32).reshape(2, -1)
+
+    def blocks():
+        start, k = 0, 0
+        while start < x.shape[1]:
+            size = sizes[k % len(sizes)]
+            yield x[:, start : start + size]
+            start, k = start + size, k + 1
+
+    source = BlockSource(RATE, 2, x.shape[1], "x", blocks)
+    for frames in (150_000, 100_000, 2 * BLOCK_FRAMES, 200_003):
+        cut = list(_on_grid(source, frames))
+        assert [b.shape[1] for b in cut[:-1]] == [BLOCK_FRAMES] * (len(cut) - 1)
+        assert 0 < cut[-1].shape[1] <= BLOCK_FRAMES
+        joined = np.concatenate(cut, axis=1)
+        assert joined.shape == (2, frames)
+        kept = min(frames, x.shape[1])
+        assert np.array_equal(joined[:, :kept], x[:, :kept])
+        assert not joined[:, kept:].any()
+
+
+def test_the_helper_takes_its_share_of_the_stems():
+    """The split gives this process about OWN_SHARE of the estimated work (within one
+    stem's cost), the heaviest stems first."""
+    from automix.io.stream import BlockSource
+    from automix.mix import renderer as renderer_module
+
+    compressor = CompressorPlan(-24.0, 4.0, 5.0, 60.0, "t")
+    plans = [plan_for(f"s{i}", compressor=compressor if i % 3 == 0 else None) for i in range(10)]
+    sources = [BlockSource(RATE, 1 + i % 2, 100, f"s{i}", lambda: iter(())) for i in range(10)]
+    given = renderer_module._helpers_stems(sources, plans)
+    costs = [s.channels * (1.8 if p.compressor else 1.0) for s, p in zip(sources, plans)]
+    own = sum(c for i, c in enumerate(costs) if i not in given)
+    assert abs(own / sum(costs) - renderer_module.OWN_SHARE) <= max(costs) / sum(costs)
+    assert given == sorted(given) and 0 < len(given) < 10
+
+
 def test_channel_energies_give_the_loudness_of_any_weighted_sum():
     signals = [pink_noise(4.0, RATE, channels=2, seed=s).astype(np.float32) * np.float32(0.1) for s in (21, 22, 23)]
     signals[1][:, : RATE] = 0  # one starts late: the sum's gating differs from each part's

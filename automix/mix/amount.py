@@ -185,8 +185,8 @@ def group_corrections_db(sources, sample_rate: int, plan: MixPlan, *, threads: i
     from automix.mix.renderer import (
         ChannelEnergies,
         StemChain,
-        _lockstep,
         _map,
+        _on_grid,
         pan_gains,
     )
 
@@ -205,7 +205,8 @@ def group_corrections_db(sources, sample_rate: int, plan: MixPlan, *, threads: i
     workers = min(len(measured), threads or loudness.THREADS)  # AUTOMIX_THREADS: the one thread setting
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
-        for blocks in _lockstep([sources[i] for i in measured]):
+        frames = max(sources[i].frames for i in measured)
+        for blocks in zip(*(_on_grid(sources[i], frames) for i in measured)):
             meter.add(_map(pool, lambda k, blocks=blocks: meter.weigh(k, chains[k].process_unpanned(blocks[k])),
                            range(len(measured))))
     finally:

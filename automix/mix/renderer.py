@@ -24,6 +24,8 @@ does not depend on the length of the song (see "streaming" below).
 from __future__ import annotations
 
 import math
+import pickle
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -398,32 +400,6 @@ class StreamedRender:
     mix: None = None
 
 
-def _lockstep(sources) -> Iterator[list[np.ndarray]]:
-    """Blocks of every source, cut to a common grid (sources may block differently after
-    resampling); a shorter source is padded with silence at the end."""
-    iterators = [iter(s.blocks()) for s in sources]
-    pending = [np.zeros((s.channels, 0), dtype=np.float32) for s in sources]
-    done = [False] * len(sources)
-    while True:
-        for i, it in enumerate(iterators):
-            while not done[i] and pending[i].shape[1] < BLOCK_FRAMES:
-                try:
-                    pending[i] = np.concatenate([pending[i], next(it)], axis=1)
-                except StopIteration:
-                    done[i] = True
-        n = max(min(p.shape[1], BLOCK_FRAMES) for p in pending)
-        if n == 0:
-            return
-        out = []
-        for i, p in enumerate(pending):
-            b = p[:, :n]
-            if b.shape[1] < n:
-                b = np.pad(b, ((0, 0), (0, n - b.shape[1])))
-            out.append(b)
-            pending[i] = p[:, n:]
-        yield out
-
-
 def _map(pool, function, items):
     return list(pool.map(function, items)) if pool is not None else [function(item) for item in items]
 
@@ -509,6 +485,119 @@ class ChannelEnergies:
         return loudness.integrated_from_granules(energies, counts, absolute_gate_lufs=ACTIVE_GATE_LUFS)
 
 
+def _on_grid(source, frames: int) -> Iterator[np.ndarray]:
+    """``source``'s blocks cut to the mix's common grid: ``BLOCK_FRAMES`` frames each, the
+    last one shorter, ``frames`` in all (padded with silence past the source's end). A
+    fixed grid, so each stem can be cut on its own, in either process, and still line up."""
+    pending, done = [], 0
+    held = 0
+    for block in source.blocks():
+        pending.append(block)
+        held += block.shape[1]
+        while held >= BLOCK_FRAMES and done < frames:
+            joined = np.concatenate(pending, axis=1) if len(pending) > 1 else pending[0]
+            n = min(BLOCK_FRAMES, frames - done)
+            yield joined[:, :n]
+            done += n
+            pending, held = [joined[:, n:]], joined.shape[1] - n
+        if done >= frames:
+            return
+    rest = np.concatenate(pending, axis=1) if pending else np.zeros((source.channels, 0), dtype=np.float32)
+    rest = np.pad(rest, ((0, 0), (0, max(0, frames - done - rest.shape[1]))))
+    while done < frames:
+        n = min(BLOCK_FRAMES, frames - done)
+        yield rest[:, :n]
+        rest = rest[:, n:]
+        done += n
+
+
+class StemChains:
+    """Some of the mix's stems (any subset), each through its chain, one grid block at a
+    time: the costliest part of :func:`render_stream`'s measuring pass, which the helper
+    process (:mod:`automix.io.helper`) shares with this one -- it decodes and processes
+    its stems and sends the blocks back, and this process keeps and K-weights them all."""
+
+    def __init__(self, sources, plans, sample_rate: int, frames: int) -> None:
+        self.sources = list(sources)
+        self.chains = [StemChain(p, sample_rate, s.channels) for p, s in zip(plans, self.sources)]
+        self._blocks = [iter(_on_grid(s, frames)) for s in self.sources]
+
+    def process_next(self, pool=None) -> list[np.ndarray]:
+        """Every stem's next grid block through its chain (before the pan), in order."""
+        return _map(pool, lambda k: self.chains[k].process_unpanned(next(self._blocks[k])), range(len(self.sources)))
+
+    def reductions_db(self) -> list[float]:
+        """Each stem's compressor's deepest gain reduction so far."""
+        return [chain.max_gain_reduction_db for chain in self.chains]
+
+
+#: This process's share of the stems' chains when the helper process takes the rest: it
+#: also keeps and K-weights every stem, measures the channels' energies and receives the
+#: helper's blocks (measured on 8 stereo stems, 3.5 min: 0.2 evens the two processes).
+OWN_SHARE = 0.2
+
+
+def _helpers_stems(sources, plans) -> list[int]:
+    """Indices of the stems whose chains the helper process runs: about ``1 - OWN_SHARE``
+    of the estimated work (a stem's channels, its compressor the costliest stage)."""
+    costs = [s.channels * (1.0 + (0.8 if p.compressor else 0.0) + (0.3 if p.eq_cuts else 0.0))
+             for s, p in zip(sources, plans)]
+    own = theirs = 0.0
+    given = []
+    for index in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        if own * (1.0 - OWN_SHARE) < theirs * OWN_SHARE:
+            own += costs[index]
+        else:
+            theirs += costs[index]
+            given.append(index)
+    return sorted(given)
+
+
+class _SharedChains:
+    """:class:`StemChains` of all the stems, those of :func:`_helpers_stems` in the helper
+    process when there is one (else all here, on the thread pool): each step gives every
+    stem's block in plan order, whichever process made it."""
+
+    DEPTH = 2  # blocks asked of the helper ahead of this process's own
+
+    def __init__(self, sources, plans, sample_rate: int, frames: int, pool) -> None:
+        from automix.io.helper import helper
+
+        self.pool, self.count = pool, len(sources)
+        self.steps = -(-frames // BLOCK_FRAMES)
+        remote, self.theirs, self.remote = helper(), [], None
+        if remote is not None and self.count > 1:
+            given = _helpers_stems(sources, plans)
+            try:
+                self.remote = remote.hold(StemChains, [sources[i] for i in given], [plans[i] for i in given], sample_rate, frames)
+                self.theirs = given
+            except pickle.PicklingError:  # a source that reads an array in memory: every stem here
+                pass
+        self.mine = [i for i in range(self.count) if i not in self.theirs]
+        self.local = StemChains([sources[i] for i in self.mine], [plans[i] for i in self.mine], sample_rate, frames)
+
+    def blocks(self) -> Iterator[list[np.ndarray]]:
+        asked: deque = deque()
+        for step in range(self.steps):
+            while self.remote is not None and len(asked) < min(self.DEPTH, self.steps - step):
+                asked.append(self.remote.call("process_next"))
+            own = self.local.process_next(self.pool if self.remote is None else None)
+            yield self._ordered(own, asked.popleft().result() if self.remote is not None else [])
+
+    def reductions_db(self) -> list[float]:
+        theirs = self.remote.ask("reductions_db", last=True) if self.remote is not None else []
+        self.remote = None
+        return self._ordered(self.local.reductions_db(), theirs)
+
+    def _ordered(self, own: list, theirs: list) -> list:
+        own, theirs = iter(own), iter(theirs)
+        return [next(theirs) if index in self.theirs else next(own) for index in range(self.count)]
+
+    def drop(self) -> None:
+        if self.remote is not None:
+            self.remote.drop()
+
+
 def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_sinks=None,
                   mastering_follows: bool = False, threads: int | None = None) -> StreamedRender:
     """:func:`render`, streaming: the stems come as :class:`automix.io.stream.BlockSource`\\ s
@@ -522,30 +611,32 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
     the make-up, group and bus gains follow from those without summing anything. The
     render then reads the kept stems back and gives each output channel of each stem one
     gain (pan, make-up, group and bus gains together); an unmastered bus's programme
-    peak is one more read of them. A stem whose file could not be written (a full disk)
-    goes through its chain again. The result equals :func:`render` within float rounding.
+    peak is one more read of them. A stem whose spill could not be written (a full disk)
+    goes through its chain again. With a helper process (:mod:`automix.io.helper`) it
+    runs a share of the stems' chains (:class:`StemChains`); which process runs a chain
+    never changes the result. The result equals :func:`render` within float rounding.
     """
     from automix.io.stream import SignalSpill
 
     count = len(sources)
     workers = min(count, threads or loudness.THREADS)  # AUTOMIX_THREADS: the one thread setting
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    frames = max(s.frames for s in sources)
     spills = [SignalSpill(sample_rate, s.channels, s.name) for s in sources]
+    chains = None
     try:
-        # 1. every stem's chain once: kept, K-weighted, the channels' granule energies
-        measuring = [StemChain(p, sample_rate, s.channels) for p, s in zip(plan.stems, sources)]
+        # 1. every stem's chain once (a share of them in the helper process): kept,
+        # K-weighted, the channels' granule energies
+        chains = _SharedChains(sources, plan.stems, sample_rate, frames, pool)
         meter = ChannelEnergies(sample_rate, [s.channels for s in sources])
-        frames = 0
 
-        def measure(k, blocks):
-            x = measuring[k].process_unpanned(blocks[k])
+        def keep_and_weigh(k: int, x: np.ndarray) -> np.ndarray:
             spills[k].write(x)
             return meter.weigh(k, x)
 
-        for blocks in _lockstep(sources):
-            meter.add(_map(pool, lambda k, blocks=blocks: measure(k, blocks), range(count)))
-            frames += blocks[0].shape[1]
-        reductions = [c.max_gain_reduction_db for c in measuring]
+        for processed in chains.blocks():
+            meter.add(_map(pool, lambda k, processed=processed: keep_and_weigh(k, processed[k]), range(count)))
+        reductions = chains.reductions_db()
         pans = [pan_gains(s.channels, p.pan) for p, s in zip(plan.stems, sources)]
         makeups_db = []
         for i, stem_plan in enumerate(plan.stems):
@@ -555,7 +646,7 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
             makeups_db.append(stem_plan.target_lufs - measured if measured > loudness.SILENCE_DB else 0.0)
         makeup = np.array([float(np.float32(10 ** (m / 20))) for m in makeups_db])
         group_gains = [0.0] * count
-        groups = {}
+        groups_report = {}
         members: dict[str, list[int]] = {}
         for index, stem_plan in enumerate(plan.stems):
             if getattr(stem_plan, "group", ""):
@@ -569,8 +660,8 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
             target = plan.stems[indices[0]].group_lufs - getattr(plan.stems[indices[0]], "group_user_db", 0.0)
             for index in indices:
                 group_gains[index] = target - measured
-            groups[group] = {"planned_lufs": round(target, 2), "summed_lufs": round(measured, 2),
-                             "gain_db": round(target - measured, 2), "stems": len(indices)}
+            groups_report[group] = {"planned_lufs": round(target, 2), "summed_lufs": round(measured, 2),
+                                    "gain_db": round(target - measured, 2), "stems": len(indices)}
         group_factor = np.array([float(np.float32(10 ** (g / 20))) if g != 0.0 else 1.0 for g in group_gains])
         weights = makeup * group_factor
         bus_lufs = meter.loudness(meter.mixing_matrix(weights, pans))
@@ -583,7 +674,7 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
             factors = [(g * w * gain).astype(np.float32) for g, w in zip(pans, weights)]
             inputs = [spill.source() if spill.usable else source for spill, source in zip(spills, sources)]
             again = {k: StemChain(plan.stems[k], sample_rate, sources[k].channels) for k in range(count) if not spills[k].usable}
-            for blocks in _lockstep(inputs):
+            for blocks in zip(*(_on_grid(source, frames) for source in inputs)):
                 def one(k, blocks=blocks):
                     x = again[k].process_unpanned(blocks[k]) if k in again else blocks[k]
                     f = factors[k]
@@ -610,10 +701,14 @@ def render_stream(sources, sample_rate: int, plan: MixPlan, bus_sink, *, stem_si
                 for sink, x in zip(stem_sinks, stems):
                     sink(x)
             bus_sink(bus)
+    except BaseException:
+        if chains is not None:
+            chains.drop()
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         for spill in spills:
             spill.close()
     rendered = tuple(RenderedStem(p.name, None, m, r, g) for p, m, r, g in zip(plan.stems, makeups_db, reductions, group_gains))
-    return StreamedRender(rendered, bus_gain_db, bus_rule, groups, frames)
+    return StreamedRender(rendered, bus_gain_db, bus_rule, groups_report, frames)
