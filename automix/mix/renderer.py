@@ -445,7 +445,7 @@ class ChannelEnergies:
         n = weighted[0].shape[1]
         if n == 0:
             return
-        rows = np.concatenate(weighted, axis=0).astype(np.float64)  # (all channels, n)
+        rows = np.concatenate(weighted, axis=0).astype(np.float64, copy=False)  # (all channels, n)
         start = 0
         while True:
             edge = int(self._edge(self._next_edge)) - self._frames
