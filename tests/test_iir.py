@@ -69,6 +69,41 @@ def test_sosfilt_is_scipy_sosfilt_bit_for_bit(x_type, sos_type, shape):
     assert np.array_equal(iir.sosfilt_plain(sos, x), signal.sosfilt(sos, x, axis=-1))
 
 
+@pytest.mark.parametrize("layout", ["transposed", "strided", "column slice"])
+@pytest.mark.parametrize("x_type", [np.float32, np.float64])
+def test_sosfilt_of_a_view_in_any_layout_is_scipy_sosfilt(layout, x_type):
+    """sosfilt filters a fresh guarded copy in place: a view that is not C-ordered (a
+    decoder's transposed frames, a strided or sliced block) must still be filtered, not
+    a temporary copy of it."""
+    rng = np.random.default_rng(3)
+    sos = signal.butter(2, 60.0, "highpass", fs=FS, output="sos")
+    base = rng.standard_normal((3000, 2)).astype(x_type)
+    x = {"transposed": base.T, "strided": base.T[:, ::2], "column slice": np.ascontiguousarray(base.T)[:, 100:2100]}[layout]
+    zi = np.zeros((1, 2, 2))
+    ours, ours_zi = iir.sosfilt(sos, x, zi)
+    theirs, theirs_zi = signal.sosfilt(sos, iir.guarded(x), axis=-1, zi=zi)
+    assert np.array_equal(ours, theirs) and np.array_equal(ours_zi, theirs_zi)
+    assert np.array_equal(iir.sosfilt_plain(sos, x), signal.sosfilt(sos, x, axis=-1))
+
+
+@pytest.mark.parametrize("x_type", [np.float32, np.float64, np.int16])
+@pytest.mark.parametrize("layout", ["C", "transposed"])
+def test_sosfilt_as_is_sosfilt_of_the_cast_block(x_type, layout):
+    """The meters' K-weighting in float64 of float32 blocks, cast and guarded in one copy:
+    bit for bit what casting first and then sosfilt give."""
+    rng = np.random.default_rng(4)
+    sos = signal.butter(2, 38.0, "highpass", fs=FS, output="sos")
+    base = (rng.standard_normal((2, 4000)) * (3000 if x_type is np.int16 else 0.3)).astype(x_type)
+    x = base if layout == "C" else np.ascontiguousarray(base.T).T
+    zi = rng.standard_normal((1, 2, 2))
+    ours, ours_zi = iir.sosfilt_as(sos, x, zi, np.float64)
+    theirs, theirs_zi = iir.sosfilt(sos, x.astype(np.float64), zi)
+    assert ours.dtype == np.float64
+    assert np.array_equal(ours, theirs) and np.array_equal(ours_zi, theirs_zi)
+    with pytest.raises(TypeError, match="fit in float32"):
+        iir.sosfilt_as(sos, x, zi, np.float32)  # a float64 filter cannot run in float32
+
+
 def test_sosfilt_refuses_what_scipy_refuses():
     x = np.zeros((2, 10), np.float32)
     with pytest.raises(ValueError, match="sos"):

@@ -41,7 +41,19 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray,
     Returns the filtered block and the new state, in the type scipy would give
     (``np.result_type(sos, x, zi)``).
     """
-    return sosfilt_plain(sos, guarded(x), zi)
+    dtype = _checked(sos, x, zi)
+    fed = np.add(x, np.asarray(SUBNORMAL_GUARD, dtype=x.dtype), order="C")  # as guarded(x); filtered in place
+    return _filter_in_place(np.asarray(sos), fed if fed.dtype == dtype else fed.astype(dtype, order="C"), zi)
+
+
+def sosfilt_as(sos: np.ndarray, x: np.ndarray, zi: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``sosfilt(sos, x.astype(dtype), zi)`` with one copy of ``x``, not two: a float32
+    block K-weighted in float64, as the loudness meters do."""
+    dtype = np.dtype(dtype)
+    if _checked(sos, x, zi) != dtype or np.result_type(sos, dtype, zi) != dtype:
+        raise TypeError(f"sosfilt_as: the filter, its state and the block must fit in {dtype}")
+    fed = np.add(x, np.asarray(SUBNORMAL_GUARD, dtype=dtype), dtype=dtype, order="C")
+    return _filter_in_place(np.asarray(sos), fed, zi)
 
 
 def sosfilt_plain(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None):
@@ -49,26 +61,38 @@ def sosfilt_plain(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None):
 
     For a whole signal that is filtered once (``zi=None``: returns only the output).
     """
+    dtype = _checked(sos, x, zi)
+    return _filter_in_place(np.asarray(sos), np.array(x, dtype=dtype, order="C"), zi)
+
+
+def _checked(sos, x: np.ndarray, zi) -> np.dtype:
+    """The type the filter runs in, after checking the shapes."""
     sos = np.asarray(sos)
     if sos.ndim != 2 or sos.shape[1] != 6:
         raise ValueError(f"sos must be shaped (sections, 6), got {sos.shape}")
-    sections = sos.shape[0]
-    state_shape = (sections, *x.shape[:-1], 2)
     dtype = np.result_type(sos, x) if zi is None else np.result_type(sos, x, np.asarray(zi))
     if dtype.char not in "fd":
         raise TypeError(f"sosfilt runs in float32 or float64, not {dtype}")
+    state_shape = (sos.shape[0], *x.shape[:-1], 2)
     if zi is not None and np.shape(zi) != state_shape:
         raise ValueError(f"zi must be shaped {state_shape}, got {np.shape(zi)}")
-    # The kernel filters rows of a C-ordered 2-D copy in place; its state is one
-    # (sections, 2) array per row.
-    out = np.array(x, dtype=dtype, order="C").reshape(-1, x.shape[-1])
-    state = np.zeros(state_shape, dtype) if zi is None else np.asarray(zi, dtype)
+    return dtype
+
+
+def _filter_in_place(sos: np.ndarray, out: np.ndarray, zi):
+    """Filter ``out`` (a fresh C-ordered array of the filter's type) in place: the kernel
+    filters the rows of its 2-D view, with one (sections, 2) state per row. (Copies of
+    1 MB blocks are not free: each is a fresh allocation the kernel must page in, about
+    as long as the filter itself, so the block is copied once, not three times.)"""
+    if not out.flags.c_contiguous:  # its 2-D view would be a copy, filtered instead of it
+        raise ValueError("internal error: the filter's buffer must be C-ordered")
+    sections, dtype, shape = sos.shape[0], out.dtype, out.shape
+    state = np.zeros((sections, *shape[:-1], 2), dtype) if zi is None else np.asarray(zi, dtype)
     rows = np.array(np.moveaxis(state, 0, -2).reshape(-1, sections, 2), order="C")  # a copy: never the caller's zi
-    sosfilt_kernel(sos.astype(dtype, copy=False), out, rows)
-    out = out.reshape(x.shape)
+    sosfilt_kernel(sos.astype(dtype, copy=False), out.reshape(-1, shape[-1]), rows)
     if zi is None:
         return out
-    return out, np.moveaxis(rows.reshape(*x.shape[:-1], sections, 2), -2, 0)
+    return out, np.moveaxis(rows.reshape(*shape[:-1], sections, 2), -2, 0)
 
 
 def lfilter(b: np.ndarray, a: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -335,7 +335,7 @@ class LoudnessMeter:
         self._sample_peak = max(self._sample_peak, float(np.max(chunk)), -float(np.min(chunk)))
         if self.peaks_only:
             return
-        filtered, self._zi = iir.sosfilt(self._sos, chunk.astype(np.float64), self._zi)
+        filtered, self._zi = iir.sosfilt_as(self._sos, chunk, self._zi, np.float64)
         np.multiply(filtered, filtered, out=filtered)
         # channel-weighted power per sample (a loop, not a BLAS product: OpenBLAS
         # would start threads for it)

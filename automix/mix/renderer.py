@@ -437,7 +437,7 @@ class ChannelEnergies:
     def weigh(self, index: int, block: np.ndarray) -> np.ndarray:
         """K-weight stem ``index``'s next ``(channels, n)`` block (each stem's filter state
         is its own: the stems may be weighed on different threads)."""
-        y, self._zi[index] = iir.sosfilt(self._sos, block.astype(self.WEIGHTING_DTYPE, copy=False), self._zi[index])
+        y, self._zi[index] = iir.sosfilt_as(self._sos, block, self._zi[index], self.WEIGHTING_DTYPE)
         return y
 
     def add(self, weighted: list[np.ndarray]) -> None:
