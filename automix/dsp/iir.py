@@ -42,8 +42,11 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray,
     (``np.result_type(sos, x, zi)``).
     """
     dtype = _checked(sos, x, zi)
-    fed = np.add(x, np.asarray(SUBNORMAL_GUARD, dtype=x.dtype), order="C")  # as guarded(x); filtered in place
-    return _filter_in_place(np.asarray(sos), fed if fed.dtype == dtype else fed.astype(dtype, order="C"), zi)
+    # guarded(x) written straight into a fresh C-ordered array of the filter's type (the
+    # sum is taken in x's type, as guarded's, then cast), which is filtered in place
+    fed = np.empty(x.shape, dtype)
+    np.add(x, np.asarray(SUBNORMAL_GUARD, dtype=x.dtype), out=fed)
+    return _filter_in_place(np.asarray(sos), fed, zi)
 
 
 def sosfilt_as(sos: np.ndarray, x: np.ndarray, zi: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
