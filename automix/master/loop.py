@@ -389,8 +389,9 @@ def _programme(summary: _HopSummary, granule_lufs: np.ndarray, features: LoopFea
 
 def solve_gain(features: LoopFeatures, target_lufs: float, threshold_db: float, release_ms: float,
                max_gain_db: float = math.inf) -> tuple[Prediction, bool]:
-    """The smallest gain whose predicted loudness reaches ``target_lufs`` (bisection on the
-    monotone model), and whether it was reachable at all before saturation.
+    """The smallest gain whose predicted loudness reaches ``target_lufs`` (a bracketed
+    search on the monotone model: :func:`_first_reaching`), and whether it was reachable
+    at all before saturation.
 
     Returns the prediction at that gain, or at the loudest clean gain (where more gain
     stops raising loudness) if the target is out of reach.
@@ -405,16 +406,47 @@ def solve_gain(features: LoopFeatures, target_lufs: float, threshold_db: float, 
     at_high = predict(features, high, threshold_db, release_ms)
     if at_high.integrated_lufs < target_lufs:
         return saturation_point(features, low, high, threshold_db, release_ms), False
-    for _ in range(40):
-        middle = 0.5 * (low + high)
-        at_middle = predict(features, middle, threshold_db, release_ms)
-        if at_middle.integrated_lufs < target_lufs:
-            low = middle
-        else:
-            high, at_high = middle, at_middle
-        if high - low < 0.002:
+    return _first_reaching(lambda gain: predict(features, gain, threshold_db, release_ms), target_lufs,
+                           (low, at_low), (high, at_high)), True
+
+
+#: The gain search stops once the gain that reaches the target is known this closely (dB).
+GAIN_RESOLUTION_DB = 0.002
+
+
+def _first_reaching(at: Callable[[float], Prediction], target_lufs: float, low: tuple[float, Prediction],
+                    high: tuple[float, Prediction]) -> Prediction:
+    """The prediction at the smallest gain (within ``GAIN_RESOLUTION_DB``) whose loudness
+    reaches ``target_lufs``, between ``low`` (short of it) and ``high`` (reaching it), on
+    the monotone model.
+
+    A bracketed secant search: each probe is where the line through the bracket's ends
+    meets the target, set a third of the resolution past it, away from the end that moved
+    last -- the model is smooth, so the probe lands just across the target and the other
+    end moves in. A bracket that fails to halve twice running is halved instead, so the
+    search never takes many more steps than bisection (measured: 6 predictions instead of
+    17 for a 3.5-min song that needs 2.5 dB of limiting, 8-12 for 10-40 dB).
+    """
+    (low_gain, at_low), (high_gain, at_high) = low, high
+    short, over = at_low.integrated_lufs - target_lufs, at_high.integrated_lufs - target_lufs  # < 0 <= over
+    moved, stalls, width = 0, 0, GAIN_RESOLUTION_DB
+    for _ in range(60):
+        span = high_gain - low_gain
+        if span < width:
             break
-    return at_high, True
+        if stalls >= 2:
+            probe, stalls = low_gain + 0.5 * span, 0
+        else:
+            probe = low_gain - short * span / (over - short) + (width / 3 if moved <= 0 else -width / 3)
+        inset = min(width / 3, span / 3)  # strictly inside the bracket
+        probe = min(max(probe, low_gain + inset), high_gain - inset)
+        at_probe = at(probe)
+        if at_probe.integrated_lufs < target_lufs:
+            low_gain, short, moved = probe, at_probe.integrated_lufs - target_lufs, -1
+        else:
+            high_gain, at_high, over, moved = probe, at_probe, at_probe.integrated_lufs - target_lufs, 1
+        stalls = stalls + 1 if high_gain - low_gain > 0.5 * span else 0
+    return at_high
 
 
 def saturation_point(features: LoopFeatures, low: float, high: float, threshold_db: float, release_ms: float) -> Prediction:
