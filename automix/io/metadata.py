@@ -160,11 +160,12 @@ def input_digest_beside(path: str | os.PathLike) -> Callable[[], str]:
     """:func:`input_digest` of ``path`` on a thread, started now; call the result for the
     digest (it waits for the thread, and raises what the digest raised).
 
-    A master hashes its input for the provenance tag while it decodes the file to
-    validate it: both read the same bytes, and neither holds the GIL for long (hashlib
-    and libsndfile release it), so the hash comes almost free (0.13 -> 0.09 s for a
-    3.5-min song). Wait for it before a pass forks the helper process
-    (:mod:`automix.io.helper` forks only while no other thread runs).
+    A master hashes its input for the provenance tag while it opens and validates the
+    file (a decode of the whole file, except for integer PCM WAV/AIFF, which is counted
+    from its header): neither holds the GIL for long (hashlib and libsndfile release it),
+    so the hash of a float or FLAC input comes almost free (0.13 -> 0.09 s for a 3.5-min
+    song). Wait for it before a pass forks the helper process (:mod:`automix.io.helper`
+    forks only while no other thread runs).
     """
     outcome: dict = {}
 
