@@ -60,6 +60,8 @@ KILLS2 = "tests/test_mutation_kills_2.py"
 KILLS3 = "tests/test_mutation_kills_3.py"
 KILLS4 = "tests/test_mutation_kills_4.py"
 KILLS5 = "tests/test_mutation_kills_5.py"
+KILLS6 = "tests/test_mutation_kills_6.py"
+KILLS6B = "tests/test_mutation_kills_6b.py"
 #: tests/test_helper_process.py without its slow end-to-end CLI runs and Ctrl-C tests. A "-k"
 #: applies to every file named: each key's names the mutation tests' module too.
 HELPER_FAST = ["tests/test_helper_process.py", "-k", "mutation_kills_4 or not (bit_identical or ctrl_c or parent_is_killed)"]
@@ -126,6 +128,18 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "peaks_only": ("automix/measure/loudness.py",
                    [KILLS, "tests/test_loudness.py", "-k", "not (music_like and (96000 or 44100))"]),
     "digest_beside": ("automix/io/metadata.py", ["tests/test_metadata.py", "tests/test_resume.py"]),
+    # the sixth round (this session): the measuring pass shared with the helper, integer
+    # WAV/AIFF counted without a decode, one copy into the filters, the output analysed as
+    # written, the secant gain search
+    "stem_share": ("automix/mix/renderer.py", [KILLS6, "tests/test_renderer.py", "tests/test_mix_amount.py"]),
+    "int_count": ("automix/io/stream.py", [KILLS6B, "tests/test_io_safety.py", "-k",
+                                           "mutation_kills_6b or counted or truncated or header or too_long or short"]),
+    "iir_copy": ("automix/dsp/iir.py", [KILLS6B, "tests/test_iir.py"]),
+    "render_analysis": ("automix/master/chain.py", [KILLS6, "tests/test_source_meter.py"]),
+    "analyzer_beside": ("automix/measure/analyzer.py", [KILLS6, "tests/test_source_meter.py", "tests/test_analyzer.py"]),
+    "final_measures": ("automix/jobs/mix_folder.py", [KILLS6, "tests/test_source_meter.py"]),
+    "secant": ("automix/master/loop.py", [KILLS6B, "tests/test_loop.py", "tests/test_limiter_choice.py",
+                                          "tests/test_mutation_kills.py", "-k", "mutation_kills_6b or not (mutation_kills and not solve)"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose
@@ -157,6 +171,13 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "worker_stop": ("PARENT_POLL_S", "_worker_signal", "_worker_init", "_watch_parent", "_call_in_worker"),
     "peaks_only": ("LoudnessMeter.__init__", "LoudnessMeter._weigh", "LoudnessMeter.granule_energies"),
     "digest_beside": ("input_digest_beside",),
+    "stem_share": ("_on_grid", "StemChains", "OWN_SHARE", "_helpers_stems", "_SharedChains", "render_stream"),
+    "int_count": ("INTEGER_SUBTYPES", "_counted", "file_source"),
+    "iir_copy": ("sosfilt", "sosfilt_as", "sosfilt_plain", "_checked", "_filter_in_place"),
+    "render_analysis": ("render", "OutputMeters", "_result"),
+    "analyzer_beside": ("Analyzer.__init__", "Analyzer.add", "Analyzer.result"),
+    "final_measures": ("_final_measures", "_master_bus"),
+    "secant": ("solve_gain", "GAIN_RESOLUTION_DB", "_first_reaching"),
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
