@@ -342,6 +342,35 @@ def test_provenance_digests_and_inputs_untouched(tmp_path):
     assert Provenance.from_text(read_metadata(tmp_path / "out.wav")["provenance"]) == prov
 
 
+@pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT"])
+def test_a_master_tags_its_inputs_digest_taken_beside_the_passes(tmp_path, subtype):
+    """master_job hashes the input on a thread and waits for the digest only when it
+    writes the tags (an integer WAV is not decoded to be validated, so nothing else
+    would hide the hash): the tag and the record carry the file's sha256, and the passes
+    still ran in the helper process (forked before the hashing thread started)."""
+    from automix.io import helper as helper_module
+    from automix.jobs.master_files import master_job
+    from automix.jobs.options import OutputOptions
+    from automix.presets import load_preset
+
+    source = tmp_path / "in.wav"
+    sf.write(source, (pink_noise(3.0, RATE, channels=2, seed=3) * 0.1).T, RATE, subtype=subtype)
+    expected = hashlib.sha256(source.read_bytes()).hexdigest()
+    helped = []
+    hold = helper_module.Helper.hold
+    helper_module.Helper.hold = lambda self, *a: helped.append(1) or hold(self, *a)
+    try:
+        record = master_job(source, tmp_path / "out.wav", load_preset("pop").master,
+                            OutputOptions(bit_depth="24", provenance=Provenance(preset="pop")))
+    finally:
+        helper_module.Helper.hold = hold
+    assert record["status"] == "ok", record
+    assert record["input_sha256"] == expected
+    tagged = Provenance.from_text(read_metadata(tmp_path / "out.wav")["provenance"])
+    assert tagged.inputs == (("in.wav", expected),)
+    assert helped  # the meters ran beside, in the helper
+
+
 def test_provenance_text_is_deterministic_and_leaves_out_job_options():
     a = Provenance.build({"quiet": True, "--jobs": 3, "target_lufs": -9, "bit_depth": "16", "platform": None},
                          preset="rock", changed={"master.ceiling_dbtp": -2.0})

@@ -19,11 +19,11 @@ import soxr
 
 from automix.errors import AutomixError
 from automix.io.audio import (  # private helpers: validate and word failures as read/write_audio do
+    _PCM_BYTES,
     BIT_DEPTHS,
     MAX_DURATION_S,
     MAX_FILE_PEAK,
     SOFTWARE,
-    _PCM_BYTES,
     Audio,
     _check_header,
     _check_input_file,

@@ -25,6 +25,7 @@ from automix.io.audio import (
     READABLE_EXTENSIONS,
     WRITABLE_FORMATS,
 )
+from automix.io.helper import helper
 from automix.io.metadata import input_digest, input_digest_beside
 from automix.io.paths import check_output_paths
 from automix.io.stream import file_source
@@ -57,8 +58,9 @@ def master_file(input_path: Path, output_path: Path, settings: MasterSettings, o
     was missed; memory depends on the block size, not on the file's length.
 
     ``input_sha256``, if the caller already hashed the input (or is hashing it: a
-    callable from :func:`automix.io.metadata.input_digest_beside`, waited for once the
-    file is validated), saves reading it again for the provenance tag.
+    callable from :func:`automix.io.metadata.input_digest_beside`, waited for only when
+    the provenance tag is written, so the hash runs beside the passes), saves reading it
+    again for the tag.
 
     Raises
     ------
@@ -69,15 +71,14 @@ def master_file(input_path: Path, output_path: Path, settings: MasterSettings, o
     if not options.dry_run:
         check_output_paths((input_path, *protected), (output_path,))
     source = file_source(input_path, sample_rate=options.sample_rate)
-    if callable(input_sha256):  # hashed on a thread while file_source decoded the file
-        input_sha256 = input_sha256()
     if source.frames < MIN_MEASURABLE_S * source.sample_rate:
         raise AutomixError(f"{input_path}: {source.frames} samples ({source.frames / source.sample_rate:.3f} s) is too short "
                            f"to master (loudness needs at least {MIN_MEASURABLE_S} s)")
     provenance = None
     if options.provenance is not None and not options.dry_run:
-        digest = input_sha256 or input_digest(input_path)
-        provenance = dataclasses.replace(options.provenance, inputs=((Path(input_path).name, digest),))
+        def provenance():  # called when the tags are written
+            digest = (input_sha256() if callable(input_sha256) else input_sha256) or input_digest(input_path)
+            return dataclasses.replace(options.provenance, inputs=((Path(input_path).name, digest),))
     return master_to_file(source, output_path, settings, bit_depth=options.bit_depth, format_name=options.format_name,
                           over_limit=options.over_limit, dry_run=options.dry_run, codec_safe=options.codec_safe,
                           amount=options.amount, provenance=provenance, reference=options.reference)
@@ -96,7 +97,9 @@ def master_job(input_path: Path | str, output_path: Path | str, settings: Master
     digests = {}
     try:
         with remote.local_copies(input_path, output_path) as (local_in, local_out):
-            # hashed once, beside the validation: for the provenance tag and the record
+            # hashed once, beside the passes: for the provenance tag and the record. The
+            # helper process is forked first (it forks only while no other thread runs).
+            helper()
             hashing = input_digest_beside(local_in) if not options.dry_run else None
             result = master_file(local_in, local_out, settings, options, tuple(p for p in protected if not remote.is_url(p)),
                                  input_sha256=hashing)

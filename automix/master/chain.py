@@ -25,7 +25,7 @@ Every stage is a function of the signal's shape, not its level: the same mix upl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -334,7 +334,8 @@ class _TargetMissed(Exception):
 
 def master_to_file(source: BlockSource, output_path: Path, settings: MasterSettings, *, bit_depth: str = "24",
                    format_name: str | None = None, over_limit: str = "fail", codec_safe: str | None = None,
-                   dry_run: bool = False, amount: float = 1.0, provenance: Provenance | None = None,
+                   dry_run: bool = False, amount: float = 1.0,
+                   provenance: Provenance | Callable[[], Provenance | None] | None = None,
                    reference: Reference | None = None, measured: InputMeasurements | None = None) -> MasterResult:
     """Master ``source`` straight into ``output_path``, block by block, atomically.
 
@@ -343,7 +344,8 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
     into place (or removed, if the target was missed, or with ``dry_run``). Memory
     depends on the block size, not on the length of the audio. The caller checks that
     the output is no input (:func:`automix.io.paths.check_output_paths`). ``measured``:
-    as :func:`master_stream`'s.
+    as :func:`master_stream`'s. ``provenance`` may be a callable, called when the tags
+    are written (the input's digest can then be taken on a thread beside the passes).
     """
     from automix.io import lossy
 
@@ -362,7 +364,8 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
                                    amount=amount, reference=reference, measured=measured)
             if result.status == "target_missed":
                 raise _TargetMissed
-            notes = write_metadata(temp_name, None, LoudnessTags.from_measurement(result.output_measurement), provenance)
+            notes = write_metadata(temp_name, None, LoudnessTags.from_measurement(result.output_measurement),
+                                   provenance() if callable(provenance) else provenance)
             result = replace(result, warnings=(*result.warnings, *notes))
     except _TargetMissed:
         pass
@@ -370,7 +373,7 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
 
 
 def _master_to_lossy(source: BlockSource, output_path: Path, settings: MasterSettings, target, *, over_limit: str,
-                     codec_safe: str | None, amount: float, provenance: Provenance | None,
+                     codec_safe: str | None, amount: float, provenance: Provenance | Callable[[], Provenance | None] | None,
                      reference: Reference | None = None, measured: InputMeasurements | None = None) -> MasterResult:
     """Each render goes to a float WAV scratch file beside the output; the loop encodes
     it into a second scratch file and judges that as decoded (both streamed: memory does
@@ -396,7 +399,7 @@ def _master_to_lossy(source: BlockSource, output_path: Path, settings: MasterSet
             check.verdict_file(render_path, encoded_path, settings.target_lufs, settings.ceiling_dbtp,
                                rendered_lufs=result.output_lufs)
         chosen = check.chosen()  # the last if it met the aim, else the best that kept the promise
-        written = check.write(output_path, provenance=provenance)
+        written = check.write(output_path, provenance=provenance() if callable(provenance) else provenance)
         decoded = {"codec": check.codec, "kbps": check.bitrate_kbps, "integrated_lufs": chosen.decoded.integrated_lufs,
                    "true_peak_dbtp": chosen.decoded.true_peak_dbtp, "loudness_offset_lu": chosen.loudness_offset_lu}
         return replace(result, decoded=decoded, warnings=(*result.warnings, *written.warnings))
