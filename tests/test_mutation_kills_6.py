@@ -296,3 +296,115 @@ def test_a_mix_whose_master_misses_writes_nothing_and_reports_the_master_it_made
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stems"]
     assert result.report["final"]["integrated_lufs"] == pytest.approx(result.master.output_lufs, abs=0.05)
     assert result.report["final"]["integrated_lufs"] < -4.5
+
+
+# --------------------------------------------------------------------------- stem_share (mix/renderer.py)
+def test_a_long_source_is_cut_to_the_grid_and_to_its_length():
+    """A source longer than the grid, in one block far over BLOCK_FRAMES: cut to whole
+    grid blocks and to ``frames`` exactly, no empty block after the last."""
+    from automix.io.stream import BlockSource
+    from automix.mix.renderer import _on_grid
+
+    x = np.arange(2 * 3 * BLOCK_FRAMES, dtype=np.float32).reshape(2, -1)
+    source = BlockSource(RATE, 2, x.shape[1], "x", lambda: iter([x]))
+    for frames in (BLOCK_FRAMES, 2 * BLOCK_FRAMES, BLOCK_FRAMES + 5):
+        cut = list(_on_grid(source, frames))
+        assert [b.shape[1] for b in cut] == [BLOCK_FRAMES] * (frames // BLOCK_FRAMES) + ([frames % BLOCK_FRAMES] if frames % BLOCK_FRAMES else [])
+        assert np.array_equal(np.concatenate(cut, axis=1), x[:, :frames])
+
+
+def _stream_case():
+    from test_renderer import streaming_case
+
+    return streaming_case()
+
+
+def test_an_unmastered_mix_is_held_under_the_bus_ceiling_by_default():
+    """render_stream without ``mastering_follows``: the bus is for listening as it is, so
+    its programme peak is kept under BUS_CEILING_DBTP (measured here independently)."""
+    from automix.mix.renderer import BUS_CEILING_DBTP, programme_peak_dbtp, render_stream
+
+    stems, plan = _stream_case()
+    import dataclasses
+
+    from test_loudness import ebur128
+
+    loud = dataclasses.replace(plan, bus_lufs=-6.0)  # a bus target whose peaks would clip
+    bus = []
+    render_stream([array_source(Audio(x, 44100)) for x in stems], 44100, loud, bus.append)
+    mix = np.concatenate(bus, axis=1)
+    assert programme_peak_dbtp(mix, 44100)[0] <= BUS_CEILING_DBTP + 0.05
+    assert ebur128(mix, 44100)[0] < -7.0  # lowered from the loudness target for it
+
+
+class _Refused(Exception):
+    pass
+
+
+@pytest.mark.parametrize("with_helper", [False, True])
+def test_a_mix_whose_bus_cannot_be_written_raises_that_error(tmp_path, monkeypatch, with_helper):
+    """A failure while the bus is written (a full disk, say) is the error raised, with or
+    without a helper process holding some of the stems' chains."""
+    from automix.io import helper as helper_module
+    from automix.mix.renderer import render_stream
+
+    monkeypatch.setattr(helper_module, "ENABLED", with_helper)
+    monkeypatch.setattr(loudness, "THREADS", 2)
+
+    def refuse(block):
+        raise _Refused("disk full")
+
+    for _ in range(2):  # and the next mix runs as usual
+        with pytest.raises(_Refused):
+            render_stream(_stem_files(tmp_path), 44100, _stream_case()[1], refuse, mastering_follows=True)
+
+
+def _stem_files(tmp_path):
+    import soundfile as sf
+
+    from automix.io.stream import file_source
+
+    stems, plan = _stream_case()
+    paths = []
+    for x, stem_plan in zip(stems, plan.stems):
+        paths.append(tmp_path / f"{stem_plan.name}.wav")
+        if not paths[-1].exists():
+            sf.write(paths[-1], x.T, 44100, subtype="FLOAT")
+    return [file_source(p) for p in paths]
+
+
+def test_the_helper_process_runs_a_share_of_the_stems_chains(tmp_path, monkeypatch):
+    """With a helper process, some stems' chains run there (another process id) and the
+    rest here, and the mix is the one-thread mix bit for bit."""
+    import os
+
+    from automix.io import helper as helper_module
+    from automix.mix.renderer import StemChain, render_stream
+
+    plan = _stream_case()[1]
+
+    def mix():
+        bus = []
+        render_stream(_stem_files(tmp_path), 44100, plan, bus.append, mastering_follows=True)
+        return np.concatenate(bus, axis=1)
+
+    monkeypatch.setattr(loudness, "THREADS", 1)
+    expected = mix()
+    where = tmp_path / "where.txt"
+    process = StemChain.process_unpanned
+
+    def noted(self, block):
+        with open(where, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return process(self, block)
+
+    monkeypatch.setattr(StemChain, "process_unpanned", noted)
+    made = helper_module.Helper()  # forked now: its chains note their process too
+    try:
+        monkeypatch.setattr(helper_module, "_helper", (os.getpid(), made))
+        monkeypatch.setattr(loudness, "THREADS", 2)
+        assert np.array_equal(mix(), expected)
+        pids = [int(line) for line in where.read_text().split()]
+        assert made._process.pid in pids and os.getpid() in pids
+    finally:
+        made.shutdown()
