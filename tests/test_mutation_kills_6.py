@@ -408,3 +408,32 @@ def test_the_helper_process_runs_a_share_of_the_stems_chains(tmp_path, monkeypat
         assert made._process.pid in pids and os.getpid() in pids
     finally:
         made.shutdown()
+
+
+def test_the_grid_reads_the_source_only_as_far_as_it_needs():
+    """Streaming: a grid block comes as soon as the source gave enough frames for it (one
+    source block of BLOCK_FRAMES: one grid block), and the cut stops reading at
+    ``frames``; a first block one frame short of the grid waits for the next."""
+    from automix.io.stream import BlockSource
+    from automix.mix.renderer import _on_grid
+
+    x = np.arange(2 * 4 * BLOCK_FRAMES, dtype=np.float32).reshape(2, -1)
+    for sizes in ((BLOCK_FRAMES,) * 4, (BLOCK_FRAMES - 1, 10, BLOCK_FRAMES - 9, 2 * BLOCK_FRAMES)):
+        pulled = []
+
+        def blocks(sizes=sizes, pulled=pulled):
+            start = 0
+            for size in sizes:
+                pulled.append(size)
+                yield x[:, start : start + size]
+                start += size
+
+        source = BlockSource(RATE, 2, x.shape[1], "x", blocks)
+        grid = _on_grid(source, 2 * BLOCK_FRAMES)
+        first = next(grid)
+        assert np.array_equal(first, x[:, :BLOCK_FRAMES])
+        assert len(pulled) == (1 if sizes[0] == BLOCK_FRAMES else 2)
+        rest = list(grid)
+        assert [b.shape[1] for b in rest] == [BLOCK_FRAMES]
+        assert np.array_equal(rest[0], x[:, BLOCK_FRAMES : 2 * BLOCK_FRAMES])
+        assert len(pulled) == (2 if sizes[0] == BLOCK_FRAMES else 3)  # not the blocks past 2 x BLOCK_FRAMES
