@@ -5,7 +5,6 @@ answer worked out from the signal or the format, never one read from the code un
 
 from __future__ import annotations
 
-import math
 import pickle
 from pathlib import Path
 
@@ -142,3 +141,46 @@ def test_int_count_a_file_needs_more_frames_than_channels(tmp_path, channels, fr
     else:
         with pytest.raises(AutomixError, match=f"tiny.wav: only {frames} sample"):
             file_source(path)
+
+
+# --------------------------------------------------------------------------- iir_copy
+# automix/dsp/iir.py: one copy into the filter's buffer, filtered in place
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+def test_iir_copy_a_block_of_more_than_two_dimensions_is_scipy_sosfilt(with_state):
+    """scipy.signal.sosfilt filters the last axis of any array: a (3, 4, n) block (12
+    signals, one state per signal and section) gives scipy's output and state bit for bit."""
+    from automix.dsp import iir
+
+    rng = np.random.default_rng(61)
+    sos = signal.butter(4, 90.0, "highpass", fs=RATE, output="sos")
+    x = rng.standard_normal((3, 4, 700))
+    if with_state:
+        zi = rng.standard_normal((2, 3, 4, 2))
+        ours, ours_zi = iir.sosfilt(sos, x, zi)
+        theirs, theirs_zi = signal.sosfilt(sos, iir.guarded(x), axis=-1, zi=zi)
+        assert np.array_equal(ours, theirs) and np.array_equal(ours_zi, theirs_zi)
+        plain, plain_zi = iir.sosfilt_plain(sos, x, zi)
+        scipy_plain, scipy_zi = signal.sosfilt(sos, x, axis=-1, zi=zi)
+        assert np.array_equal(plain, scipy_plain) and np.array_equal(plain_zi, scipy_zi)
+    else:
+        assert np.array_equal(iir.sosfilt_plain(sos, x), signal.sosfilt(sos, x, axis=-1))
+
+
+def test_iir_copy_sosfilt_as_refuses_a_block_wider_than_the_type_asked():
+    """A float64 block cannot be filtered in float32 without losing bits, even when the
+    filter and its state are float32: sosfilt_as refuses, as it does a float64 filter."""
+    from automix.dsp import iir
+
+    sos = signal.butter(2, 38.0, "highpass", fs=RATE, output="sos").astype(np.float32)
+    zi = np.zeros((1, 2, 2), np.float32)
+    with pytest.raises(TypeError, match="fit in float32"):
+        iir.sosfilt_as(sos, np.zeros((2, 100), np.float64), zi, np.float32)
+    with pytest.raises(TypeError, match="fit in float32"):
+        iir.sosfilt_as(sos.astype(np.float64), np.zeros((2, 100), np.float32), zi, np.float32)
+    x = np.random.default_rng(62).standard_normal((2, 100)).astype(np.float32)
+    ours, ours_zi = iir.sosfilt_as(sos, x, zi, np.float32)  # all float32: allowed
+    theirs, theirs_zi = signal.sosfilt(sos, iir.guarded(x), axis=-1, zi=zi)
+    assert ours.dtype == np.float32
+    assert np.array_equal(ours, theirs) and np.array_equal(ours_zi, theirs_zi)
