@@ -311,6 +311,11 @@ def test_a_long_source_is_cut_to_the_grid_and_to_its_length():
         cut = list(_on_grid(source, frames))
         assert [b.shape[1] for b in cut] == [BLOCK_FRAMES] * (frames // BLOCK_FRAMES) + ([frames % BLOCK_FRAMES] if frames % BLOCK_FRAMES else [])
         assert np.array_equal(np.concatenate(cut, axis=1), x[:, :frames])
+    # a source a little longer than the grid, its last piece under a block: cut there too
+    short = BlockSource(RATE, 2, BLOCK_FRAMES + 15, "x", lambda: iter([x[:, : BLOCK_FRAMES + 15]]))
+    cut = list(_on_grid(short, BLOCK_FRAMES + 5))
+    assert [b.shape[1] for b in cut] == [BLOCK_FRAMES, 5]
+    assert np.array_equal(np.concatenate(cut, axis=1), x[:, : BLOCK_FRAMES + 5])
 
 
 def _stream_case():
