@@ -409,3 +409,32 @@ def test_secant_an_unreachable_target_under_a_cap_stays_under_it(monkeypatch):
     asked = _use_curve(monkeypatch, _soft_limit(1.0))
     result, reached = solve_gain(None, -6.0, -1.0, 50.0, max_gain_db=3.0)
     assert not reached and result.gain_db <= 3.0 and max(asked) <= 3.5  # the slope probe looks 0.5 dB past
+
+
+def test_secant_on_the_real_model_agrees_with_a_fine_bisection_of_it(monkeypatch):
+    """6 s of a 110 Hz tone and gated noise under a slow envelope, limited at -1 dBTP:
+    for targets needing 0-8 dB of gain the search's answer is within 0.002 dB above the
+    smallest gain a 1e-6 dB bisection of the same model finds, and it asks for fewer
+    predictions than a bisection to 0.002 dB would (17)."""
+    from automix.master import loop
+
+    rate = 48000
+    t = np.arange(6 * rate) / rate
+    envelope = np.interp(t, [0, 1.5, 3, 4.5, 6], [0.1, 0.5, 0.2, 0.9, 0.3])
+    noise = np.random.default_rng(5).standard_normal(t.size) * np.sin(2 * np.pi * 2 * t) ** 2
+    x = (envelope * (0.5 * np.sin(2 * np.pi * 110 * t) + 0.3 * noise)).astype(np.float32)
+    features = loop.collect_features(np.stack([x, np.roll(x, 100)]), rate)
+    real = loop.predict
+    linear = loop.linear_loudness(features)
+    for target in (-14.0, -11.0, -9.0, -8.0):
+        asked: list[float] = []
+        monkeypatch.setattr(loop, "predict", lambda f, g, th, r, asked=asked: asked.append(g) or real(f, g, th, r))
+        result, reached = loop.solve_gain(features, target, -1.0, 50.0)
+        low, high = target - linear, target - linear + 40.0
+        assert real(features, low, -1.0, 50.0).integrated_lufs < target - QUARTER_TOLERANCE_LU  # a search was needed
+        while high - low > 1e-6:
+            middle = 0.5 * (low + high)
+            low, high = (low, middle) if real(features, middle, -1.0, 50.0).integrated_lufs >= target else (middle, high)
+        assert reached and result.integrated_lufs >= target
+        assert high - 1e-6 <= result.gain_db <= high + RESOLUTION_DB
+        assert len(asked) <= 17
