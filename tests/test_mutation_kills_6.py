@@ -442,3 +442,51 @@ def test_the_grid_reads_the_source_only_as_far_as_it_needs():
         assert [b.shape[1] for b in rest] == [BLOCK_FRAMES]
         assert np.array_equal(rest[0], x[:, BLOCK_FRAMES : 2 * BLOCK_FRAMES])
         assert len(pulled) == (2 if sizes[0] == BLOCK_FRAMES else 3)  # not the blocks past 2 x BLOCK_FRAMES
+
+
+def test_user_gains_and_a_silent_group_stream_as_the_whole_signal_render():
+    """The user's gains (``user_gain_db`` inside the targets, ``group_user_db`` inside the
+    group's level) are taken out when a group is measured, as the whole-signal render
+    does; a silent stem gets no make-up (0 dB) and a silent group no gain and no report
+    line; the groups' report is to 0.01 dB."""
+    import dataclasses
+
+    from automix.mix.renderer import render, render_stream
+
+    stems, plan = _stream_case()
+    frames = max(x.shape[1] for x in stems)
+    stems = [np.pad(x, ((0, 0), (0, frames - x.shape[1]))) for x in stems] + [np.zeros((1, frames), dtype=np.float32)]
+    moved = list(plan.stems)
+    moved[0] = dataclasses.replace(moved[0], target_lufs=moved[0].target_lufs + 4.0, user_gain_db=4.0, group_user_db=2.2)
+    moved[1] = dataclasses.replace(moved[1], group_user_db=2.2)
+    moved[3] = dataclasses.replace(moved[3], target_lufs=moved[3].target_lufs - 3.0, user_gain_db=-3.0, group_user_db=-3.0)
+    silent = dataclasses.replace(moved[2], name="silence", group="fx", group_lufs=-10.0)
+    plan = dataclasses.replace(plan, stems=(*moved, silent))
+    whole = render(stems, 44100, plan, mastering_follows=True)
+    bus = []
+    streamed = render_stream([array_source(Audio(x, 44100)) for x in stems], 44100, plan, bus.append, mastering_follows=True)
+    assert np.abs(np.concatenate(bus, axis=1) - whole.mix).max() < 1e-5
+    for a, b in zip(streamed.stems, whole.stems):
+        assert a.makeup_db == pytest.approx(b.makeup_db, abs=1e-3)
+        assert a.group_gain_db == pytest.approx(b.group_gain_db, abs=1e-3)
+    assert streamed.stems[-1].makeup_db == 0.0 and streamed.stems[-1].group_gain_db == 0.0
+    assert sorted(streamed.groups) == sorted(whole.groups) == ["drums", "vocals"]
+    for name, group in streamed.groups.items():
+        for key, value in group.items():
+            assert value == pytest.approx(whole.groups[name][key], abs=0.011), (name, key)
+            assert value == round(value, 2), (name, key)
+
+
+def test_a_stem_chain_that_cannot_be_made_fails_with_its_own_error(monkeypatch):
+    """A chain refused as it is built (a high-pass above Nyquist) raises that error, not
+    one from the clean-up of chains that never started."""
+    import dataclasses
+
+    from automix.io import helper as helper_module
+    from automix.mix.renderer import render_stream
+
+    monkeypatch.setattr(helper_module, "ENABLED", False)
+    stems, plan = _stream_case()
+    bad = dataclasses.replace(plan, stems=(dataclasses.replace(plan.stems[0], highpass_hz=30000.0), *plan.stems[1:]))
+    with pytest.raises(ValueError, match="half the sample rate"):
+        render_stream([array_source(Audio(x, 44100)) for x in stems], 44100, bad, lambda block: None, mastering_follows=True)
