@@ -350,7 +350,7 @@ def test_secant_a_target_equal_to_a_staircase_step_is_reached_at_the_steps_first
 
 
 @pytest.mark.parametrize(("kind", "median_at_most", "max_at_most"),
-                         [("soft", 8, 24), ("hard knee", 4, 6), ("convex", 20, 30), ("staircase", 12, 48)])
+                         [("soft", 8, 24), ("hard knee", 5, 8), ("convex", 20, 30), ("staircase", 12, 48)])
 def test_secant_needs_few_predictions(monkeypatch, kind, median_at_most, max_at_most):
     """The search's cost, counted in predictions (each is a pass over the song's hops):
     about 6 on a smooth limiter curve (bisection needs 17 over the 40 dB bracket), never
