@@ -490,3 +490,77 @@ def test_a_stem_chain_that_cannot_be_made_fails_with_its_own_error(monkeypatch):
     bad = dataclasses.replace(plan, stems=(dataclasses.replace(plan.stems[0], highpass_hz=30000.0), *plan.stems[1:]))
     with pytest.raises(ValueError, match="half the sample rate"):
         render_stream([array_source(Audio(x, 44100)) for x in stems], 44100, bad, lambda block: None, mastering_follows=True)
+
+
+# --------------------------------------------------------------------------- analyzer_beside (measure/analyzer.py)
+def _analysed(x: np.ndarray, rate: int = RATE, beside: bool = False):
+    """An analyzer's result, its own loudness meter's or (``beside``) one run beside it."""
+    from automix.measure.analyzer import Analyzer
+
+    analyzer = Analyzer(rate, x.shape[0], loudness_meter=not beside)
+    analyzer.add(x)
+    if not beside:
+        return analyzer.result()
+    meter = loudness.LoudnessMeter(rate, x.shape[0])
+    meter.add(x)
+    return analyzer.result(measured=meter.result())
+
+
+@pytest.mark.parametrize("beside", [False, True])
+def test_an_analyzer_refuses_a_block_of_another_channel_count(beside):
+    from automix.errors import AutomixError
+    from automix.measure.analyzer import Analyzer
+
+    analyzer = Analyzer(RATE, 2, loudness_meter=not beside)
+    for block in (np.zeros((3, 100), dtype=np.float32), np.zeros((1, 100), dtype=np.float32), np.zeros(100, dtype=np.float32)):
+        with pytest.raises(AutomixError, match="expected a"):
+            analyzer.add(block)
+
+
+@pytest.mark.parametrize("beside", [False, True])
+def test_an_analyzer_of_nothing_reads_silence(beside):
+    """No samples: no level (SILENCE_DB), no DC, no crest, no PLR."""
+    result = _analysed(np.zeros((2, 0), dtype=np.float32), beside=beside)
+    assert result.rms_dbfs == loudness.SILENCE_DB
+    assert result.dc_offset == 0.0 and result.crest_factor_db == 0.0 and result.plr_db == 0.0
+    assert result.duration_s == 0.0
+    silence = _analysed(np.zeros((2, RATE), dtype=np.float32), beside=beside)
+    assert silence.crest_factor_db == 0.0 and silence.plr_db == 0.0 and silence.rms_dbfs == loudness.SILENCE_DB
+
+
+@pytest.mark.parametrize("beside", [False, True])
+def test_the_plr_is_the_true_peak_over_the_loudness_and_none_under_the_gate(beside):
+    """A -20 dBFS 997 Hz tone: PLR = true peak - integrated loudness, both as libebur128
+    reads them; a tone at -80 dBFS is under the -70 LUFS gate (loudness SILENCE_DB), and
+    has no PLR."""
+    from signals import sine
+    from test_loudness import ebur128
+
+    tone = sine(-20, 2.0, RATE, 997.0, channels=2)
+    result = _analysed(tone, beside=beside)
+    lufs, true_peak, _ = ebur128(tone, RATE)
+    assert result.plr_db == pytest.approx(true_peak - lufs, abs=0.1)
+    assert result.plr_db == pytest.approx(result.true_peak_dbtp - result.integrated_lufs, abs=1e-9)
+    quiet = _analysed(sine(-80, 2.0, RATE, 997.0, channels=2), beside=beside)
+    assert quiet.integrated_lufs == loudness.SILENCE_DB
+    assert quiet.true_peak_dbtp == pytest.approx(-80, abs=0.1)
+    assert quiet.plr_db == 0.0
+
+
+@pytest.mark.parametrize("beside", [False, True])
+def test_clipped_runs_are_counted_to_the_end_of_the_signal(beside):
+    """Runs of 3 or more samples at full scale count, whole: 4 in the middle, and 3 left
+    open by the end of the signal (the second channel), 7 in all; a run of 2 does not."""
+    x = np.zeros((2, RATE), dtype=np.float32)
+    x[0, 1000:1004] = 1.0
+    x[0, 2000:2002] = -1.0
+    x[1, -3:] = 1.0
+    assert _analysed(x, beside=beside).clipped_samples == 7
+
+
+@pytest.mark.parametrize("beside", [False, True])
+def test_the_dc_offset_is_the_larger_channels(beside):
+    x = np.zeros((2, RATE), dtype=np.float32)
+    x[0] += np.float32(0.1)
+    x[1] += np.float32(-0.02)
+    assert _analysed(x, beside=beside).dc_offset == pytest.approx(0.1, abs=1e-6)
