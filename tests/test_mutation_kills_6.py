@@ -148,9 +148,10 @@ def test_final_measures_read_the_file_only_without_the_masters_analysis(tmp_path
     included (a tone at fs/4 sampled 45 degrees off its crests: samples at 0.5, true
     peak 0.5 * sqrt 2, +3.01 dB); with it, that analysis is the answer (here one of
     another signal, so a reading of the file would show)."""
+    from test_mix import POP
+
     from automix.jobs.mix_folder import _final_measures
     from automix.mix.balancer import compare_to_reference
-    from test_mix import POP
 
     n = np.arange(3 * RATE)
     tone = (0.5 * np.sqrt(2) * np.sin(np.pi / 2 * n + np.pi / 4)).astype(np.float32)
@@ -174,8 +175,9 @@ def test_final_measures_take_the_masters_true_peak_never_under_the_samples(tmp_p
     written sample peak (-6.02 dBFS here); the PLR follows it."""
     import dataclasses
 
-    from automix.jobs.mix_folder import _final_measures
     from test_mix import POP
+
+    from automix.jobs.mix_folder import _final_measures
 
     x = music_like(2.0, RATE, seed=2)
     x = (x / np.abs(x).max() * 0.5).astype(np.float32)
@@ -196,8 +198,9 @@ def test_final_measures_of_silence_have_no_plr(tmp_path):
     master measured."""
     import dataclasses
 
-    from automix.jobs.mix_folder import _final_measures
     from test_mix import POP
+
+    from automix.jobs.mix_folder import _final_measures
 
     x = np.zeros((2, RATE), dtype=np.float32)
     path = _stereo_file(tmp_path / "out.wav", x, RATE)
@@ -219,10 +222,11 @@ def test_the_panning_figure_reads_400_frames_of_a_long_output_and_a_short_one_wh
     frames panning_similarity reads (evenly spread, laid end to end): the same figure,
     bit for bit, from 400 x 4096 frames read. Frames counted by hand: 4096 + (count - 1)
     x 2048 (+ 2047 to stay at ``count``)."""
+    from test_mix import POP
+
     from automix.jobs.mix_folder import _final_measures
     from automix.mix import balancer
     from automix.mix.reference_levels import panning_similarity
-    from test_mix import POP
 
     frames = 4096 + (count - 1) * 2048 + (2047 if count == 399 else 0)
     rng = np.random.default_rng(count)
@@ -327,7 +331,11 @@ def _stream_case():
 def test_an_unmastered_mix_is_held_under_the_bus_ceiling_by_default():
     """render_stream without ``mastering_follows``: the bus is for listening as it is, so
     its programme peak is kept under BUS_CEILING_DBTP (measured here independently)."""
-    from automix.mix.renderer import BUS_CEILING_DBTP, programme_peak_dbtp, render_stream
+    from automix.mix.renderer import (
+        BUS_CEILING_DBTP,
+        programme_peak_dbtp,
+        render_stream,
+    )
 
     stems, plan = _stream_case()
     import dataclasses
