@@ -185,6 +185,27 @@ def test_flac_claiming_2_to_the_36_frames_reads_what_is_there(tmp_path):
     assert unknown.samples.shape == (2, FRAMES) and unknown.warnings == ()
 
 
+@pytest.mark.parametrize("total", [0, 2**36 - 1, FRAMES + 1000])
+def test_a_flac_whose_header_count_is_unknown_or_a_lie_streams_as_it_reads(tmp_path, total):
+    """The streamed reader (file_source) reads a FLAC until its data ends, as the
+    whole-file reader does, whatever STREAMINFO claims: 0 ("unknown", legal) or more
+    frames than there are. It once trusted the count and failed ("psf_fseek() failed")."""
+    from automix.io.stream import file_source
+
+    path = tmp_path / "liar.flac"
+    x = sine(-6, 0.2, RATE)
+    sf.write(path, x.T, RATE, subtype="PCM_16")
+    _flac_with_total_samples(path, total)
+    whole = read_audio(path)
+    source = file_source(path)
+    streamed = np.concatenate(list(source.blocks()), axis=1)
+    assert source.frames == whole.frames == FRAMES
+    assert np.array_equal(streamed, whole.samples)
+    assert np.abs(streamed - x).max() <= 1 / 32768
+    assert source.warnings == whole.warnings
+    assert (source.warnings != ()) == (total != 0)  # a count that is a lie is called one
+
+
 def test_reading_stops_at_the_duration_cap(tmp_path, monkeypatch):
     monkeypatch.setattr(audio_module, "MAX_DURATION_S", 0.1)
     sf.write(tmp_path / "long.flac", sine(-6, 0.5, RATE).T, RATE, subtype="PCM_16")

@@ -20,6 +20,7 @@ import soxr
 from automix.errors import AutomixError
 from automix.io.audio import (  # private helpers: validate and word failures as read/write_audio do
     _PCM_BYTES,
+    _UNKNOWN_FRAMES,
     BIT_DEPTHS,
     MAX_DURATION_S,
     MAX_FILE_PEAK,
@@ -31,6 +32,7 @@ from automix.io.audio import (  # private helpers: validate and word failures as
     _declared_frames,
     _describe,
     _sndfile_error_detail,
+    _sndfile_reader,
     _too_long,
     _write_failure,
     output_format,
@@ -109,6 +111,8 @@ def file_source(path: Path, *, sample_rate: int | None = None, block_frames: int
     else:
         frames = _scan(path, rate, channels, block_frames)
     claimed = _declared_frames(path, container) if info.subtype in _PCM_BYTES else None
+    if container == "FLAC" and 0 < info.frames < _UNKNOWN_FRAMES:
+        claimed = int(info.frames)  # STREAMINFO's exact count, as read_audio takes it
     if claimed is not None and claimed > frames:
         warnings.append(f"{path.name}: truncated: header claims {claimed} frames, file holds {frames}")
     out_rate = sample_rate or rate
@@ -133,10 +137,12 @@ class _FileBlocks:
     def __call__(self) -> Iterator[np.ndarray]:
         rate, out_rate = self.rate, self.out_rate
         stream = soxr.ResampleStream(rate, out_rate, self.channels, dtype="float32", quality="VHQ") if out_rate != rate else None
+        buffer = np.empty((self.block_frames, self.channels), dtype=np.float32)
         with sf.SoundFile(str(self.path)) as f:
+            read_into = _sndfile_reader(f, self.path)  # reads until the data ends, whatever the header says
             remaining = self.frames
             while remaining > 0:
-                data = f.read(min(self.block_frames, remaining), dtype="float32", always_2d=True)
+                data = buffer[: read_into(buffer[: min(self.block_frames, remaining)])]
                 if data.shape[0] == 0:
                     break
                 remaining -= data.shape[0]
@@ -144,7 +150,7 @@ class _FileBlocks:
                     data = stream.resample_chunk(data, last=remaining <= 0)
                     if data.shape[0] == 0:
                         continue
-                yield np.ascontiguousarray(data.T)
+                yield data.T.copy()  # a copy, always: the buffer is read into again
 
 
 #: Integer PCM: every byte pattern is a finite sample within full scale, so an
@@ -168,9 +174,13 @@ def _scan(path: Path, rate: int, channels: int, block_frames: int) -> int:
     """Decode the whole file once, block by block: count its real frames and check every
     block as the whole-file reader checks a file (finite, sane peak, not too long)."""
     frames, cap = 0, int(MAX_DURATION_S * rate)
+    buffer = np.empty((block_frames, channels), dtype=np.float32)
     try:
         with sf.SoundFile(str(path)) as f:
-            for data in f.blocks(block_frames, dtype="float32", always_2d=True):
+            # libsndfile's own reads until the data ends: soundfile's trust the header's
+            # frame count and seek, which fails on a FLAC whose count is 0 ("unknown") or a lie
+            read_into = _sndfile_reader(f, path)
+            while (data := buffer[: read_into(buffer)]).shape[0]:
                 if not np.isfinite(data).all():
                     raise AutomixError(f"{path}: the file holds NaN or infinite samples")
                 peak = float(np.abs(data).max()) if data.size else 0.0
