@@ -465,8 +465,9 @@ def test_user_gains_and_a_silent_group_stream_as_the_whole_signal_render():
     frames = max(x.shape[1] for x in stems)
     stems = [np.pad(x, ((0, 0), (0, frames - x.shape[1]))) for x in stems] + [np.zeros((1, frames), dtype=np.float32)]
     moved = list(plan.stems)
-    moved[0] = dataclasses.replace(moved[0], target_lufs=moved[0].target_lufs + 4.0, user_gain_db=4.0, group_user_db=2.2)
-    moved[1] = dataclasses.replace(moved[1], group_user_db=2.2)
+    moved[0] = dataclasses.replace(moved[0], target_lufs=moved[0].target_lufs + 4.0, user_gain_db=4.0, group_user_db=2.2,
+                                   group_lufs=-6.1234)
+    moved[1] = dataclasses.replace(moved[1], group_user_db=2.2, group_lufs=-6.1234)
     moved[3] = dataclasses.replace(moved[3], target_lufs=moved[3].target_lufs - 3.0, user_gain_db=-3.0, group_user_db=-3.0)
     silent = dataclasses.replace(moved[2], name="silence", group="fx", group_lufs=-10.0)
     plan = dataclasses.replace(plan, stems=(*moved, silent))
@@ -479,6 +480,7 @@ def test_user_gains_and_a_silent_group_stream_as_the_whole_signal_render():
         assert a.group_gain_db == pytest.approx(b.group_gain_db, abs=1e-3)
     assert streamed.stems[-1].makeup_db == 0.0 and streamed.stems[-1].group_gain_db == 0.0
     assert sorted(streamed.groups) == sorted(whole.groups) == ["drums", "vocals"]
+    assert streamed.groups["drums"]["planned_lufs"] == -8.32  # -6.1234 - 2.2, to 0.01 dB
     for name, group in streamed.groups.items():
         for key, value in group.items():
             assert value == pytest.approx(whole.groups[name][key], abs=0.011), (name, key)
