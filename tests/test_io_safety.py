@@ -704,3 +704,18 @@ def test_absurd_float_levels_are_refused_but_overs_are_read(tmp_path):
     overs = sine(20, 0.2, RATE)  # +20 dBFS: a float export with overs is still audio
     sf.write(tmp_path / "overs.wav", overs.T, RATE, subtype="FLOAT")
     assert np.array_equal(read_audio(tmp_path / "overs.wav").samples, overs)
+
+
+@pytest.mark.parametrize("block_frames", [300, 4096])
+def test_a_file_source_gives_its_first_frames_and_no_more(tmp_path, block_frames):
+    """_FileBlocks reads the first ``frames`` frames of its file, whatever the block size:
+    1000 of a 5000-frame file are the file's first 1000 samples, in blocks of at most
+    ``block_frames``, and nothing past them."""
+    from automix.io.stream import _FileBlocks
+
+    x = sine(-6, 5000 / RATE, RATE, 997.0)
+    path = tmp_path / "x.wav"
+    sf.write(path, x.T, RATE, subtype="FLOAT")
+    blocks = list(_FileBlocks(path, RATE, RATE, 2, 1000, block_frames)())
+    assert all(b.shape[1] <= block_frames for b in blocks)
+    assert np.array_equal(np.concatenate(blocks, axis=1), x[:, :1000])
