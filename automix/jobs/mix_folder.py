@@ -418,9 +418,10 @@ def _master_bus(bus_path: Path, output: Path, preset: Preset, options: OutputOpt
         result = master_stream(source, preset.master, sink, **settings)
         return result, sink.samples, None
     if lossy.is_lossy(output, options.format_name):  # mp3/opus/aac: judged as decoded, then encoded
+        missed: list = []  # the render that missed the target, for the report (nothing is written)
         result = master_to_file(source, output, preset.master, format_name=options.format_name, provenance=provenance,
-                                **{k: v for k, v in settings.items() if k != "bit_depth"})
-        return result, None, (output if result.status != "target_missed" else None)
+                                missed=missed, **{k: v for k, v in settings.items() if k != "bit_depth"})
+        return result, (missed[0] if missed else None), (output if result.status != "target_missed" else None)
     out = None
     try:
         with atomic_output(output) as temp_name:

@@ -336,7 +336,8 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
                    format_name: str | None = None, over_limit: str = "fail", codec_safe: str | None = None,
                    dry_run: bool = False, amount: float = 1.0,
                    provenance: Provenance | Callable[[], Provenance | None] | None = None,
-                   reference: Reference | None = None, measured: InputMeasurements | None = None) -> MasterResult:
+                   reference: Reference | None = None, measured: InputMeasurements | None = None,
+                   missed: list | None = None) -> MasterResult:
     """Master ``source`` straight into ``output_path``, block by block, atomically.
 
     Each render writes a temporary file beside the output; the last one gets its
@@ -346,13 +347,15 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
     the output is no input (:func:`automix.io.paths.check_output_paths`). ``measured``:
     as :func:`master_stream`'s. ``provenance`` may be a callable, called when the tags
     are written (the input's digest can then be taken on a thread beside the passes).
+    ``missed``: a list that receives the last render's samples when the target was
+    missed (a caller that reports on it; a lossy output's render is not kept otherwise).
     """
     from automix.io import lossy
 
     if not dry_run and lossy.is_lossy(output_path, format_name):
         return _master_to_lossy(source, Path(output_path), settings, lossy.lossy_target(output_path, format_name),
                                 over_limit=over_limit, codec_safe=codec_safe, amount=amount, provenance=provenance,
-                                reference=reference, measured=measured)
+                                reference=reference, measured=measured, missed=missed)
     if dry_run:
         return master_stream(source, settings, NullSink(), bit_depth=bit_depth, over_limit=over_limit, amount=amount,
                              reference=reference, measured=measured)
@@ -374,7 +377,8 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
 
 def _master_to_lossy(source: BlockSource, output_path: Path, settings: MasterSettings, target, *, over_limit: str,
                      codec_safe: str | None, amount: float, provenance: Provenance | Callable[[], Provenance | None] | None,
-                     reference: Reference | None = None, measured: InputMeasurements | None = None) -> MasterResult:
+                     reference: Reference | None = None, measured: InputMeasurements | None = None,
+                     missed: list | None = None) -> MasterResult:
     """Each render goes to a float WAV scratch file beside the output; the loop encodes
     it into a second scratch file and judges that as decoded (both streamed: memory does
     not grow with the length); the chosen encoding is tagged with its decoded loudness
@@ -394,6 +398,8 @@ def _master_to_lossy(source: BlockSource, output_path: Path, settings: MasterSet
                                amount=amount, reference=reference, lossy_check=check,
                                lossy_files=(render_path, encoded_path), measured=measured)
         if result.status == "target_missed":
+            if missed is not None:
+                missed.append(sink.read())  # the render itself, before its scratch file goes
             return result
         if check.last is None:  # never judged (e.g. no loudness aim): judge the final render now
             check.verdict_file(render_path, encoded_path, settings.target_lufs, settings.ceiling_dbtp,
