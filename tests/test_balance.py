@@ -197,3 +197,21 @@ def test_compare_to_reference_says_darker_or_brighter():
                                   samples=np.concatenate([mono_ish, mono_ish]))
     assert result["panning_similarity"] == pytest.approx(1.0, abs=1e-6) and "narrower" in result["verdict"]
 
+
+
+def test_an_8_khz_mix_is_compared_without_a_nan_in_its_report():
+    """An 8 kHz output ends at 4 kHz: it holds no band of the 4-20 kHz region, which is
+    then reported as not measured (JSON null), not as 0 / 0 (NaN, which is not JSON)."""
+    import json
+    import warnings
+
+    from automix.presets import load_preset
+
+    rate = 8000
+    noise = np.random.default_rng(5).standard_normal((2, 4 * rate)).astype(np.float32) * np.float32(0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a 0 / 0 would warn
+        compared = compare_to_reference(analyze(Audio(noise, rate)), load_preset("pop").groups.as_dict())
+    assert compared["high_db"] is None and compared["low_db"] is not None and compared["mid_db"] is not None
+    assert "not compared" in compared["verdict"]
+    json.loads(json.dumps(compared, allow_nan=False))

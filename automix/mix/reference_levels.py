@@ -147,7 +147,8 @@ def compare_to_reference(analysis: AudioAnalysis, group_lu: dict[str, float],
     dict
         ``bands_db``: per nominal band, the mix minus the expected shape (dB, + = more
         than usual); ``low_db``, ``mid_db``, ``high_db``: the same over 25-250 Hz,
-        250 Hz-4 kHz and 4-20 kHz; ``verdict``: darker / brighter / balanced and
+        250 Hz-4 kHz and 4-20 kHz (None for a region the output holds no band of: an
+        8 kHz file ends at 4 kHz); ``verdict``: darker / brighter / balanced and
         narrower / wider; ``source``.
     """
     levels = np.asarray(analysis.band_levels_db, dtype=float)
@@ -157,16 +158,20 @@ def compare_to_reference(analysis: AudioAnalysis, group_lu: dict[str, float],
     difference = mine - band_shape_db(expected)
     centres = np.asarray(THIRD_OCTAVE_CENTRES_HZ[:count])
 
-    def region(low: float, high: float) -> float:
+    def region(low: float, high: float) -> float | None:
         inside = (centres >= low) & (centres < high)
+        if not inside.any():  # not a 0 / 0: the report's JSON must stay valid (no NaN)
+            return None
         mix_power = np.sum(10 ** (mine[inside] / 10))
         ref_power = np.sum(10 ** (band_shape_db(expected)[inside] / 10))
         return float(10 * np.log10(mix_power / ref_power))
 
     low, mid, high = region(20, 250), region(250, 4000), region(4000, 20001)
-    tilt = high - low
     verdicts = []
-    if tilt > 3:
+    tilt = high - low if high is not None and low is not None else None
+    if tilt is None:
+        verdicts.append("tonal balance not compared (the output holds no band above 4 kHz)")
+    elif tilt > 3:
         verdicts.append(f"brighter than usual ({tilt:+.1f} dB high against low)")
     elif tilt < -3:
         verdicts.append(f"darker than usual ({tilt:+.1f} dB high against low)")
@@ -174,7 +179,7 @@ def compare_to_reference(analysis: AudioAnalysis, group_lu: dict[str, float],
         verdicts.append("tonal balance within 3 dB of the usual")
     result = {
         "bands_db": {name: round(float(d), 1) for name, d in zip(NOMINAL_CENTRES, difference)},
-        "low_db": round(low, 1), "mid_db": round(mid, 1), "high_db": round(high, 1),
+        **{name: (None if value is None else round(value, 1)) for name, value in (("low_db", low), ("mid_db", mid), ("high_db", high))},
         "stereo_width": round(analysis.stereo_width, 3),
         "source": SOURCE,
     }
