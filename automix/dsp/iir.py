@@ -53,7 +53,7 @@ def sosfilt_as(sos: np.ndarray, x: np.ndarray, zi: np.ndarray, dtype) -> tuple[n
     """``sosfilt(sos, x.astype(dtype), zi)`` with one copy of ``x``, not two: a float32
     block K-weighted in float64, as the loudness meters do."""
     dtype = np.dtype(dtype)
-    if _checked(sos, x, zi) != dtype or np.result_type(sos, dtype, zi) != dtype:
+    if _checked(sos, x, zi) != dtype:
         raise TypeError(f"sosfilt_as: the filter, its state and the block must fit in {dtype}")
     fed = np.add(x, np.asarray(SUBNORMAL_GUARD, dtype=dtype), dtype=dtype, order="C")
     return _filter_in_place(np.asarray(sos), fed, zi)

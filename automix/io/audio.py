@@ -334,19 +334,32 @@ def _decode_sndfile(path: Path, container: str, size: int, warnings: list[str]) 
             # hold, so past the cap it is a real, too long file: refuse before decoding.
             if subtype in _PCM_BYTES and container in ("WAV", "AIFF") and header_frames > cap_frames:
                 raise AutomixError(_too_long(path, header_frames / rate))
-            # ADPCM/GSM block sizes say nothing exact about frames: PCM and float only
-            claimed = _declared_frames(path, container) if subtype in _PCM_BYTES else None
-            if container == "FLAC" and 0 < header_frames < _UNKNOWN_FRAMES:
-                claimed = header_frames  # STREAMINFO's exact count (an MP3's is an estimate)
+            claimed = claimed_frames(path, container, subtype, header_frames)
             capacity = _initial_capacity(header_frames, cap_frames, size, channels, subtype if container in ("WAV", "AIFF") else None)
             samples = _read_blocks(_sndfile_reader(f, path), channels, capacity, cap_frames, path, rate)
     except AutomixError:
         raise
     except Exception as error:  # noqa: BLE001 - LibsndfileError, MemoryError, OSError, ...
         raise AutomixError(f"{path}: cannot read as {container} ({_describe(error)})") from None
-    if claimed is not None and claimed > samples.shape[1] > 0:
-        warnings.append(f"{path.name}: truncated: header claims {claimed} frames, file holds {samples.shape[1]}")
+    warnings.extend(truncation_warnings(path, claimed, samples.shape[1]))
     return samples, int(rate)
+
+
+def claimed_frames(path: Path, container: str, subtype: str | None, header_frames: int) -> int | None:
+    """The frame count a file's header claims, where it says something exact: a WAV's or
+    AIFF's chunk sizes for PCM and float data (ADPCM/GSM block sizes say nothing exact
+    about frames) and a FLAC's STREAMINFO total (0 is "unknown"; an MP3's count is an
+    estimate); None otherwise."""
+    if container == "FLAC" and 0 < header_frames < _UNKNOWN_FRAMES:
+        return int(header_frames)
+    return _declared_frames(path, container) if subtype in _PCM_BYTES else None
+
+
+def truncation_warnings(path: Path, claimed: int | None, frames: int) -> list[str]:
+    """The warning for a file that holds fewer frames than its header claims (none if not)."""
+    if claimed is not None and claimed > frames > 0:
+        return [f"{path.name}: truncated: header claims {claimed} frames, file holds {frames}"]
+    return []
 
 
 def _sndfile_reader(f: sf.SoundFile, path: Path) -> Callable[[np.ndarray], int]:

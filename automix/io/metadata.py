@@ -160,12 +160,11 @@ def input_digest_beside(path: str | os.PathLike) -> Callable[[], str]:
     """:func:`input_digest` of ``path`` on a thread, started now; call the result for the
     digest (it waits for the thread, and raises what the digest raised).
 
-    A master hashes its input for the provenance tag while it opens and validates the
-    file (a decode of the whole file, except for integer PCM WAV/AIFF, which is counted
-    from its header): neither holds the GIL for long (hashlib and libsndfile release it),
-    so the hash of a float or FLAC input comes almost free (0.13 -> 0.09 s for a 3.5-min
-    song). Wait for it before a pass forks the helper process (:mod:`automix.io.helper`
-    forks only while no other thread runs).
+    A master hashes its input for the provenance tag beside its passes and waits for the
+    digest only when it writes the tags (hashlib releases the GIL, so the hash comes
+    almost free). Start it after the helper process is forked: :mod:`automix.io.helper`
+    forks only while no other thread runs (:func:`automix.jobs.master_files.master_job`
+    forks it first).
     """
     outcome: dict = {}
 

@@ -19,8 +19,6 @@ import soxr
 
 from automix.errors import AutomixError
 from automix.io.audio import (  # private helpers: validate and word failures as read/write_audio do
-    _PCM_BYTES,
-    _UNKNOWN_FRAMES,
     BIT_DEPTHS,
     MAX_DURATION_S,
     MAX_FILE_PEAK,
@@ -29,15 +27,16 @@ from automix.io.audio import (  # private helpers: validate and word failures as
     _check_header,
     _check_input_file,
     _container_of,
-    _declared_frames,
     _describe,
     _sndfile_error_detail,
     _sndfile_reader,
     _too_long,
     _write_failure,
+    claimed_frames,
     output_format,
     read_audio,
     resample,
+    truncation_warnings,
 )  # fmt: skip
 
 #: Frames per block: 1.5 s at 44.1 kHz. Large enough that per-block overheads vanish,
@@ -110,11 +109,7 @@ def file_source(path: Path, *, sample_rate: int | None = None, block_frames: int
         frames = _counted(path, rate, channels, int(info.frames))
     else:
         frames = _scan(path, rate, channels, block_frames)
-    claimed = _declared_frames(path, container) if info.subtype in _PCM_BYTES else None
-    if container == "FLAC" and 0 < info.frames < _UNKNOWN_FRAMES:
-        claimed = int(info.frames)  # STREAMINFO's exact count, as read_audio takes it
-    if claimed is not None and claimed > frames:
-        warnings.append(f"{path.name}: truncated: header claims {claimed} frames, file holds {frames}")
+    warnings.extend(truncation_warnings(path, claimed_frames(path, container, info.subtype, info.frames), frames))
     out_rate = sample_rate or rate
     blocks = _FileBlocks(path, rate, out_rate, channels, frames, block_frames)
     out_frames = frames if out_rate == rate else int(frames * out_rate / rate + 0.5)  # soxr's output length
@@ -159,10 +154,13 @@ INTEGER_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32"})
 
 
 def _counted(path: Path, rate: int, channels: int, frames: int) -> int:
-    """The frames of an integer-PCM WAV or AIFF, without decoding it: libsndfile clips an
-    uncompressed file's frame count to what its size holds, and every sample in it is
-    finite and within full scale, so :func:`_scan` would count the same and find nothing
-    (``tests/test_io_safety.py`` checks that on truncated and corrupted files)."""
+    """``frames``, once it passes the length checks (the cap, more frames than channels).
+
+    For an integer-PCM WAV or AIFF this is libsndfile's count, taken without decoding:
+    libsndfile clips an uncompressed file's count to what its size holds, and every
+    sample in it is finite and within full scale, so :func:`_scan` would count the same
+    and find nothing (``tests/test_io_safety.py`` checks that on truncated and corrupted
+    files). :func:`_scan` ends here too."""
     if frames > int(MAX_DURATION_S * rate):
         raise AutomixError(_too_long(path, frames / rate))
     if frames <= channels:
@@ -196,9 +194,7 @@ def _scan(path: Path, rate: int, channels: int, block_frames: int) -> int:
         if frames == 0:
             read_audio(path)  # the precise reason
         raise AutomixError(f"{path}: cannot read as audio ({_describe(error)})") from None
-    if frames <= channels:
-        raise AutomixError(f"{path}: only {frames} sample(s) per channel; too short to be audio")
-    return frames
+    return _counted(path, rate, channels, frames)  # the same length checks
 
 
 class BlockWriter:

@@ -464,9 +464,9 @@ def _final_measures(written: Path, preset: Preset, *, measured=None, analysis=No
     """
     from automix.mix.balancer import compare_to_reference
 
-    source = file_source(written)
     final = analysis
-    if final is None:
+    if final is None:  # not analysed as it was written: read it back
+        source = file_source(written)
         analyzer = Analyzer(source.sample_rate, source.channels, total_frames=source.frames, true_peak=measured is None)
         for block in source.blocks():
             analyzer.add(block)
@@ -475,10 +475,10 @@ def _final_measures(written: Path, preset: Preset, *, measured=None, analysis=No
         peak = max(measured.true_peak_dbtp, final.sample_peak_dbfs)  # never under the written samples
         final = dataclasses.replace(final, true_peak_dbtp=peak,
                                     plr_db=0.0 if final.integrated_lufs <= loudness.SILENCE_DB else peak - final.integrated_lufs)
-    frames = source.frames
-    hop = PANNING_FFT // 2
-    count = (frames - PANNING_FFT) // hop + 1 if frames >= PANNING_FFT else 0
-    with sf.SoundFile(str(written)) as f:
+    with sf.SoundFile(str(written)) as f:  # a file just written whole: its header's count is exact
+        frames, rate = f.frames, f.samplerate
+        hop = PANNING_FFT // 2
+        count = (frames - PANNING_FFT) // hop + 1 if frames >= PANNING_FFT else 0
         if count < PANNING_FRAMES:  # a short output: read it whole (under 19 s at 44.1 kHz)
             panning = np.ascontiguousarray(f.read(dtype="float32", always_2d=True).T)
         else:
@@ -490,7 +490,7 @@ def _final_measures(written: Path, preset: Preset, *, measured=None, analysis=No
                 parts.append(f.read(PANNING_FFT, dtype="float32", always_2d=True))
             panning = np.ascontiguousarray(np.concatenate(parts).T)
     against = compare_to_reference(final, preset, panning)
-    excerpt = panning[:, : source.sample_rate]
+    excerpt = panning[:, :rate]
     return final, against, excerpt
 
 

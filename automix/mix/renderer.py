@@ -489,8 +489,7 @@ def _on_grid(source, frames: int) -> Iterator[np.ndarray]:
     """``source``'s blocks cut to the mix's common grid: ``BLOCK_FRAMES`` frames each, the
     last one shorter, ``frames`` in all (padded with silence past the source's end). A
     fixed grid, so each stem can be cut on its own, in either process, and still line up."""
-    pending, done = [], 0
-    held = 0
+    pending, done, held = [], 0, 0
     for block in source.blocks():
         pending.append(block)
         held += block.shape[1]
