@@ -218,7 +218,7 @@ def test_a_spill_that_cannot_write_turns_unusable_and_stops_counting(monkeypatch
             self.calls += 1
             if self.calls == 2:
                 raise OSError(28, "No space left on device")
-            self.data += data
+            self.data += bytes(memoryview(data))  # any buffer, as a file takes it
 
         def close(self):
             pass

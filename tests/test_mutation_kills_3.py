@@ -120,13 +120,13 @@ class _FullDisk:
 def test_a_spill_that_cannot_write_turns_unusable_and_writes_no_more():
     spill = SignalSpill(RATE, 2)
     spill.write(np.ones((2, 10), dtype=np.float32))
-    full = spill._file = _FullDisk(spill._file)
+    full = spill._files[1] = _FullDisk(spill._files[1])  # the second channel's file fails
     spill.write(np.ones((2, 10), dtype=np.float32))
     assert spill.usable is False
     assert spill.frames == 10  # the failed block is not counted
     spill.write(np.ones((2, 10), dtype=np.float32))
     assert full.writes == 1  # given up: no further attempts
-    spill._file = full.inner
+    spill._files[1] = full.inner
     spill.close()
 
 
@@ -134,7 +134,7 @@ def test_a_kept_signal_cut_short_is_an_error_not_a_short_stream():
     with SignalSpill(RATE, 2, block_frames=64) as spill:
         spill.write(np.ones((2, 200), dtype=np.float32))
         source = spill.source()
-        spill._file.truncate(150 * 2 * 4)  # the file lost its last 50 frames
+        spill._files[1].truncate(150 * 4)  # one channel's file lost its last 50 frames
         with pytest.raises(AutomixError, match=r"ended early \(150 of 200 frames\)"):
             list(source.blocks())
 
@@ -142,11 +142,11 @@ def test_a_kept_signal_cut_short_is_an_error_not_a_short_stream():
 def test_closing_a_spill_deletes_its_file():
     with SignalSpill(RATE, 1) as spill:
         spill.write(np.ones((1, 10), dtype=np.float32))
-        handle = spill._file
+        handle = spill._files[0]
         assert not handle.closed
     assert handle.closed  # a TemporaryFile: closed is deleted
     spill = SignalSpill(RATE, 1)
-    handle = spill._file
+    handle = spill._files[0]
     spill.close()
     assert handle.closed
 

@@ -237,21 +237,31 @@ class BlockWriter:
 
 
 class Spill:
-    """float32 frames of ``channels`` channels kept in a temporary file (4 bytes per
+    """float32 frames of ``channels`` channels kept in temporary files (4 bytes per
     sample on disk, nothing in memory), to be read back as often as needed: what one pass
     computed, so later passes read it instead of computing it again.
 
-    ``write(block)`` appends ``(channels, n)`` in stream order; if the file cannot be
+    One file per channel: a block's rows are written as they lie in memory and read
+    straight into the rows of the block returned, with no interleaving copy either way
+    (interleaving cost more than the writing itself: 0.21 of 0.35 s for an 8-stem mix).
+
+    ``write(block)`` appends ``(channels, n)`` in stream order; if a file cannot be
     written (a full disk) ``usable`` turns False, nothing more is written, and the caller
     computes the signal again. ``read(start, count)`` gives ``(channels, <= count)``
-    frames (fewer where the file ends early). ``close()`` deletes the file.
+    frames (fewer where the files end early). ``close()`` deletes the files.
     """
 
     def __init__(self, channels: int, prefix: str = "automix-spill-") -> None:
         import tempfile
 
         self.channels = int(channels)
-        self._file = tempfile.TemporaryFile(prefix=prefix)  # noqa: SIM115 - closed by close()
+        self._files = []
+        try:
+            for _ in range(self.channels):
+                self._files.append(tempfile.TemporaryFile(prefix=prefix))  # noqa: SIM115 - closed by close()
+        except BaseException:
+            self.close()
+            raise
         self.frames = 0
         self.usable = True
 
@@ -261,7 +271,8 @@ class Spill:
         if block.shape[0] != self.channels:
             raise AutomixError(f"internal error: a {block.shape[0]}-channel block for a {self.channels}-channel spill")
         try:
-            self._file.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())  # frames interleaved
+            for file, row in zip(self._files, np.asarray(block, dtype=np.float32)):
+                file.write(np.ascontiguousarray(row))
             self.frames += block.shape[1]
         except OSError:
             self.usable = False
@@ -271,16 +282,19 @@ class Spill:
         return self.usable and self.frames == frames
 
     def read(self, start: int, count: int) -> np.ndarray:
-        """Frames ``start .. start + count`` (fewer if the file ends before), ``(channels, n)``."""
-        frame_bytes = 4 * self.channels
-        self._file.flush()
-        self._file.seek(start * frame_bytes)
-        data = self._file.read(count * frame_bytes)
-        got = len(data) // frame_bytes
-        return np.frombuffer(data[: got * frame_bytes], dtype=np.float32).reshape(got, self.channels).T.copy()
+        """Frames ``start .. start + count`` (fewer if the files end before), ``(channels, n)``."""
+        out = np.empty((self.channels, max(0, count)), dtype=np.float32)
+        got = out.shape[1] * 4
+        for file, row in zip(self._files, out):
+            file.flush()
+            file.seek(start * 4)
+            got = min(got, file.readinto(row) or 0)
+        frames = got // 4
+        return out if frames == out.shape[1] else out[:, :frames].copy()
 
     def close(self) -> None:
-        self._file.close()
+        for file in self._files:
+            file.close()
 
     def __enter__(self):
         return self
