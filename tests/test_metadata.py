@@ -424,3 +424,53 @@ def test_a_digest_taken_beside_is_the_files_sha256_and_its_failure_is_the_caller
     missing = metadata.input_digest_beside(tmp_path / "gone.wav")
     with pytest.raises(AutomixError, match="gone.wav: cannot read"):
         missing()
+
+
+def test_digests_taken_beside_hash_one_file_after_another_at_the_lowest_priority(tmp_path, monkeypatch):
+    """input_digests_beside: one thread for every file, each digest hashlib's; a file that
+    cannot be read raises only where its own digest is asked for (a stem set aside is
+    never asked); on Linux the thread runs at niceness 19, so it takes idle time only."""
+    import os
+    import sys
+    import threading
+
+    paths = [tmp_path / "a.wav", tmp_path / "gone.wav", tmp_path / "c.wav"]
+    for index in (0, 2):
+        paths[index].write_bytes(np.random.default_rng(index).bytes(2**20 + 5 + index))
+    seen = []
+    real = metadata.input_digest
+
+    def recording(path):
+        seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        return real(path)
+
+    monkeypatch.setattr(metadata, "input_digest", recording)
+    digests = metadata.input_digests_beside(paths)
+    assert digests(paths[2]) == hashlib.sha256(paths[2].read_bytes()).hexdigest()
+    assert digests(paths[0]) == hashlib.sha256(paths[0].read_bytes()).hexdigest()
+    with pytest.raises(AutomixError, match="gone.wav: cannot read"):
+        digests(paths[1])
+    assert [name for name, _ in seen] == ["automix-digest"] * 3  # one thread, every file
+    if sys.platform.startswith("linux"):
+        assert {nice for _, nice in seen} == {19}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) != 19 or os.nice(0) == 19  # this thread untouched
+
+
+def test_a_mix_tags_the_digest_of_every_stem_it_mixed(tmp_path):
+    """mix_folder hashes the stems beside its passes: the tag lists the name and sha256 of
+    every stem it read, in the order of the folder (a silent one, read and set aside,
+    too), and none of a file it could not read."""
+    from automix.jobs.mix_folder import mix_folder
+    from automix.jobs.options import OutputOptions
+    from automix.presets import load_preset
+
+    folder = tmp_path / "stems"
+    folder.mkdir()
+    sf.write(folder / "bass.wav", (pink_noise(3.0, RATE, channels=1, seed=1) * 0.2).T, RATE, subtype="PCM_16")
+    sf.write(folder / "keys.wav", (pink_noise(3.0, RATE, channels=2, seed=2) * 0.1).T, RATE, subtype="PCM_24")
+    sf.write(folder / "quiet.wav", np.zeros((3 * RATE, 2), dtype=np.float32), RATE, subtype="PCM_16")
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 64)
+    mix_folder(folder, tmp_path / "mix.wav", load_preset("pop"), OutputOptions(bit_depth="24", provenance=Provenance(preset="pop")))
+    tagged = Provenance.from_text(read_metadata(tmp_path / "mix.wav")["provenance"])
+    assert tagged.inputs == tuple((name, hashlib.sha256((folder / name).read_bytes()).hexdigest())
+                                  for name in ("bass.wav", "keys.wav", "quiet.wav"))

@@ -29,7 +29,7 @@ from automix.io import lossy
 from automix.io.audio import Audio, atomic_output, read_audio, resample
 from automix.io.dither import Dither
 from automix.io.helper import beside, helper
-from automix.io.metadata import LoudnessTags, input_digest, write_metadata
+from automix.io.metadata import LoudnessTags, input_digests_beside, write_metadata
 from automix.io.paths import temp_name_for
 from automix.io.stream import BlockSource, BlockWriter, file_source
 from automix.jobs.checks import (
@@ -209,6 +209,8 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
     scan = check_mix_arguments(folder, output, options.format_name, role_overrides=role_overrides,
                                export_stems=export_stems, report_path=report_path, dry_run=options.dry_run)
     stems = open_stems(folder, strict=strict, sample_rate=options.sample_rate, files=scan.files, skipped=scan.skipped)
+    # the stems hashed for the provenance tag on a thread, beside the passes
+    digests = input_digests_beside(stems.paths) if options.provenance is not None and not options.dry_run else None
     if user is not None:  # the user's --gain/--pan/--mute/--focus name real stems (no audio read yet)
         user_plan.check_names(user, [p.name for p in scan.files] + [name for name, *_ in scan.skipped])
     # the stems' true peaks are only ever printed in the report
@@ -245,8 +247,11 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
         for where in {output.parent, *(p.parent for p in exported), *((Path(report_path).parent,) if report_path else ())}:
             clean_stale_parts(where)  # temp files a killed run left behind
     provenance = None
-    if options.provenance is not None and writing:
-        provenance = dataclasses.replace(options.provenance, inputs=tuple((Path(p).name, input_digest(p)) for p in stems.paths))
+    if digests is not None:
+        mixed = stems.paths  # every stem read (one that could not be is not listed)
+
+        def provenance():  # called when the tags are written
+            return dataclasses.replace(options.provenance, inputs=tuple((Path(p).name, digests(p)) for p in mixed))
     html = report_path is not None and writing and Path(report_path).suffix.lower() in HTML_SUFFIXES
     # --reference: the report sets reference, the bus (the master's input) and the master side by side
     compare = report_path is not None and writing and options.reference is not None and not no_master

@@ -367,8 +367,7 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
                                    amount=amount, reference=reference, measured=measured)
             if result.status == "target_missed":
                 raise _TargetMissed
-            notes = write_metadata(temp_name, None, LoudnessTags.from_measurement(result.output_measurement),
-                                   provenance() if callable(provenance) else provenance)
+            notes = write_metadata(temp_name, None, LoudnessTags.from_measurement(result.output_measurement), provenance)
             result = replace(result, warnings=(*result.warnings, *notes))
     except _TargetMissed:
         pass
