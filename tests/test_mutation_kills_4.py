@@ -819,11 +819,40 @@ def test_the_output_meters_skip_empty_blocks_and_read_what_they_are_given():
     meters = OutputMeters(RATE, 2)
     meters.add(x[:, :1000])
     meters.add(x[:, 1000:])
-    measured, peak = meters.result()
+    measured, true_peak_4x, peak = meters.result()
     lufs, true_peak = _ebur128(x)
     assert measured.integrated_lufs == pytest.approx(lufs, abs=0.05)
     assert measured.true_peak_dbtp == pytest.approx(true_peak, abs=0.35)
+    assert measured.true_peak_dbtp == 20 * math.log10(true_peak_4x)
     assert 20 * math.log10(peak) >= 20 * math.log10(np.abs(x).max())
+    # peaks only (the render measures the loudness in its own process): the same peaks
+    peaks = OutputMeters(RATE, 2, False)
+    peaks.add(x[:, :1000])
+    peaks.add(x[:, 1000:])
+    assert peaks.result() == (None, true_peak_4x, peak)
+
+
+def test_a_render_measures_its_loudness_here_and_its_peaks_beside_as_one_meter_would(tmp_path):
+    """Without an analysis the render's loudness is measured in this process and its peaks
+    in the helper: the measurement equals one full meter's over what was written."""
+    from automix.master import chain
+    from automix.presets import load_preset
+
+    x = _bursts(2.0)
+    settings = load_preset("pop").master
+    plan = chain.plan_chain(chain.measure_source(array_source(Audio(x, RATE))), settings)
+    for analyse in (False, True):
+        sink = chain.ArraySink(2, x.shape[1])
+        rendered = chain.render(array_source(Audio(x, RATE)), plan, 6.0, -1.0, 60.0, "24", sink, analyse=analyse)
+        written = sink.read()
+        full = loudness.LoudnessMeter(RATE, 2)
+        full.add(written)
+        expected = full.result()
+        assert rendered.measured.integrated_lufs == expected.integrated_lufs
+        assert rendered.measured.true_peak_dbtp == expected.true_peak_dbtp
+        assert rendered.measured.sample_peak_dbfs == expected.sample_peak_dbfs
+        np.testing.assert_array_equal(rendered.measured.short_term_lufs, expected.short_term_lufs)
+        assert rendered.measured.true_peak_dbtp <= -1.0 + 1e-3
 
 
 def test_each_stem_sets_failures_aside_and_refuses_only_when_asked_or_when_none_is_left():
