@@ -62,6 +62,7 @@ KILLS4 = "tests/test_mutation_kills_4.py"
 KILLS5 = "tests/test_mutation_kills_5.py"
 KILLS6 = "tests/test_mutation_kills_6.py"
 KILLS6B = "tests/test_mutation_kills_6b.py"
+KILLS7 = "tests/test_mutation_kills_7.py"
 #: tests/test_helper_process.py without its slow end-to-end CLI runs and Ctrl-C tests. A "-k"
 #: applies to every file named: each key's names the mutation tests' module too.
 HELPER_FAST = ["tests/test_helper_process.py", "-k", "mutation_kills_4 or not (bit_identical or ctrl_c or parent_is_killed)"]
@@ -142,6 +143,15 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "final_measures": ("automix/jobs/mix_folder.py", [KILLS6, "tests/test_source_meter.py"]),
     "secant": ("automix/master/loop.py", [KILLS6B, "tests/test_loop.py", "tests/test_limiter_choice.py",
                                           "tests/test_mutation_kills.py", "-k", "mutation_kills_6b or not (mutation_kills and not solve)"]),
+    # the seventh round: the detector's refinement by flat index, one spill file per
+    # channel, the dither by channel, the render's loudness measured here, inputs hashed
+    # at the lowest priority (tests/test_mutation_kills_7.py)
+    "refine_rows": ("automix/master/limiter.py", [KILLS7, KILLS3, "tests/test_limiter.py"]),
+    "spill_rows": ("automix/io/stream.py", [KILLS7, KILLS3, KILLS2, "tests/test_mix_speed_equivalence.py", "-k", "not slow"]),
+    "dither_rows": ("automix/io/dither.py", [KILLS7, KILLS3, "tests/test_dither.py", "tests/test_audio.py"]),
+    "render_meters": ("automix/master/chain.py", [KILLS7, KILLS4, "tests/test_source_meter.py", "-k",
+                                                  "mutation_kills_7 or output_meters or loudness_here or source_meter"]),
+    "digests_beside": ("automix/io/metadata.py", [KILLS7, "tests/test_metadata.py", "tests/test_resume.py"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose
@@ -181,6 +191,11 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "final_measures": ("_final_measures", "_master_bus"),
     "secant": ("solve_gain", "GAIN_RESOLUTION_DB", "_first_reaching"),
     "claimed": ("claimed_frames", "truncation_warnings"),
+    "refine_rows": ("_refine_rows", "_refine_points", "PeakDetector._rows_of"),
+    "spill_rows": ("Spill", "SignalSpill"),
+    "dither_rows": ("Dither.process",),
+    "render_meters": ("render", "OutputMeters"),
+    "digests_beside": ("input_digests_beside", "input_digest_beside", "write_metadata"),
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
