@@ -567,8 +567,10 @@ def mix_command(
     helper()  # forked now, before the progress display starts a thread
     with _progress(1, quiet, f"mixing {folder.name}") as progress:
         try:
+            # the output's whole analysis only for those who read it: the report, or --json's "final"
             result = mix_folder(folder, output, resolved, options, role_overrides=overrides, no_master=no_master,
-                                export_stems=export_stems, report_path=report, strict=strict, user=user)
+                                export_stems=export_stems, report_path=report, strict=strict, user=user,
+                                analyse_output=as_json)
         except Exception as error:  # noqa: BLE001 - AutomixError, disk full, out of memory...: one line
             debug_traceback(error)
             message = describe_error(error)

@@ -70,6 +70,9 @@ def test_mix_command_end_to_end(tmp_path):
     assert abs(line["integrated_lufs"] + 14.0) <= 0.1 and line["true_peak_dbtp"] <= -1.0
     assert "unreadable.wav" in result.stderr and "Traceback" not in result.stderr
     assert json.loads((tmp_path / "r.json").read_text())["stems"][0]["plan"]["gain_rule"]
+    assert len(line["third_octave_bands_db"]) > 20  # --json prints the output's analysed bands
+    bare = automix("mix", stems, "-o", tmp_path / "bare.wav", "--json", "--bit-depth", "16")  # no report: still analysed
+    assert len(json.loads(bare.stdout.strip().splitlines()[-1])["third_octave_bands_db"]) > 20
 
 
 def test_master_command_batch(tmp_path):

@@ -303,3 +303,35 @@ def test_report_measures_of_the_written_output_equal_the_whole_signal_ones(tmp_p
     assert final == analyze(Audio(samples, 44100))
     assert against == compare_to_reference(analyze(Audio(samples, 44100)), POP, samples)
     assert excerpt.shape[0] == 2 and 0 < excerpt.shape[1] <= 44100
+
+
+def test_a_mix_nobody_reads_the_analysis_of_is_not_analysed_and_writes_the_same_bytes(tmp_path, monkeypatch):
+    """``analyse_output=False`` (the CLI without --report or --json): the same output file,
+    no analysis of it (neither as it is written nor read back), and a report whose
+    "final" is the master's measurement of what it wrote -- what an independent meter
+    reads from the file -- with no band levels and no genre comparison. A report asked
+    for still gets the whole analysis."""
+    import automix.jobs.mix_folder as mix_module
+
+    stems = short_copy("jazz_trio", tmp_path / "stems", 4.0)
+    analysed = mix_folder(stems, tmp_path / "a.wav", POP, OutputOptions(bit_depth="24"))
+    calls = []
+    real = mix_module._final_measures
+    monkeypatch.setattr(mix_module, "_final_measures", lambda *a, **k: calls.append(1) or real(*a, **k))
+    bare = mix_folder(stems, tmp_path / "b.wav", POP, OutputOptions(bit_depth="24"), analyse_output=False)
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    assert calls == [] and bare.master.output_analysis is None and analysed.master.output_analysis is not None
+    out = read_audio(tmp_path / "b.wav")
+    integrated, true_peak, _ = ebur128(out.samples, out.sample_rate)
+    final = bare.report["final"]
+    assert final["integrated_lufs"] == pytest.approx(integrated, abs=0.01)
+    assert final["true_peak_dbtp"] == pytest.approx(true_peak, abs=0.05)
+    assert final["sample_peak_dbfs"] == round(20 * np.log10(np.abs(out.samples).max()), 2)
+    for key in ("integrated_lufs", "true_peak_dbtp", "loudness_range_lu", "sample_peak_dbfs", "bit_depth"):
+        assert final[key] == analysed.report["final"][key]
+    assert final["third_octave_bands_db"] is None and bare.report["against_genre_average"] is None
+    assert analysed.report["final"]["third_octave_bands_db"] and analysed.report["against_genre_average"]
+    reported = mix_folder(stems, tmp_path / "c.wav", POP, OutputOptions(bit_depth="24"), analyse_output=False,
+                          report_path=tmp_path / "c.json")
+    assert calls == [1] and reported.report["final"] == analysed.report["final"]
+    assert reported.report["against_genre_average"] == analysed.report["against_genre_average"]

@@ -95,7 +95,7 @@ def test_the_mix_measures_its_bus_as_it_renders_and_masters_it_as_before(tmp_pat
     mix_folder(stems, tmp_path / "measured.wav", POP, options)
     assert passes == []  # the bus was measured while it was written
     master_bus = mix_module._master_bus
-    monkeypatch.setattr(mix_module, "_master_bus", lambda *a: master_bus(*a[:5]))  # the master measures the bus itself
+    monkeypatch.setattr(mix_module, "_master_bus", lambda *a, **k: master_bus(*a[:5], **k))  # the master measures the bus itself
     mix_folder(stems, tmp_path / "read.wav", POP, options)
     assert passes == [1]
     assert (tmp_path / "measured.wav").read_bytes() == (tmp_path / "read.wav").read_bytes()

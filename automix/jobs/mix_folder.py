@@ -192,8 +192,14 @@ class MixResult:
 def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOptions, *,
                role_overrides: dict[str, str] | None = None, no_master: bool = False,
                export_stems: Path | None = None, report_path: Path | None = None,
-               strict: bool = False, user=None) -> MixResult:
+               strict: bool = False, user=None, analyse_output: bool = True) -> MixResult:
     """Mix a folder of stems into one master. The pipeline, top to bottom.
+
+    ``analyse_output``: the whole analysis of the mastered output for the report (its
+    spectrum and width against the genre's mixes). False when nobody reads it (the CLI
+    without ``--report`` or ``--json``): the report's ``final`` then holds the master's own
+    measurement of what it wrote (loudness, true and sample peaks, LRA) and
+    ``against_genre_average`` is None. A written report always has the whole analysis.
 
     Every argument is checked before any audio is read
     (:func:`automix.jobs.checks.check_mix_arguments`); every output path again, with
@@ -205,6 +211,7 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
         For an unusable folder, a bad argument, or an unwritable output.
     """
     folder, output = Path(folder), Path(output)
+    analyse_output = analyse_output or report_path is not None
     helper()  # started before anything starts threads (see automix.io.helper)
     scan = check_mix_arguments(folder, output, options.format_name, role_overrides=role_overrides,
                                export_stems=export_stems, report_path=report_path, dry_run=options.dry_run)
@@ -278,7 +285,8 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
                     bus_path = temp_name_for(output.parent / f"{output.stem}.bus.wav")
                     rendered, measured_bus = _render_to_file(sources, rate, plan, bus_path, stem_writers,
                                                              with_mid_side=options.reference is not None)
-                    master_result, out, written = _master_bus(bus_path, output, preset, options, provenance, measured_bus)
+                    master_result, out, written = _master_bus(bus_path, output, preset, options, provenance, measured_bus,
+                                                              analyse=analyse_output)
                     status = master_result.status
                 for writer in stem_writers:
                     writer.close()
@@ -297,7 +305,8 @@ def mix_folder(folder: Path, output: Path, preset: Preset, options: OutputOption
             measured = (master_result.output_measurement if master_result is not None
                         and not lossy.is_lossy(written, options.format_name) else None)
             analysed = master_result.output_analysis if measured is not None else None
-            final, against, out = _final_measures(written, preset, measured=measured, analysis=analysed)
+            if analyse_output or measured is None:  # else the report's "final" is the master's measurement
+                final, against, out = _final_measures(written, preset, measured=measured, analysis=analysed)
         report = build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result,
                               out, rate, written, options)
         if final is not None:
@@ -410,11 +419,13 @@ def _render_unmastered(sources, rate: int, plan: MixPlan, output: Path, options:
     return ((rendered, bus_path) if keep_bus else rendered), out, written
 
 
-def _master_bus(bus_path: Path, output: Path, preset: Preset, options: OutputOptions, provenance, measured=None):
+def _master_bus(bus_path: Path, output: Path, preset: Preset, options: OutputOptions, provenance, measured=None, *,
+                analyse: bool = True):
     """Master the bus file into ``output`` (streaming, atomic; as
     :func:`automix.master.chain.master_to_file`, but a missed target or a dry run still
     gives the samples for the report). ``measured``: the bus's measurements, if taken
-    while it was written."""
+    while it was written. ``analyse``: the whole analysis of what is written, taken as
+    it is written (else only its loudness and peaks)."""
     source = file_source(bus_path)
     settings = {"bit_depth": options.bit_depth, "over_limit": options.over_limit, "codec_safe": options.codec_safe,
                 "amount": options.amount, "reference": options.reference, "measured": measured}
@@ -432,7 +443,7 @@ def _master_bus(bus_path: Path, output: Path, preset: Preset, options: OutputOpt
         with atomic_output(output) as temp_name:
             sink = FileSink(temp_name, output, source.sample_rate, source.channels, options.bit_depth, options.format_name)
             # the report's analysis of the output is taken as it is written, not read back
-            result = master_stream(source, preset.master, sink, **settings, analyse_output=True)
+            result = master_stream(source, preset.master, sink, **settings, analyse_output=analyse)
             if result.status == "target_missed":
                 out = sink.read()
                 raise _Abandon

@@ -13,10 +13,15 @@ from automix.mix.balancer import compare_to_reference
 
 def build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, rendered, master_result, out,
                  sample_rate, written, options) -> dict:
-    """The JSON report: per stem what was measured, decided and why; then the master."""
+    """The JSON report: per stem what was measured, decided and why; then the master.
+
+    ``out``: samples of the output to analyse (the whole output or an excerpt), or None
+    when the output was not analysed (nobody reads it): ``final`` then holds the master's
+    measurement of what it wrote and ``against_genre_average`` is None.
+    """
     from automix import __version__
 
-    final = analyze(Audio(out, sample_rate))
+    final = analyze(Audio(out, sample_rate)) if out is not None else None
     stem_reports = []
     for info, index, stem_plan, stem in zip(infos, kept, plan.stems, rendered.stems):
         a = analyses[index]
@@ -58,12 +63,26 @@ def build_report(folder, preset, stems, analyses, infos, kept, skipped, plan, re
                 "bus_gain_db": round(rendered.bus_gain_db, 2), "bus_rule": rendered.bus_rule,
                 "groups": rendered.groups},
         # the finished mix's spectrum and width against what the genre's mixes measure
-        "against_genre_average": compare_to_reference(final, preset, out),
+        "against_genre_average": compare_to_reference(final, preset, out) if final is not None else None,
         "master": master_result.to_dict() if master_result else None,
-        "final": {"integrated_lufs": round(final.integrated_lufs, 2), "true_peak_dbtp": round(final.true_peak_dbtp, 2),
-                  "loudness_range_lu": round(final.loudness_range_lu, 2), "sample_peak_dbfs": round(final.sample_peak_dbfs, 2),
-                  "bit_depth": options.bit_depth, "third_octave_bands_db": final.to_dict()["third_octave_bands_db"]},
+        "final": _final(final, master_result, options.bit_depth),
     }
+
+
+def _final(final, master_result, bit_depth: str) -> dict:
+    """The report's numbers for the output: from its analysis, or (not analysed) from the
+    master's measurement of what it wrote, with no band levels."""
+    if final is not None:
+        numbers = (final.integrated_lufs, final.true_peak_dbtp, final.loudness_range_lu, final.sample_peak_dbfs)
+        bands = final.to_dict()["third_octave_bands_db"]
+    else:
+        measured = master_result.output_measurement
+        numbers = (measured.integrated_lufs, max(measured.true_peak_dbtp, measured.sample_peak_dbfs),  # as the analysis reads it
+                   measured.loudness_range_lu, measured.sample_peak_dbfs)
+        bands = None
+    lufs, peak, lra, sample = (round(value, 2) for value in numbers)
+    return {"integrated_lufs": lufs, "true_peak_dbtp": peak, "loudness_range_lu": lra, "sample_peak_dbfs": sample,
+            "bit_depth": bit_depth, "third_octave_bands_db": bands}
 
 
 def write_report(report: dict, path: Path) -> None:
