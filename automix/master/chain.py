@@ -465,7 +465,7 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
     # The peaks of what is written are measured in the helper process (or on a thread),
     # the rest here: its loudness too, unless this process also analyses it. Measured
     # on a 3.5-min master, CPU of the helper / this process: 0.82 / 0.58 s with the
-    # loudness there, 0.68 / 0.72 with it here (a mix's analysis adds 0.3 s here).
+    # loudness there, 0.71 / 0.78 with it here (a mix's analysis adds 0.3 s here).
     meter = loudness.LoudnessMeter(sample_rate, channels, true_peak=False) if not analyse else None
     meters = beside(OutputMeters, sample_rate, channels, meter is None, threaded=threaded)  # (.., loudness_too)
     # the rest of the analysis here, where the render leaves a core idle part of the time;
@@ -497,7 +497,7 @@ def render(source: BlockSource, plan: ChainPlan, gain_db: float, threshold_db: f
 
 class OutputMeters:
     """A render's output meters, fed the blocks as written: the BS.1770 4x true peak and
-    the near-ideal peak that checks the ceiling, and (``loudness``) the loudness."""
+    the near-ideal peak that checks the ceiling, and (``loudness_too``) the loudness."""
 
     def __init__(self, sample_rate: int, channels: int, loudness_too: bool = True) -> None:
         self.meter = loudness.LoudnessMeter(sample_rate, channels, peaks_only=not loudness_too)
