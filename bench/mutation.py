@@ -152,6 +152,9 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "render_meters": ("automix/master/chain.py", [KILLS7, KILLS4, "tests/test_source_meter.py", "-k",
                                                   "mutation_kills_7 or output_meters or loudness_here or source_meter"]),
     "digests_beside": ("automix/io/metadata.py", [KILLS7, "tests/test_metadata.py", "tests/test_resume.py"]),
+    # then the mix's output analysed only for those who read it (27de493)
+    "report_final": ("automix/jobs/report.py", ["tests/test_mix.py", "tests/test_cli.py", "-k",
+                                                "nobody_reads or sample_song or mix_command_end_to_end"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose
@@ -196,6 +199,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "dither_rows": ("Dither.process",),
     "render_meters": ("render", "OutputMeters"),
     "digests_beside": ("input_digests_beside", "input_digest_beside", "write_metadata"),
+    "report_final": ("_final", "build_report"),
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
