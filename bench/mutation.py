@@ -153,8 +153,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                                                   "mutation_kills_7 or output_meters or loudness_here or source_meter"]),
     "digests_beside": ("automix/io/metadata.py", [KILLS7, "tests/test_metadata.py", "tests/test_resume.py"]),
     # then the mix's output analysed only for those who read it (27de493)
-    "report_final": ("automix/jobs/report.py", ["tests/test_mix.py", "tests/test_cli.py", "-k",
-                                                "nobody_reads or sample_song or mix_command_end_to_end"]),
+    "report_final": ("automix/jobs/report.py", ["tests/test_mix_report.py", "tests/test_mix.py", "tests/test_cli.py", "-k",
+                                                "mix_report or nobody_reads or sample_song or mix_command_end_to_end"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose
@@ -207,6 +207,13 @@ FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
 # Mutant id -> why no input can tell it from the original (judged by reading the code).
 # Ids carry the line number: after an edit of a module, re-judge its survivors.
 EQUIVALENT: dict[str, str] = {
+    # report_final (the mix report's numbers), judged on the code at 32d83a1: a band edge moved
+    # past no third-octave centre (band_level_db sums the bands whose centres lie inside)
+    "report_final:41:number:99f56c71": "20 -> 21 Hz: no third-octave centre lies between (the lowest is 25 Hz)",
+    "report_final:41:number:60ab0000": "160 -> 161 Hz: no centre between (158.5 Hz is inside both, 199.5 Hz outside both)",
+    "report_final:42:number:3916a65b": "5000 -> 5001 Hz: no centre between (3981 Hz inside both, 5012 Hz outside both)",
+    "report_final:43:number:5a3dbf07": "8000 -> 8001 Hz: no centre between (7943 Hz outside both, 10 kHz inside both)",
+    "report_final:43:number:0419d463": "20000 -> 20001 Hz: no centre between (19953 Hz inside both, none above)",
     # the seventh round, judged by the helper on the code at c36962a
     "refine_rows:344:number:bc9b9e83": "one more |sample| column than is read (as detector_chunks:291)",
     "refine_rows:346:compare:85cc12dc": "a piece interpolated when level * worst gain equals refine_above exactly: its values stay at or under refine_above, where no gain depends on them; at refine_above 0 a silent piece, zeros either way (as detector_chunks:293)",
