@@ -257,8 +257,8 @@ EQUIVALENT: dict[str, str] = {
     "final_measures:481:compare:15d2f273": "the count changes only under 4096 frames, where it is far under 400 either way",
     "final_measures:481:number:290120cc": "the count changes only under 4096 frames, where it is far under 400 either way",
     # round 6A, judged by the helper on the code at its commits (re-keyed to this code)
-    "render_analysis:465:compare:4c51fe67": "threaded only decides whether the meters' calls and the read-ahead run on a thread: the same calls in the same order",
-    "render_analysis:465:number:8241ed7d": "threaded only decides whether the meters' calls and the read-ahead run on a thread: the same calls in the same order",
+    "render_analysis:464:compare:4c51fe67": "threaded only decides whether the meters' calls and the read-ahead run on a thread: the same calls in the same order",
+    "render_analysis:464:number:8241ed7d": "threaded only decides whether the meters' calls and the read-ahead run on a thread: the same calls in the same order",
     "final_measures:483:bool:43ffe617": "always_2d: a mix output is always stereo",
     "final_measures:490:bool:4ecedb22": "always_2d: a mix output is always stereo",
     "analyzer_beside:340:boolop:61bd1d0f": "crest is always finite (levels floored at SILENCE_DB); a mean square of 0 is all-zero samples: crest 0 either way",
@@ -339,8 +339,6 @@ EQUIVALENT: dict[str, str] = {
     "peaks_only:350:number:1fc880b6": "differs only where j * rate == 100 * (end + 1) - 51: never when gcd(rate, 100) > 1 "
                                       "(every standard rate); not met at 44099, 47999, 8001 or 22051 Hz over 12 s",
     "peaks_only:403:number:1f4b624f": "hop_ms <= 1 after hop_ms % 10 == 0: the same multiples of 10 (0 and below) refused",
-    "digest_beside:177:bool:a35c047e": "a non-daemon hashing thread: the callers always wait for it (the result is asked "
-                                       "before any pass); only an exit in the middle of a hash would wait for its end",
     # the worker stop (8b58885): judged on the code at that commit
     "worker_stop:38:number:0feee105": "PARENT_POLL_S 1 -> 2 s: a worker whose parent is gone notices a second later; "
                                        "only how soon, and the death signal comes first where the kernel has it",
@@ -464,13 +462,13 @@ EQUIVALENT: dict[str, str] = {
     'detector_start:279:number:46079d14': 'max(pad, 1) vs max(pad, 0): pad >= FFT - rows - lead = delay > 0 always, since chunks * rows >= tail - lead',
     'detector_start:327:compare:5b1a099e': 'one chunk on the pool instead of this thread: the same result (as detector_chunks:270)',
     'detector_start:327:number:9cec69b4': 'two chunks on this thread instead of the pool: the same results, joined in order (as detector_chunks:270)',
-    'chain_meters:446:compare:62fcdc62': 'read-ahead and the meters beside in threads with THREADS 1 too: the same blocks, the same meters; performance only',
-    'chain_meters:446:number:061a4fee': 'no read-ahead or meter thread at THREADS 2: the same blocks, the same meters; performance only',
-    'chain_meters:644:compare:62fcdc62': 'read-ahead and the meters beside in threads with THREADS 1 too: the same blocks, the same meters; performance only',
-    'chain_meters:644:number:061a4fee': 'no read-ahead or meter thread at THREADS 2: the same blocks, the same meters; performance only',
-    'chain_meters:648:boolop:41cfd8dc': "the input's 4x peak measured by InputMeters' own meter instead of the analyzer's, or also when unused: the same blocks, the same reading (bit-identical: the CLI with and without the helper)",
-    'chain_meters:648:compare:e6306e74': "the input's 4x peak measured by the analyzer with the helper, by InputMeters without: the same blocks, the same reading",
-    'chain_meters:648:compare:53f6f6e3': "the input's 4x peak measured by the analyzer, or by InputMeters when the analysis is given (then unused): the same reading",
+    'chain_meters:464:compare:62fcdc62': 'read-ahead and the meters beside in threads with THREADS 1 too: the same blocks, the same meters; performance only',
+    'chain_meters:464:number:061a4fee': 'no read-ahead or meter thread at THREADS 2: the same blocks, the same meters; performance only',
+    'chain_meters:689:compare:62fcdc62': 'read-ahead and the meters beside in threads with THREADS 1 too: the same blocks, the same meters; performance only',
+    'chain_meters:689:number:061a4fee': 'no read-ahead or meter thread at THREADS 2: the same blocks, the same meters; performance only',
+    'chain_meters:693:boolop:41cfd8dc': "the input's 4x peak measured by InputMeters' own meter instead of the analyzer's, or also when unused: the same blocks, the same reading (bit-identical: the CLI with and without the helper)",
+    'chain_meters:693:compare:e6306e74': "the input's 4x peak measured by the analyzer with the helper, by InputMeters without: the same blocks, the same reading",
+    'chain_meters:693:compare:53f6f6e3': "the input's 4x peak measured by the analyzer, or by InputMeters when the analysis is given (then unused): the same reading",
     'analyzer_peak:329:boolop:90d09d24': 'crest is always finite (both terms floor at SILENCE_DB), so "or" changes nothing; with mean_square 0 the computed crest is 0 too',
     'analyzer_peak:329:compare:986fc335': 'mean_square == 0 means every sample is 0: sample peak and active RMS both read SILENCE_DB, crest 0 = the fallback',
     'mix_helper:740:bool:3ac350a8': "cancel_futures=False: pool.map's own generator cancels its pending futures when an exception (a stem's or a signal's) leaves it, before this finally runs",
@@ -501,14 +499,14 @@ EQUIVALENT: dict[str, str] = {
     'iir_kernel:64:number:015a90e3': "reshape(-2, n): numpy (2.4) infers any negative size, as -1",
     'iir_kernel:66:number:015a90e3': "reshape(-2, sections, 2): numpy (2.4) infers any negative size, as -1",
     'iir_kernel:67:bool:7ebb1f4d': "sos.astype(dtype, copy=True): the kernel only reads sos, a copy gives the same",
-    'source_meter:393:drop:1337cbdf': "never reached: run_loop calls decoded_check before each break (or already did MAX_CODEC_ROUNDS + 2 "
+    'source_meter:404:drop:1337cbdf': "never reached: run_loop calls decoded_check before each break (or already did MAX_CODEC_ROUNDS + 2 "
                                       "times), so check.last is set whenever a result that is not target_missed comes back",
-    'source_meter:602:compare:342d4adc': "programme reduction > vs >= SPLIT_BAND_FROM_DB: equality of a computed float only",
-    'source_meter:737:compare:56a58921': "SourceMeter: exactly a block pending waits for the next add or result(): the same blocks, later",
-    'source_meter:738:drop:9da4178c': "SourceMeter: under a block pending, the pieces are joined on every add (whole = 0): the same "
+    'source_meter:635:compare:342d4adc': "programme reduction > vs >= SPLIT_BAND_FROM_DB: equality of a computed float only",
+    'source_meter:766:compare:56a58921': "SourceMeter: exactly a block pending waits for the next add or result(): the same blocks, later",
+    'source_meter:767:drop:9da4178c': "SourceMeter: under a block pending, the pieces are joined on every add (whole = 0): the same "
                                       "blocks measured, more copying",
-    'source_meter:739:compare:57e9bbfb': "SourceMeter: a lone piece concatenated (copied) instead of used as is",
-    'source_meter:744:binop:697e51a1': "SourceMeter: pending frames overcounted after a join; the next add joins and recounts, or "
+    'source_meter:768:compare:57e9bbfb': "SourceMeter: a lone piece concatenated (copied) instead of used as is",
+    'source_meter:773:binop:697e51a1': "SourceMeter: pending frames overcounted after a join; the next add joins and recounts, or "
                                        "result() measures the (maybe empty) remainder, and a 0-frame block changes no meter (tested)",
     'mix_bus:346:minmax:1a5aa2db': "open_stems fits every stem to the longest (_fitted): the sources' frames are all equal, max == min",
     'mix_bus:347:compare:d618028b': "threaded only matters without a helper: the meter's sent calls on a thread or at once, the same "

@@ -426,6 +426,22 @@ def test_a_digest_taken_beside_is_the_files_sha256_and_its_failure_is_the_caller
         missing()
 
 
+def test_a_lossy_master_tags_its_inputs_digest_taken_beside_the_passes(tmp_path):
+    """The same for an MP3 master: the digest callable reaches the lossy writer's tags
+    (write_metadata calls it when it writes them)."""
+    from automix.jobs.master_files import master_job
+    from automix.jobs.options import OutputOptions
+    from automix.presets import load_preset
+
+    source = tmp_path / "in.wav"
+    sf.write(source, (pink_noise(3.0, RATE, channels=2, seed=4) * 0.1).T, RATE, subtype="PCM_16")
+    record = master_job(source, tmp_path / "out.mp3", load_preset("pop").master,
+                        OutputOptions(provenance=Provenance(preset="pop")))
+    assert record["status"] == "ok", record
+    tagged = Provenance.from_text(read_metadata(tmp_path / "out.mp3")["provenance"])
+    assert tagged.inputs == (("in.wav", hashlib.sha256(source.read_bytes()).hexdigest()),)
+
+
 def test_digests_taken_beside_hash_one_file_after_another_at_the_lowest_priority(tmp_path, monkeypatch):
     """input_digests_beside: one thread for every file, each digest hashlib's; a file that
     cannot be read raises only where its own digest is asked for (a stem set aside is

@@ -31,7 +31,7 @@ import numpy as np
 from automix.errors import AutomixError
 from automix.io.audio import atomic_output
 from automix.io.formats import LOSSY_FORMAT_NAMES, LOSSY_FORMATS
-from automix.io.metadata import LoudnessTags, Provenance, write_metadata
+from automix.io.metadata import LoudnessTags, ProvenanceLike, write_metadata
 from automix.master import codecs
 from automix.measure import loudness as bs1770
 
@@ -373,7 +373,7 @@ class DecodedCheck:
             return self.last
         return self.best
 
-    def write(self, path: str | os.PathLike, *, provenance: Provenance | None = None) -> LossyOutput:
+    def write(self, path: str | os.PathLike, *, provenance: ProvenanceLike | None = None) -> LossyOutput:
         """Write :meth:`chosen`'s encoding to ``path`` (atomically, tagged with its
         decoded loudness); a warning says so if it does not keep the promise."""
         verdict = self.chosen()
@@ -424,7 +424,7 @@ class LossyOutput:
 
 def write_lossy(samples: np.ndarray, sample_rate: int, path: str | os.PathLike, codec: str | None = None,
                 bitrate_kbps: int | None = None, *, loudness: LoudnessTags | bs1770.LoudnessMeasurement | None = None,
-                provenance: Provenance | None = None, encoded: bytes | None = None) -> LossyOutput:
+                provenance: ProvenanceLike | None = None, encoded: bytes | None = None) -> LossyOutput:
     """Encode ``samples`` and write them to ``path`` atomically, tagged.
 
     Parameters
@@ -442,7 +442,7 @@ def write_lossy(samples: np.ndarray, sample_rate: int, path: str | os.PathLike, 
     loudness : LoudnessTags or LoudnessMeasurement, optional
         The tags to write. None (the default) measures the decoded file and tags that:
         what a player's ReplayGain / R128 should act on is the decoded audio.
-    provenance : Provenance, optional
+    provenance : ProvenanceLike, optional
     encoded : bytes, optional
         The encoding of ``samples`` already made (``DecodedCheck.last.data``): written
         as is, saving an encode (the encoders are deterministic, so it is the same).
@@ -461,7 +461,7 @@ def write_lossy(samples: np.ndarray, sample_rate: int, path: str | os.PathLike, 
 
 def write_encoded(data: bytes, path: str | os.PathLike, codec: str | None = None, bitrate_kbps: int | None = None, *,
                   loudness: LoudnessTags | bs1770.LoudnessMeasurement | DecodedMeasurement | None = None,
-                  provenance: Provenance | None = None) -> LossyOutput:
+                  provenance: ProvenanceLike | None = None) -> LossyOutput:
     """Write an encoded file (``DecodedCheck.best.data`` or ``.last.data``) to ``path``
     atomically, tagged; ``loudness`` None measures it as decoded."""
     target = lossy_target(path, codec, bitrate_kbps)
@@ -484,7 +484,7 @@ def _tags_of(loudness: LoudnessTags | bs1770.LoudnessMeasurement | DecodedMeasur
 
 def write_lossy_file(encoded_path: str | os.PathLike, path: str | os.PathLike, codec: str | None = None, *,
                      loudness: LoudnessTags | bs1770.LoudnessMeasurement | DecodedMeasurement | None = None,
-                     provenance: Provenance | None = None) -> LossyOutput:
+                     provenance: ProvenanceLike | None = None) -> LossyOutput:
     """Move an encoded file (from :meth:`DecodedCheck.verdict_file`) into ``path``,
     atomically and tagged, without reading it into memory.
 

@@ -332,6 +332,12 @@ class Provenance:
         return cls(**fields_)
 
 
+#: What every tag writer takes for the provenance: one, or a callable that gives one when
+#: the tags are written (so the inputs' digests can still be taken beside the passes:
+#: :func:`input_digests_beside`). :func:`write_metadata` calls it; nothing else does.
+ProvenanceLike = Provenance | Callable[[], Provenance | None]
+
+
 def _unescape(text: str) -> str:
     """Undo :func:`_one_line`."""
     out, i = [], 0
@@ -369,7 +375,7 @@ def _option_text(value: object) -> str:
 
 
 def write_metadata(path: str | os.PathLike, container: str | None, loudness: LoudnessTags | None,
-                   provenance: Provenance | Callable[[], Provenance | None] | None = None) -> tuple[str, ...]:
+                   provenance: ProvenanceLike | None = None) -> tuple[str, ...]:
     """Add loudness and provenance metadata to a finished audio file, in place.
 
     Call it on the temporary file, before :func:`automix.io.audio.atomic_output`
@@ -383,8 +389,8 @@ def write_metadata(path: str | os.PathLike, container: str | None, loudness: Lou
         "WAV", "FLAC", "AIFF", "OGG" (Vorbis or Opus, told apart by content), "OPUS",
         "MP3", "M4A"/"MP4"/"AAC"; None to tell from the first bytes.
     loudness : LoudnessTags or None
-    provenance : Provenance, a callable that gives one (called now: the inputs' digests
-        may still be taken on a thread, see :func:`input_digests_beside`), or None
+    provenance : Provenance, a callable that gives one (``ProvenanceLike``: called now),
+        or None
 
     Returns
     -------

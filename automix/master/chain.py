@@ -25,7 +25,7 @@ Every stage is a function of the signal's shape, not its level: the same mix upl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -36,7 +36,7 @@ from automix.errors import AutomixError
 from automix.io.audio import Audio, atomic_output
 from automix.io.dither import Dither
 from automix.io.helper import beside, helper
-from automix.io.metadata import LoudnessTags, Provenance, write_metadata
+from automix.io.metadata import LoudnessTags, ProvenanceLike, write_metadata
 from automix.io.overlap import ahead
 from automix.io.stream import (
     BLOCK_FRAMES,
@@ -335,7 +335,7 @@ class _TargetMissed(Exception):
 def master_to_file(source: BlockSource, output_path: Path, settings: MasterSettings, *, bit_depth: str = "24",
                    format_name: str | None = None, over_limit: str = "fail", codec_safe: str | None = None,
                    dry_run: bool = False, amount: float = 1.0,
-                   provenance: Provenance | Callable[[], Provenance | None] | None = None,
+                   provenance: ProvenanceLike | None = None,
                    reference: Reference | None = None, measured: InputMeasurements | None = None,
                    missed: list | None = None) -> MasterResult:
     """Master ``source`` straight into ``output_path``, block by block, atomically.
@@ -375,7 +375,7 @@ def master_to_file(source: BlockSource, output_path: Path, settings: MasterSetti
 
 
 def _master_to_lossy(source: BlockSource, output_path: Path, settings: MasterSettings, target, *, over_limit: str,
-                     codec_safe: str | None, amount: float, provenance: Provenance | Callable[[], Provenance | None] | None,
+                     codec_safe: str | None, amount: float, provenance: ProvenanceLike | None,
                      reference: Reference | None = None, measured: InputMeasurements | None = None,
                      missed: list | None = None) -> MasterResult:
     """Each render goes to a float WAV scratch file beside the output; the loop encodes
@@ -404,7 +404,7 @@ def _master_to_lossy(source: BlockSource, output_path: Path, settings: MasterSet
             check.verdict_file(render_path, encoded_path, settings.target_lufs, settings.ceiling_dbtp,
                                rendered_lufs=result.output_lufs)
         chosen = check.chosen()  # the last if it met the aim, else the best that kept the promise
-        written = check.write(output_path, provenance=provenance() if callable(provenance) else provenance)
+        written = check.write(output_path, provenance=provenance)
         decoded = {"codec": check.codec, "kbps": check.bitrate_kbps, "integrated_lufs": chosen.decoded.integrated_lufs,
                    "true_peak_dbtp": chosen.decoded.true_peak_dbtp, "loudness_offset_lu": chosen.loudness_offset_lu}
         return replace(result, decoded=decoded, warnings=(*result.warnings, *written.warnings))
