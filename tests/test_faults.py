@@ -471,6 +471,20 @@ def test_workers_stopped_mid_write_remove_their_temp_files(tmp_path, sig):
 # --- a worker never outlives its batch ----------------------------------------------------
 
 
+def _exit_code(worker, timeout_s: float = 10.0) -> int | None:
+    """The worker's exit code once it has left, or None after ``timeout_s``.
+
+    Not ``worker.join()`` then ``worker.exitcode``: a pool whose worker died is broken,
+    and its manager thread reaps that worker too. A join that loses the race finds the
+    process gone (ECHILD) before the other thread has recorded its code, and returns
+    with ``exitcode`` None (CI saw it once in 20 runs; reproduced by widening the gap).
+    """
+    deadline = time.monotonic() + timeout_s
+    while worker.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return worker.exitcode
+
+
 class _SignalledInAFinalizer:
     def __del__(self):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -498,8 +512,7 @@ def test_a_stop_swallowed_inside_a_finalizer_still_ends_the_worker():
         worker = next(iter(pool._processes.values()))
         with pytest.raises(BrokenProcessPool):
             future.result(timeout=60)
-        worker.join(10)
-        assert worker.exitcode == 128 + signal.SIGTERM  # as the signal asked, not a crash
+        assert _exit_code(worker) == 128 + signal.SIGTERM  # as the signal asked, not a crash
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -521,8 +534,7 @@ def test_an_idle_worker_stopped_by_a_signal_leaves_with_its_code():
         assert safety._submit(pool, _threads_in_a_worker, ()).result(timeout=60) == 1
         worker = next(iter(pool._processes.values()))
         os.kill(worker.pid, signal.SIGTERM)
-        worker.join(10)
-        assert worker.exitcode == 128 + signal.SIGTERM
+        assert _exit_code(worker) == 128 + signal.SIGTERM
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
