@@ -155,7 +155,8 @@ _RELEASE_SEGMENT = 8192  # re-basing period of the log-domain release (exactness
 #: them shows: measured on a near-ideal reading of the output, +0.22 dB (pink noise),
 #: +0.85 (snare), +1.24 (white noise), +0.74 (20 kHz sine) over the threshold with the 4x
 #: detector, <= +0.002 dB with this one (and +0.000 on the 4x meter, whose grid it also reads).
-PRECISE_TAPS_PER_PHASE = 256
+#: The meter's own setting, not a copy: that guarantee needs the two to be one filter.
+PRECISE_TAPS_PER_PHASE = loudness.PRECISE_TAPS_PER_PHASE
 _DETECTOR_FFT = 1 << 14
 #: With a helper process, this process computes every this-many-th detector chunk and
 #: the helper the rest: the model pass's chain, loudness and tables run here, so this
@@ -169,8 +170,9 @@ SAFETY_OWN_CHUNK_EVERY = 2
 
 
 def detector_factor(sample_rate: int) -> int:
-    """Oversampling of the limiter's detector: at least 8x, >= 352.8 kHz."""
-    return max(8, round(352800 / sample_rate))
+    """Oversampling of the limiter's detector: the near-ideal meter's (at least 8x,
+    >= 352.8 kHz), which the detector's grid must be for the meter to read the threshold."""
+    return loudness.precise_oversampling_factor(sample_rate)
 
 
 @lru_cache(maxsize=8)
