@@ -17,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import sys
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 
 import typer
@@ -69,6 +70,27 @@ def fail(message: str) -> None:
     stderr.print(f"[bold red]automix:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def emit(line: str) -> None:
+    """One line on standard output, for whatever reads it (see :func:`_reader_gone`)."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        raise _reader_gone() from None
+
+
+def _reader_gone() -> Stopped:
+    """Standard output's reader has gone (``automix master *.wav --json | head -1``): the
+    run stops as SIGPIPE stops a shell command, through a signal's clean-up (workers
+    stopped, temporary files removed) and with its exit code, 141. Not typer's silent
+    exit 1, which reads as "a file failed", and not a batch that goes on for nobody:
+    what is written is whole, and ``--skip-existing`` goes on from there."""
+    with suppress(OSError):  # what is still buffered, and any later write, go nowhere
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    return Stopped(signal.SIGPIPE)
+
+
 def version_callback(value: bool) -> None:
     if value:
         print(f"automix {__version__}")
@@ -109,11 +131,11 @@ def analyze_command(
             record = error_record(error, path)
             fail(record["error"])
             if as_json:
-                print(json.dumps({"input": str(path), **record}), flush=True)
+                emit(json.dumps({"input": str(path), **record}))
             continue
         tagged = _tagged_loudness(path)
         if as_json:
-            print(json.dumps({"input": str(path), "status": "ok", **analysis.to_dict(), "tagged": tagged}), flush=True)
+            emit(json.dumps({"input": str(path), "status": "ok", **analysis.to_dict(), "tagged": tagged}))
         else:
             rows.append((path, analysis, tagged))
     if rows:
@@ -404,7 +426,7 @@ def _master_batch(plan, inputs, output_location, resolved: Preset, options: dict
                 records.append({"input": record["input"], "status": record["status"],
                                 "error": record.get("error") or record.get("message")})
                 if as_json:
-                    print(json.dumps(record), flush=True)
+                    emit(json.dumps(record))
                 for note in plan.notes[notes_shown:]:  # what the batch found on the way (--album)
                     _note(note, quiet)
                 notes_shown = len(plan.notes)
@@ -415,7 +437,7 @@ def _master_batch(plan, inputs, output_location, resolved: Preset, options: dict
             manifest.close()
     summary = summarise(records)
     if as_json and batch_options:  # a script gets the summary as the last line (not by default: one line per file)
-        print(json.dumps({"summary": summary.to_dict()}), flush=True)
+        emit(json.dumps({"summary": summary.to_dict()}))
     if not quiet:
         skipped = f", {summary.skipped} skipped (already done)" if skip_existing else ""
         stderr.print(f"{summary.done} mastered{skipped}, {summary.refused} missed the target, {summary.failed} failed", highlight=False)
@@ -575,7 +597,7 @@ def mix_command(
             debug_traceback(error)
             message = describe_error(error)
             if as_json:
-                print(json.dumps({"input": str(folder), "status": "error", "error": message}), flush=True)
+                emit(json.dumps({"input": str(folder), "status": "error", "error": message}))
             fail(message)
             raise typer.Exit(EXIT_FAILED)
         progress.advance()
@@ -587,9 +609,9 @@ def mix_command(
         else:
             _note(f"left out {skipped['file']}: {skipped['reason']}", quiet)
     if as_json:
-        print(json.dumps({"input": str(folder), "output": data["output"], "status": result.status,
-                          "stems": len(data["stems"]), "skipped": len(data["skipped"]), **data["final"],
-                          "master": data["master"]}), flush=True)
+        emit(json.dumps({"input": str(folder), "output": data["output"], "status": result.status,
+                         "stems": len(data["stems"]), "skipped": len(data["skipped"]), **data["final"],
+                         "master": data["master"]}))
     if not quiet:
         if not as_json:  # stdout stays pure JSON for scripts
             print_table(_mix_table(data))
@@ -657,9 +679,9 @@ def presets_show(
     if as_json:
         from dataclasses import asdict
 
-        print(json.dumps({"name": preset.name, "description": preset.description, "master": asdict(preset.master),
-                          "mix": asdict(preset.mix), "roles": {r: asdict(v) for r, v in preset.roles.items()},
-                          "origins": dict(preset.origins)}, indent=2))
+        emit(json.dumps({"name": preset.name, "description": preset.description, "master": asdict(preset.master),
+                         "mix": asdict(preset.mix), "roles": {r: asdict(v) for r, v in preset.roles.items()},
+                         "origins": dict(preset.origins)}, indent=2))
         return
     stdout.print(f"[bold]{escape(preset.name)}[/]: {escape(preset.description)}", highlight=False)
     for section, cls, values in (("master", MasterSettings, preset.master), ("mix", MixSettings, preset.mix),
@@ -706,7 +728,10 @@ def _analysis_table(rows) -> Table:
 def print_table(table: Table) -> None:
     """Print a table; when piped, wide enough that no column is cut."""
     console = stdout if stdout.is_terminal else Console(width=200)
-    console.print(table)
+    try:
+        console.print(table)
+    except BrokenPipeError:
+        raise _reader_gone() from None
 
 
 def _db(value: float) -> str:
@@ -722,12 +747,13 @@ def main() -> None:
     try:
         app()
     except Stopped as stop:  # the job has stopped its workers and removed its temp files
-        fail(f"stopped by {stop.signal_name}")
+        fail("stopped: standard output was closed" if stop.signum == signal.SIGPIPE else f"stopped by {stop.signal_name}")
         # Leave now, without the interpreter's exit: a signal that landed while a thread
         # pool was starting a worker leaves a thread the pool never registered, and the
         # exit would wait for it forever (with further signals ignored).
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with suppress(OSError):
+                stream.flush()
         os._exit(stop.exit_code)
     except AutomixError as error:  # errors not tied to one input file
         fail(str(error))

@@ -411,6 +411,57 @@ def test_a_signal_stops_the_whole_job(tmp_path, long_inputs, command, sig, to_gr
     assert digests(long_inputs) == before
 
 
+def _reader_leaves_after_one_line(args: list) -> tuple[subprocess.Popen, str, str]:
+    """Run automix with its stdout read by a reader that leaves after the first line
+    (``| head -1``); returns the process, that line and its stderr."""
+    process = subprocess.Popen([sys.executable, "-m", "automix", *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        process.stdout.close()
+        stderr = process.stderr.read()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process, line, stderr
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_reader_that_leaves_stops_the_batch_as_sigpipe_would(tmp_path, jobs):
+    """``automix master *.wav --json | head -1``: the batch stops at the next line it
+    cannot write, with SIGPIPE's exit code (141, as a shell reports it) and a reason --
+    not typer's silent exit 1 -- and leaves every output whole, no temp file, and the
+    inputs as they were."""
+    inputs = tmp_path / "in"
+    for i in range(4):
+        write_input(inputs / f"song{i}.wav", 3.0, seed=i, level=0.3)
+    before = digests(inputs)
+    out = tmp_path / "out"
+    process, line, stderr = _reader_leaves_after_one_line(["master", inputs, "-o", out, "--json", "-j", jobs])
+    assert json.loads(line)["status"] == "ok"
+    assert process.returncode == 128 + signal.SIGPIPE, stderr
+    assert "standard output was closed" in stderr and "Traceback" not in stderr
+    assert part_files(out) == []
+    written = sorted(p.name for p in out.glob("*.wav"))
+    for name in written:  # whole: the input's length, and readable to the end
+        assert sf.info(out / name).frames == sf.info(inputs / name).frames
+        assert np.isfinite(sf.read(out / name)[0]).all()
+    if jobs == "1":  # the first file, and the second, whose line found the reader gone
+        assert written == ["song0.wav", "song1.wav"]
+    assert digests(inputs) == before
+
+
+def test_analyze_stops_when_its_reader_leaves(tmp_path):
+    for i in range(3):
+        write_input(tmp_path / f"song{i}.wav", 1.0, seed=i)
+    process, line, stderr = _reader_leaves_after_one_line(["analyze", tmp_path, "--json"])
+    assert json.loads(line)["status"] == "ok"
+    assert process.returncode == 128 + signal.SIGPIPE, stderr
+    assert "standard output was closed" in stderr and "Traceback" not in stderr
+
+
 def test_the_next_run_removes_temp_files_of_a_killed_run(tmp_path):
     source = write_input(tmp_path / "a.wav", 1.0)
     out = tmp_path / "out"
