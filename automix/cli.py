@@ -6,7 +6,9 @@ Exit codes (the same for every command):
 * 1 -- at least one input failed (the others were still processed);
 * 2 -- usage error (bad option, bad preset, nothing to do);
 * 3 -- a loudness target could not be met within the allowed limiting (see ``--over-limit``);
-* 130, 143 -- stopped by SIGINT (Ctrl-C) or SIGTERM: workers stopped, no temporary file left.
+* 130, 143, 129 -- stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed):
+  workers stopped, no temporary file left;
+* 141 -- stopped because standard output's reader left (as SIGPIPE stops a command).
 
 An unexpected internal error prints one line and exits 1; ``AUTOMIX_DEBUG=1`` in the
 environment adds the traceback.

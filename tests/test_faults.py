@@ -359,6 +359,12 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _hangup_not_ignored() -> None:
+    """In the child: SIGHUP at its default, as a terminal's command starts (pytest run
+    under ``nohup`` would pass it on ignored, and automix keeps an ignored signal so)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def long_inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("long")
@@ -374,6 +380,8 @@ def long_inputs(tmp_path_factory):
     ("master -j 1", signal.SIGTERM, False, 143),
     ("mix", signal.SIGINT, False, 130),
     ("master -j 2", signal.SIGKILL, False, -9),  # the workers follow their parent (and clean up)
+    ("master -j 2", signal.SIGHUP, True, 129),  # the terminal or SSH session closed: the whole group
+    ("master -j 1", signal.SIGHUP, True, 129),  # the helper process too
 ])
 def test_a_signal_stops_the_whole_job(tmp_path, long_inputs, command, sig, to_group, code):
     before = digests(long_inputs)
@@ -383,7 +391,8 @@ def test_a_signal_stops_the_whole_job(tmp_path, long_inputs, command, sig, to_gr
     else:
         args = ["master", long_inputs, "-o", out, "--target-lufs", "-9", "--over-limit", "force", "-j", command[-1]]
     process = subprocess.Popen([sys.executable, "-m", "automix", *map(str, args)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=_hangup_not_ignored)
     try:
         deadline = time.monotonic() + 30
         want = 2 if command.endswith("2") else 0
@@ -635,15 +644,17 @@ def test_the_death_signal_stops_a_worker_long_before_the_watch_would():
     assert _gone_within(worker, 5.0), "the worker outlived its parent"
 
 
-def test_a_worker_keeps_sigint_ignored_when_its_batch_runs_with_it_ignored():
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGHUP"])
+def test_a_worker_keeps_a_signal_ignored_when_its_batch_runs_with_it_ignored(sig):
     """A shell starts background jobs with SIGINT ignored so that Ctrl-C meant for the
-    foreground leaves them running: their workers must ignore it too."""
+    foreground leaves them running, and ``nohup`` starts its command with SIGHUP ignored
+    so that it outlives the terminal: their workers must ignore it too."""
     run = _pool_script(
-        "signal.signal(signal.SIGINT, signal.SIG_IGN)",
+        f"signal.signal(signal.{sig}, signal.SIG_IGN)",
         "pool = safety._new_pool(1)",
         "future = safety._submit(pool, time.sleep, (1.0,))",
         "time.sleep(0.5)",
-        "[os.kill(p.pid, signal.SIGINT) for p in pool._processes.values()]",
+        f"[os.kill(p.pid, signal.{sig}) for p in pool._processes.values()]",
         "future.result(timeout=30)",
         "pool.shutdown(wait=True)",
         "print('finished')",

@@ -100,11 +100,13 @@ def _unpickled(data: bytes, buffers: list[bytearray]):
 def _serve(requests, replies, unused: tuple, parent_pid: int) -> None:
     for end in unused:  # the parent's ends: closed here, so each side sees the other go
         end.close()
-    # Ctrl-C reaches the whole process group: the parent stops the run, the helper goes
-    # with it, without a traceback of its own. SIGTERM (from a user, or the kernel when
-    # the parent dies) ends it at once: it holds no file to clean up (the parent's CLI
-    # handler, inherited through fork, would raise a traceback here)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C and a hangup reach the whole process group: the parent stops the run, the
+    # helper goes with it, without a traceback of its own. SIGTERM (from a user, or the
+    # kernel when the parent dies) ends it at once: it holds no file to clean up (the
+    # parent's CLI handler, inherited through fork, would raise a traceback here)
+    for ignored in (signal.SIGINT, getattr(signal, "SIGHUP", None)):
+        if ignored is not None:
+            signal.signal(ignored, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from automix.jobs.safety import _stop_with_parent
     from automix.measure import loudness

@@ -6,10 +6,11 @@ Three guarantees, shared by ``master``, ``mix`` and ``analyze``:
   that file's error record (one line, no traceback) and the batch goes on. In worker
   processes too: a worker that dies (killed, out of memory) fails the file it was
   working on, found by re-running the files it shared the pool with one at a time.
-* **Signals stop the whole job.** SIGINT and SIGTERM raise :class:`Stopped` in the main
-  thread (of the parent and of every worker), so each ``atomic_output`` block removes
-  its temporary file while the exception unwinds; the parent then terminates and joins
-  its workers. The CLI exits with 128 + the signal number (130, 143), as shells do.
+* **Signals stop the whole job.** SIGINT, SIGTERM and SIGHUP (the terminal or the SSH
+  session closed) raise :class:`Stopped` in the main thread (of the parent and of every
+  worker), so each ``atomic_output`` block removes its temporary file while the
+  exception unwinds; the parent then terminates and joins its workers. The CLI exits
+  with 128 + the signal number (130, 143, 129), as shells do.
   A worker whose parent dies, even by SIGKILL, gets SIGTERM from the kernel and
   stops the same way; the next run into a folder removes temp files a SIGKILL left.
 * **Bounded parallelism.** ``--jobs`` is capped at the CPUs this process may use.
@@ -30,7 +31,10 @@ from pathlib import Path
 from automix.errors import AutomixError
 from automix.io.paths import os_error_reason
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Ctrl-C, a kill, and a hangup (the terminal or SSH session that started a batch went
+#: away: without a handler, SIGHUP would end the run with its temporary files left).
+#: A signal the run was started with ignored stays ignored (``nohup``, background jobs).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 #: How long terminated workers get to remove their temporary files before SIGKILL.
 WORKER_STOP_TIMEOUT_S = 10.0
@@ -41,7 +45,7 @@ BUG_NOTE = "this is a bug in automix, please report it"
 
 
 class Stopped(BaseException):
-    """SIGINT or SIGTERM arrived: stop everything, clean up while unwinding.
+    """A stop signal arrived (:data:`STOP_SIGNALS`): stop everything, clean up while unwinding.
 
     A ``BaseException`` (like ``KeyboardInterrupt``) so that per-file ``except
     Exception`` handlers do not swallow it, while ``except BaseException`` cleanups
@@ -125,7 +129,7 @@ def _raise_stopped(signum, frame) -> None:
 
 
 def install_stop_handlers() -> None:
-    """In the main process: SIGINT and SIGTERM raise :class:`Stopped`.
+    """In the main process: the :data:`STOP_SIGNALS` raise :class:`Stopped`.
 
     A signal the process was started with ignored stays ignored (a shell runs
     background jobs with SIGINT ignored, so Ctrl-C meant for the foreground job does
@@ -205,7 +209,7 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _submit(pool: ProcessPoolExecutor, fn: Callable, args: tuple):
-    """``pool.submit`` with SIGINT/SIGTERM held back: submitting may fork a worker, and a
+    """``pool.submit`` with the stop signals held back: submitting may fork a worker, and a
     signal handled half-way through would leave a worker the pool does not know of."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
