@@ -63,8 +63,40 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Automatic mixing and mastering: balance a folder of stems, master finished mixes.",
 )
+
+
+class _Messages:
+    """stderr for people. A message that cannot be written (``2>>log`` on a full disk, a
+    reader of ``2>&1`` that left) is lost, never the batch that was writing it. The
+    stream is looked up at each write, so a harness that swaps ``sys.stderr`` (typer's
+    CliRunner) still gets every message."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            return len(text)
+
+    def flush(self) -> None:
+        with suppress(OSError, ValueError):
+            sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return sys.stderr.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        return sys.stderr.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(sys.stderr, "encoding", None) or "utf-8"
+
+
 stdout = Console()
-stderr = Console(stderr=True)
+stderr = Console(file=_Messages())
 
 
 def fail(message: str) -> None:

@@ -462,6 +462,22 @@ def test_a_reader_that_leaves_stops_the_batch_as_sigpipe_would(tmp_path, jobs):
     assert digests(inputs) == before
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_messages_that_cannot_be_written_never_stop_the_batch(tmp_path):
+    """``2>>log`` on a full disk: every message is lost, none of the files. (Before, the
+    first line that could not be written ended the batch with exit 1.)"""
+    inputs = tmp_path / "in"
+    for i in range(3):
+        write_input(inputs / f"song{i}.wav", 1.0, seed=i, level=0.3)
+    out = tmp_path / "out"
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", "automix", "master", str(inputs), "-o", str(out)], check=False,
+                             stdout=subprocess.PIPE, stderr=full, text=True, timeout=300)
+    assert run.returncode == 0
+    assert sorted(p.name for p in out.glob("*.wav")) == ["song0.wav", "song1.wav", "song2.wav"]
+    assert part_files(out) == []
+
+
 def test_analyze_stops_when_its_reader_leaves(tmp_path):
     for i in range(3):
         write_input(tmp_path / f"song{i}.wav", 1.0, seed=i)
