@@ -155,6 +155,11 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     # then the mix's output analysed only for those who read it (27de493)
     "report_final": ("automix/jobs/report.py", ["tests/test_mix_report.py", "tests/test_mix.py", "tests/test_cli.py", "-k",
                                                 "mix_report or nobody_reads or sample_song or mix_command_end_to_end"]),
+    # the eighth round: a reader of stdout that leaves, messages that cannot be written,
+    # and the helper ignoring a hangup (tests in tests/test_faults.py; STOP_SIGNALS gives
+    # no mutant: its tests drop SIGHUP from it by hand)
+    "stdout_reader": ("automix/cli.py", ["tests/test_faults.py", "-k", "reader or cannot_be_written or signal_stops"]),
+    "helper_hangup": ("automix/io/helper.py", ["tests/test_faults.py", "-k", "signal_stops"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose
@@ -200,6 +205,8 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "render_meters": ("render", "OutputMeters"),
     "digests_beside": ("input_digests_beside", "input_digest_beside", "write_metadata"),
     "report_final": ("_final", "build_report"),
+    "stdout_reader": ("emit", "_reader_gone", "_Messages", "main"),
+    "helper_hangup": ("_serve",),
 }
 
 FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
