@@ -67,27 +67,28 @@ app = typer.Typer(
 
 class _Messages:
     """stderr for people. A message that cannot be written (``2>>log`` on a full disk, a
-    reader of ``2>&1`` that left) is lost, never the batch that was writing it. The
-    stream is looked up at each write, so a harness that swaps ``sys.stderr`` (typer's
-    CliRunner) still gets every message."""
+    reader of ``2>&1`` that left, ``2>&-``: no stderr at all) is lost, never the batch
+    that was writing it. The stream is looked up at each write, so a harness that swaps
+    ``sys.stderr`` (typer's CliRunner) still gets every message."""
 
     def write(self, text: str) -> int:
-        try:
-            return sys.stderr.write(text)
-        except (OSError, ValueError):  # ValueError: the stream was closed
-            return len(text)
+        with suppress(OSError, ValueError, AttributeError):  # ValueError: closed; AttributeError: None
+            sys.stderr.write(text)
+        return len(text)
 
     def flush(self) -> None:
-        with suppress(OSError, ValueError):
+        with suppress(OSError, ValueError, AttributeError):
             sys.stderr.flush()
 
     def isatty(self) -> bool:
         try:
             return sys.stderr.isatty()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             return False
 
     def fileno(self) -> int:
+        if sys.stderr is None:
+            raise OSError("no standard error stream")
         return sys.stderr.fileno()
 
     @property
@@ -786,7 +787,7 @@ def main() -> None:
         # pool was starting a worker leaves a thread the pool never registered, and the
         # exit would wait for it forever (with further signals ignored).
         for stream in (sys.stdout, sys.stderr):
-            with suppress(OSError):
+            with suppress(OSError, ValueError, AttributeError):  # a closed stream, or none (2>&-)
                 stream.flush()
         os._exit(stop.exit_code)
     except AutomixError as error:  # errors not tied to one input file

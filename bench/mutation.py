@@ -158,8 +158,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     # the eighth round: a reader of stdout that leaves, messages that cannot be written,
     # and the helper ignoring a hangup (tests in tests/test_faults.py; STOP_SIGNALS gives
     # no mutant: its tests drop SIGHUP from it by hand)
-    "stdout_reader": ("automix/cli.py", ["tests/test_faults.py", "-k", "reader or cannot_be_written or signal_stops"]),
-    "helper_hangup": ("automix/io/helper.py", ["tests/test_faults.py", "-k", "signal_stops"]),
+    "stdout_reader": ("automix/cli.py", ["tests/test_cli.py", "tests/test_faults.py", "-k",
+                                         "message_stream or without_stderr or reader or cannot_be_written or signal_stops "
+                                         "or internal_error"]),
+    "helper_hangup": ("automix/io/helper.py", ["tests/test_helper_process.py", KILLS4, "tests/test_faults.py", "-k",
+                                               "mutation_kills_4 or (helper_process and not (bit_identical or ctrl_c or "
+                                               "parent_is_killed)) or signal_stops"]),
 }
 
 # module key -> the top-level names (functions, classes, assigned constants) whose

@@ -1,10 +1,13 @@
 """End-to-end runs of the command line, as a user or a script would."""
 
+import io
 import json
 import subprocess
 import sys
+import types
 
 import numpy as np
+import pytest
 from signals import sine
 
 from automix.io.audio import write_audio
@@ -150,3 +153,47 @@ def test_mix_matches_a_reference_and_refuses_a_stem_as_reference(tmp_path):
     assert refused.returncode == 2 and "--reference" in refused.stderr
     assert not (tmp_path / "mix2.wav").exists()
     shutil.rmtree(stems)
+
+
+def test_the_message_stream_is_the_real_stderr_or_a_quiet_nothing(monkeypatch):
+    """cli._Messages, rich's file for stderr: what it says of the stream is the stream's own
+    (a terminal, its descriptor, its encoding), and with no stream (2>&-) or a closed one
+    it says "not a terminal", writes nothing and raises nothing."""
+    from automix import cli
+
+    messages = cli._Messages()
+    written = []
+    terminal = types.SimpleNamespace(isatty=lambda: True, fileno=lambda: 7, encoding="latin-1",
+                                     write=written.append, flush=lambda: None)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert messages.isatty() is True and messages.fileno() == 7 and messages.encoding == "latin-1"
+    assert messages.write("abc") == 3 and written == ["abc"]
+    monkeypatch.setattr(sys, "stderr", types.SimpleNamespace(encoding=None))
+    assert messages.encoding == "utf-8"
+    monkeypatch.setattr(sys, "stderr", None)
+    assert messages.isatty() is False and messages.encoding == "utf-8" and messages.write("abc") == 3
+    messages.flush()
+    with pytest.raises(OSError):
+        messages.fileno()
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stderr", closed)
+    assert messages.isatty() is False and messages.write("abc") == 3
+    messages.flush()
+
+
+def test_a_run_without_stderr_still_writes_every_file(tmp_path):
+    """``automix master ... 2>&-``: Python starts with no sys.stderr at all; the messages
+    go nowhere and the batch runs to its end."""
+    import os
+
+    import soundfile as sf
+
+    (tmp_path / "in").mkdir()
+    for i in range(2):  # not automix's writer: a batch leaves files it wrote itself out
+        sf.write(tmp_path / "in" / f"s{i}.wav", sine(-20, 1.0, 44100, 440.0 * (i + 1)).T, 44100, subtype="PCM_24")
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "automix", "master", str(tmp_path / "in"), "-o", str(out)], check=False,
+                         stdout=subprocess.PIPE, text=True, timeout=300, preexec_fn=lambda: os.close(2))
+    assert run.returncode == 0
+    assert sorted(p.name for p in out.glob("*.wav")) == ["s0.wav", "s1.wav"]
