@@ -220,6 +220,9 @@ FORK = hasattr(os, "fork")  # --no-fork: a fresh interpreter per mutant
 EQUIVALENT: dict[str, str] = {
     # report_final (the mix report's numbers), judged on the code at 32d83a1: a band edge moved
     # past no third-octave centre (band_level_db sums the bands whose centres lie inside)
+    # helper_hangup (the helper's loop), judged on the code at 3cc4517
+    "helper_hangup:131:drop:21051dad": "reply = None for a drop -> pass: the drop's reply is never read (Held.drop "
+                                       "discards its future), so sending the previous reply instead changes nothing seen",
     "report_final:41:number:99f56c71": "20 -> 21 Hz: no third-octave centre lies between (the lowest is 25 Hz)",
     "report_final:41:number:60ab0000": "160 -> 161 Hz: no centre between (158.5 Hz is inside both, 199.5 Hz outside both)",
     "report_final:42:number:3916a65b": "5000 -> 5001 Hz: no centre between (3981 Hz inside both, 5012 Hz outside both)",
