@@ -457,8 +457,9 @@ def test_a_reader_that_leaves_stops_the_batch_as_sigpipe_would(tmp_path, jobs):
     for name in written:  # whole: the input's length, and readable to the end
         assert sf.info(out / name).frames == sf.info(inputs / name).frames
         assert np.isfinite(sf.read(out / name)[0]).all()
-    if jobs == "1":  # the first file, and the second, whose line found the reader gone
-        assert written == ["song0.wav", "song1.wav"]
+    if jobs == "1":  # the first files in order, up to the one whose line found the reader gone
+        # (the second, unless this process stalled between reading its line and leaving)
+        assert written == [f"song{i}.wav" for i in range(len(written))] and 2 <= len(written) < 4
     assert digests(inputs) == before
 
 
@@ -553,7 +554,7 @@ def _exit_code(worker, timeout_s: float = 10.0) -> int | None:
     Not ``worker.join()`` then ``worker.exitcode``: a pool whose worker died is broken,
     and its manager thread reaps that worker too. A join that loses the race finds the
     process gone (ECHILD) before the other thread has recorded its code, and returns
-    with ``exitcode`` None (CI saw it once in 20 runs; reproduced by widening the gap).
+    with ``exitcode`` None (CI saw it once; reproduced by widening that gap on purpose).
     """
     deadline = time.monotonic() + timeout_s
     while worker.exitcode is None and time.monotonic() < deadline:
