@@ -100,16 +100,16 @@ def _unpickled(data: bytes, buffers: list[bytearray]):
 def _serve(requests, replies, unused: tuple, parent_pid: int) -> None:
     for end in unused:  # the parent's ends: closed here, so each side sees the other go
         end.close()
-    # Ctrl-C and a hangup reach the whole process group: the parent stops the run, the
-    # helper goes with it, without a traceback of its own. SIGTERM (from a user, or the
-    # kernel when the parent dies) ends it at once: it holds no file to clean up (the
-    # parent's CLI handler, inherited through fork, would raise a traceback here)
-    for ignored in (signal.SIGINT, getattr(signal, "SIGHUP", None)):
-        if ignored is not None:
-            signal.signal(ignored, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    from automix.jobs.safety import _stop_with_parent
+    from automix.jobs.safety import STOP_SIGNALS, _stop_with_parent
     from automix.measure import loudness
+
+    # The stop signals that reach the whole process group (Ctrl-C, a hangup): the parent
+    # stops the run, the helper goes with it, without a traceback of its own. SIGTERM
+    # (from a user, or the kernel when the parent dies) ends it at once: it holds no file
+    # to clean up (the parent's CLI handler, inherited through fork, would raise a
+    # traceback here)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.SIG_IGN)
 
     _stop_with_parent(parent_pid)
     loudness.THREADS = 1  # one core each: the parent and the helper
